@@ -1,0 +1,117 @@
+//! The index: the single writer of mesh state. It folds source events into the
+//! model, keeps the last good version of anything refused, and after a short
+//! debounce publishes an immutable [`Snapshot`] on a `watch` channel.
+
+mod convert;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::model::Snapshot;
+use crate::source::SourceEvent;
+use store::Store;
+
+/// Bursts longer than this many debounce periods publish anyway, so a steady
+/// stream of edits cannot starve proxies of updates.
+const MAX_DEBOUNCE_PERIODS: u32 = 10;
+
+pub struct Index {
+    store: Store,
+    /// How many sources must report `Synced` before the snapshot is ready.
+    sources: usize,
+    synced: usize,
+    debounce: Duration,
+    version: u64,
+    tx: watch::Sender<Arc<Snapshot>>,
+}
+
+impl Index {
+    pub fn new(sources: usize, debounce: Duration) -> (Index, watch::Receiver<Arc<Snapshot>>) {
+        let (tx, rx) = watch::channel(Arc::new(Snapshot::empty()));
+        let index = Index {
+            store: Store::default(),
+            sources,
+            synced: 0,
+            debounce,
+            version: 0,
+            tx,
+        };
+        (index, rx)
+    }
+
+    /// Runs until every source has gone away.
+    pub async fn run(mut self, mut events: mpsc::Receiver<SourceEvent>) {
+        while let Some(event) = events.recv().await {
+            self.apply(event);
+            let burst_end = Instant::now() + self.debounce * MAX_DEBOUNCE_PERIODS;
+            loop {
+                let quiet = tokio::time::sleep(self.debounce);
+                tokio::select! {
+                    next = events.recv() => match next {
+                        Some(e) => self.apply(e),
+                        None => break,
+                    },
+                    _ = quiet => break,
+                }
+                if Instant::now() >= burst_end {
+                    break;
+                }
+            }
+            self.publish();
+        }
+    }
+
+    fn apply(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::Replace { unit, items } => self.store.replace(&unit, items),
+            SourceEvent::Synced => self.synced += 1,
+        }
+    }
+
+    fn synced(&self) -> bool {
+        self.synced >= self.sources
+    }
+
+    /// Publishes when something changed, or when readiness flips, never otherwise:
+    /// an idle mesh pushes nothing.
+    fn publish(&mut self) {
+        let previous = self.tx.borrow().clone();
+        let changes = std::mem::take(&mut self.store.pending);
+        let status = Arc::new(self.store.status());
+        let became_ready = self.synced() && !previous.synced;
+        if changes.is_empty() && !became_ready {
+            if status_differs(&previous.status, &status) {
+                // Only the report changed (e.g. a new rejection): update it in place
+                // without a version bump, so no proxy is pushed.
+                let mut snap = (*previous).clone();
+                snap.status = status;
+                self.tx.send_replace(Arc::new(snap));
+            }
+            return;
+        }
+        self.version += 1;
+        let snapshot = Snapshot {
+            version: self.version,
+            created: Instant::now(),
+            synced: self.synced(),
+            services: self.store.services.clone(),
+            endpoints: self.store.endpoints.clone(),
+            workloads: self.store.workloads.clone(),
+            namespaces: self.store.namespaces.clone(),
+            changes,
+            status,
+        };
+        tracing::debug!(version = snapshot.version, changes = ?snapshot.changes, "publishing snapshot");
+        self.tx.send_replace(Arc::new(snapshot));
+    }
+}
+
+fn status_differs(a: &crate::model::ConfigStatus, b: &crate::model::ConfigStatus) -> bool {
+    a.rejected != b.rejected || a.accepted != b.accepted || a.ignored != b.ignored
+}

@@ -1,0 +1,266 @@
+//! The index's state: every accepted object, who reported it, what was
+//! refused, and the model derived from it. Only the index task touches this.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::api::{self, Kind, Object, ObjectKey};
+use crate::model::{self, ChangeSet, ConfigStatus, ObjectRef, Origin, Rejection, ServiceKey};
+use crate::source::Item;
+
+use super::convert;
+
+struct Stored {
+    origin: Origin,
+    object: Arc<Object>,
+}
+
+#[derive(Default)]
+pub struct Store {
+    objects: BTreeMap<ObjectKey, Stored>,
+    /// Keys each unit (file) currently provides, to find deletions.
+    owned: BTreeMap<String, BTreeSet<ObjectKey>>,
+    rejected: BTreeMap<String, Vec<Rejection>>,
+    ignored: BTreeMap<String, Vec<(ObjectRef, Origin)>>,
+    // The model, kept up to date incrementally.
+    pub services: BTreeMap<ServiceKey, Arc<model::Service>>,
+    pub endpoints: BTreeMap<ServiceKey, Arc<model::ServiceEndpoints>>,
+    pub workloads: BTreeMap<model::WorkloadKey, Arc<model::Workload>>,
+    pub namespaces: BTreeMap<String, Arc<model::Namespace>>,
+    /// Changes not yet published.
+    pub pending: ChangeSet,
+}
+
+impl Store {
+    /// Folds in the full content of one unit. Invalid documents are recorded
+    /// and the objects they name keep their previous good version.
+    pub fn replace(&mut self, unit: &str, items: Vec<Item>) {
+        let before = self.owned.remove(unit).unwrap_or_default();
+        let mut kept = BTreeSet::new();
+        // A document whose identity we could not read might hold any of the
+        // unit's objects, so none of them may be deleted this round.
+        let mut unsure = false;
+        let mut rejections = Vec::new();
+        let mut ignored = Vec::new();
+        for item in items {
+            match item {
+                Item::Object { document, key, object } => {
+                    let origin = origin(unit, document);
+                    match api::validate(&object) {
+                        Ok(()) => {
+                            self.put(key.clone(), origin, object);
+                            kept.insert(key);
+                        }
+                        Err(error) => {
+                            rejections.push(reject(origin, Some(key.to_ref()), error));
+                            if before.contains(&key) {
+                                kept.insert(key);
+                            }
+                        }
+                    }
+                }
+                Item::Invalid { document, error } => {
+                    let origin = origin(unit, document);
+                    match &error.object {
+                        Some(r) => kept.extend(before.iter().filter(|k| k.to_ref() == *r).cloned()),
+                        None => unsure = true,
+                    }
+                    rejections.push(reject(origin, error.object, error.error));
+                }
+                Item::Ignored { document, object } => {
+                    tracing::debug!(%object, unit, "ignoring a kind Rudder does not serve");
+                    ignored.push((object, origin(unit, document)));
+                }
+            }
+        }
+        for r in &rejections {
+            tracing::error!("rejected {r}; the previous version, if any, stays in service");
+        }
+        let dropped: Vec<ObjectKey> = before.difference(&kept).cloned().collect();
+        for key in &dropped {
+            if unsure {
+                kept.insert(key.clone());
+            } else if self.objects.get(key).is_some_and(|s| s.origin.source == unit) {
+                self.remove(key);
+            }
+        }
+        if !kept.is_empty() {
+            self.owned.insert(unit.to_string(), kept);
+        }
+        set_or_clear(&mut self.rejected, unit, rejections);
+        set_or_clear(&mut self.ignored, unit, ignored);
+    }
+
+    fn put(&mut self, key: ObjectKey, origin: Origin, object: Arc<Object>) {
+        // A slice relabelled to another Service leaves its old Service's endpoints.
+        let old_service = match self.objects.get(&key).map(|s| s.object.as_ref()) {
+            Some(Object::EndpointSlice(slice)) => slice_service(&key, slice),
+            _ => None,
+        };
+        if let Some(old) = self.objects.get(&key) {
+            if old.origin.source != origin.source {
+                tracing::warn!(object = %key.to_ref(), first = %old.origin, now = %origin, "object defined twice; the later one wins");
+            }
+            if old.object == object {
+                self.objects.insert(key, Stored { origin, object });
+                return;
+            }
+        }
+        self.objects.insert(key.clone(), Stored { origin, object });
+        self.refresh(&key);
+        if let Some(svc) = old_service {
+            self.refresh_endpoints(svc);
+        }
+    }
+
+    fn remove(&mut self, key: &ObjectKey) {
+        let removed = self.objects.remove(key);
+        if let Some(stored) = &removed {
+            // The slice's Service label is only readable from the object.
+            if let Object::EndpointSlice(slice) = stored.object.as_ref() {
+                if let Some(svc) = slice_service(key, slice) {
+                    self.refresh_endpoints(svc);
+                }
+            }
+        }
+        self.refresh(key);
+    }
+
+    /// Recomputes the model entry an object contributes to.
+    fn refresh(&mut self, key: &ObjectKey) {
+        let object = self.objects.get(key).map(|s| s.object.clone());
+        match key.kind {
+            Kind::Service => {
+                let skey = ServiceKey::new(&key.namespace, &key.name);
+                let new = match object.as_deref() {
+                    Some(Object::Service(svc)) => Some(Arc::new(convert::service(svc, skey.clone()))),
+                    _ => None,
+                };
+                if update(&mut self.services, skey.clone(), new) {
+                    self.pending.services.insert(skey);
+                }
+            }
+            Kind::EndpointSlice => {
+                if let Some(Object::EndpointSlice(slice)) = object.as_deref() {
+                    if let Some(svc) = slice_service(key, slice) {
+                        self.refresh_endpoints(svc);
+                    }
+                }
+            }
+            Kind::Endpoints => self.refresh_endpoints(ServiceKey::new(&key.namespace, &key.name)),
+            Kind::Pod => {
+                let wkey = model::WorkloadKey {
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                };
+                let new = match object.as_deref() {
+                    Some(Object::Pod(pod)) => Some(Arc::new(convert::workload(pod, wkey.clone()))),
+                    _ => None,
+                };
+                self.pending.workloads |= update(&mut self.workloads, wkey, new);
+            }
+            Kind::Namespace => {
+                let new = match object.as_deref() {
+                    Some(Object::Namespace(ns)) => Some(Arc::new(convert::namespace(ns))),
+                    _ => None,
+                };
+                self.pending.workloads |= update(&mut self.namespaces, key.name.clone(), new);
+            }
+        }
+    }
+
+    /// EndpointSlices win; legacy Endpoints count only for a Service without slices.
+    fn refresh_endpoints(&mut self, svc: ServiceKey) {
+        let slices: Vec<_> = self
+            .objects
+            .range(slice_range(&svc.namespace))
+            .filter_map(|(k, s)| match s.object.as_ref() {
+                Object::EndpointSlice(slice) if slice_service(k, slice).as_ref() == Some(&svc) => Some(slice),
+                _ => None,
+            })
+            .collect();
+        let new = if !slices.is_empty() {
+            Some(convert::endpoints_from_slices(slices.into_iter()))
+        } else {
+            let legacy = ObjectKey {
+                kind: Kind::Endpoints,
+                namespace: svc.namespace.clone(),
+                name: svc.name.clone(),
+            };
+            match self.objects.get(&legacy).map(|s| s.object.as_ref()) {
+                Some(Object::Endpoints(eps)) => Some(convert::endpoints_from_legacy(eps)),
+                _ => None,
+            }
+        };
+        if update(&mut self.endpoints, svc.clone(), new.map(Arc::new)) {
+            self.pending.endpoints.insert(svc);
+        }
+    }
+
+    pub fn status(&self) -> ConfigStatus {
+        ConfigStatus {
+            accepted: self
+                .objects
+                .iter()
+                .map(|(k, s)| (k.to_ref(), s.origin.clone()))
+                .collect(),
+            rejected: self.rejected.values().flatten().cloned().collect(),
+            ignored: self.ignored.values().flatten().cloned().collect(),
+        }
+    }
+}
+
+fn origin(unit: &str, document: usize) -> Origin {
+    Origin {
+        source: unit.to_string(),
+        document: Some(document),
+    }
+}
+
+fn reject(origin: Origin, object: Option<ObjectRef>, error: api::FieldError) -> Rejection {
+    Rejection {
+        origin,
+        object,
+        field: error.field,
+        reason: error.reason,
+    }
+}
+
+fn set_or_clear<T>(map: &mut BTreeMap<String, Vec<T>>, unit: &str, list: Vec<T>) {
+    if list.is_empty() {
+        map.remove(unit);
+    } else {
+        map.insert(unit.to_string(), list);
+    }
+}
+
+/// Replaces or removes a model entry; true when it actually changed.
+fn update<K: Ord, V: PartialEq>(map: &mut BTreeMap<K, Arc<V>>, key: K, new: Option<Arc<V>>) -> bool {
+    match new {
+        Some(v) => match map.get(&key) {
+            Some(old) if **old == *v => false,
+            _ => {
+                map.insert(key, v);
+                true
+            }
+        },
+        None => map.remove(&key).is_some(),
+    }
+}
+
+fn slice_service(key: &ObjectKey, slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> Option<ServiceKey> {
+    let labels = slice.metadata.labels.as_ref()?;
+    let name = labels.get(api::SERVICE_NAME_LABEL)?;
+    Some(ServiceKey::new(&key.namespace, name))
+}
+
+/// All EndpointSlice keys of one namespace, using the store's key order.
+fn slice_range(namespace: &str) -> std::ops::RangeInclusive<ObjectKey> {
+    let at = |name: &str| ObjectKey {
+        kind: Kind::EndpointSlice,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    };
+    // Names are DNS subdomains, so "\u{10FFFF}" sorts after all of them.
+    at("")..=at("\u{10FFFF}")
+}

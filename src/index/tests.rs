@@ -1,0 +1,114 @@
+use std::time::Duration;
+
+use super::*;
+use crate::model::ServiceKey;
+use crate::source::file::parse_text;
+
+const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  ports: [{name: http, port: 80, targetPort: 8080}]\n";
+
+fn slice(name: &str, ip: &str) -> String {
+    format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}, namespace: shop, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nendpoints: [{{addresses: [{ip}]}}]\nports: [{{name: http, port: 8080}}]\n")
+}
+
+fn key() -> ServiceKey {
+    ServiceKey::new("shop", "web")
+}
+
+fn addresses(store: &Store) -> Vec<String> {
+    store.endpoints.get(&key()).map_or(vec![], |e| e.endpoints.iter().map(|e| e.address.to_string()).collect())
+}
+
+#[test]
+fn invalid_edit_keeps_the_last_good_version_and_is_reported() {
+    let mut store = Store::default();
+    store.replace("a.yaml", parse_text(SVC));
+    assert_eq!(store.services[&key()].ports[0].port, 80);
+    store.pending = Default::default();
+
+    store.replace("a.yaml", parse_text(&SVC.replace("port: 80", "port: 0")));
+    assert_eq!(store.services[&key()].ports[0].port, 80, "last good version stays");
+    assert!(store.pending.is_empty());
+    let status = store.status();
+    assert_eq!(status.rejected.len(), 1);
+    let line = status.rejected[0].to_string();
+    assert_eq!(line, "a.yaml document 0 (Service shop/web): spec.ports[0].port: port must be between 1 and 65535, got 0");
+
+    // Fixing the file clears the rejection.
+    store.replace("a.yaml", parse_text(&SVC.replace("port: 80", "port: 81")));
+    assert_eq!(store.services[&key()].ports[0].port, 81);
+    assert!(store.status().rejected.is_empty());
+}
+
+#[test]
+fn unparseable_document_deletes_nothing_from_its_file() {
+    let mut store = Store::default();
+    let text = format!("{SVC}---\n{}", slice("web-1", "198.18.0.1"));
+    store.replace("a.yaml", parse_text(&text));
+    let broken = format!("{SVC}---\nkind: [oops\n");
+    store.replace("a.yaml", parse_text(&broken));
+    assert_eq!(addresses(&store), ["198.18.0.1"], "endpoints survive a broken edit");
+    assert_eq!(store.status().rejected.len(), 1);
+}
+
+#[test]
+fn removed_documents_and_files_are_deleted() {
+    let mut store = Store::default();
+    store.replace("a.yaml", parse_text(&format!("{SVC}---\n{}", slice("web-1", "198.18.0.1"))));
+    store.replace("a.yaml", parse_text(SVC));
+    assert!(addresses(&store).is_empty());
+    assert!(store.pending.endpoints.contains(&key()));
+    store.replace("a.yaml", vec![]);
+    assert!(store.services.is_empty());
+}
+
+#[test]
+fn endpoint_change_is_an_endpoints_only_change() {
+    let mut store = Store::default();
+    store.replace("svc.yaml", parse_text(SVC));
+    store.replace("eps.yaml", parse_text(&slice("web-1", "198.18.0.1")));
+    store.pending = Default::default();
+    store.replace("eps.yaml", parse_text(&slice("web-1", "198.18.0.2")));
+    assert!(store.pending.endpoints_only(), "{:?}", store.pending);
+    assert_eq!(addresses(&store), ["198.18.0.2"]);
+}
+
+#[test]
+fn slices_merge_and_win_over_legacy_endpoints() {
+    let mut store = Store::default();
+    let legacy = "apiVersion: v1\nkind: Endpoints\nmetadata: {name: web, namespace: shop}\nsubsets: [{addresses: [{ip: 198.18.0.9}], ports: [{name: http, port: 8080}]}]\n";
+    store.replace("legacy.yaml", parse_text(legacy));
+    assert_eq!(addresses(&store), ["198.18.0.9"]);
+    store.replace("s.yaml", parse_text(&format!("{}---\n{}", slice("web-1", "198.18.0.1"), slice("web-2", "198.18.0.2"))));
+    assert_eq!(addresses(&store), ["198.18.0.1", "198.18.0.2"]);
+    store.replace("s.yaml", vec![]);
+    assert_eq!(addresses(&store), ["198.18.0.9"], "legacy Endpoints apply again");
+}
+
+#[test]
+fn relabelled_slice_leaves_its_old_service() {
+    let mut store = Store::default();
+    store.replace("s.yaml", parse_text(&slice("web-1", "198.18.0.1")));
+    store.replace("s.yaml", parse_text(&slice("web-1", "198.18.0.1").replace("service-name: web", "service-name: api")));
+    assert!(addresses(&store).is_empty());
+    assert_eq!(store.endpoints[&ServiceKey::new("shop", "api")].endpoints.len(), 1);
+}
+
+#[tokio::test]
+async fn a_burst_of_events_publishes_one_snapshot() {
+    let (index, mut rx) = Index::new(1, Duration::from_millis(50));
+    let (tx, events) = mpsc::channel(64);
+    tokio::spawn(index.run(events));
+    for i in 1..=5 {
+        let items = parse_text(&slice("web-1", &format!("198.18.0.{i}")));
+        tx.send(SourceEvent::Replace { unit: "s.yaml".into(), items }).await.unwrap();
+    }
+    tx.send(SourceEvent::Synced).await.unwrap();
+    rx.changed().await.unwrap();
+    let snap = rx.borrow_and_update().clone();
+    assert_eq!(snap.version, 1, "one publish for the whole burst");
+    assert!(snap.synced);
+    assert_eq!(snap.endpoints[&key()].endpoints[0].address.to_string(), "198.18.0.5");
+    // Nothing more arrives while idle.
+    let idle = tokio::time::timeout(Duration::from_millis(300), rx.changed()).await;
+    assert!(idle.is_err(), "an idle index must not publish");
+}

@@ -1,0 +1,10 @@
+//! Rudder: a service-mesh control plane that drives stock Envoy with Istio's API.
+//!
+//! Data flows one way: `source -> index -> translate -> xds`. See
+//! `../shared/design.md` for the map.
+pub mod api;
+pub mod cli;
+pub mod index;
+pub mod model;
+pub mod source;
+pub mod translate;

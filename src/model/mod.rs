@@ -1,0 +1,16 @@
+//! The typed mesh model: what the index builds and the translator reads.
+//! No Kubernetes and no Envoy types live here, so both ends can change alone.
+
+mod proxy;
+mod service;
+mod snapshot;
+
+pub use proxy::{Interception, Proxy, ProxyKind};
+pub use service::{
+    Endpoint, Namespace, Protocol, Service, ServiceEndpoints, ServiceKey, ServicePort, TargetPort,
+    Workload, WorkloadKey,
+};
+pub use snapshot::{ChangeSet, ConfigStatus, ObjectRef, Origin, Rejection, Snapshot};
+
+/// The cluster-local DNS suffix that makes a Service's fully qualified name.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";

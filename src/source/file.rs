@@ -1,0 +1,212 @@
+//! `--config-dir`: Kubernetes YAML from files, watched for edits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::{Item, SourceEvent};
+use crate::api::{self, DocumentError, Parsed};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileSourceError {
+    #[error("config directory {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+    #[error("cannot watch config directory {0}: {1}")]
+    Watch(PathBuf, notify::Error),
+}
+
+/// Parses one file's text into items. Pure, so it is tested without a disk.
+pub fn parse_text(text: &str) -> Vec<Item> {
+    let mut items = Vec::new();
+    for (document, doc) in api::split_documents(text).into_iter().enumerate() {
+        let parsed = doc
+            .map_err(|error| DocumentError {
+                object: None,
+                error,
+            })
+            .and_then(api::parse);
+        match parsed {
+            Ok(Parsed::Object(key, object)) => items.push(Item::Object {
+                document,
+                key,
+                object: Arc::from(object),
+            }),
+            Ok(Parsed::Ignored(object)) => items.push(Item::Ignored { document, object }),
+            Ok(Parsed::Empty) => {}
+            Err(error) => items.push(Item::Invalid { document, error }),
+        }
+    }
+    items
+}
+
+fn is_config_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml") | Some("yml")
+    )
+}
+
+/// Every config file under `dir`, recursively, in a stable order.
+fn list_files(dir: &Path) -> std::io::Result<BTreeSet<PathBuf>> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if is_config_file(&path) {
+                out.insert(path);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Watches a directory and reports each file's documents whenever it changes.
+pub struct FileSource {
+    dir: PathBuf,
+    /// Content hash per file last reported, so touching a file is not a change.
+    seen: BTreeMap<PathBuf, [u8; 32]>,
+    tx: mpsc::Sender<SourceEvent>,
+}
+
+impl FileSource {
+    pub fn new(dir: PathBuf, tx: mpsc::Sender<SourceEvent>) -> Result<Self, FileSourceError> {
+        if !dir.is_dir() {
+            let err = std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory");
+            return Err(FileSourceError::Dir(dir, err));
+        }
+        Ok(Self {
+            dir,
+            seen: BTreeMap::new(),
+            tx,
+        })
+    }
+
+    /// Loads everything, reports `Synced`, then follows edits until the index goes away.
+    pub async fn run(mut self) -> Result<(), FileSourceError> {
+        let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            // Any event means "look again"; the rescan finds out what changed.
+            let _ = raw_tx.send(());
+        })
+        .map_err(|e| FileSourceError::Watch(self.dir.clone(), e))?;
+        watcher
+            .watch(&self.dir, RecursiveMode::Recursive)
+            .map_err(|e| FileSourceError::Watch(self.dir.clone(), e))?;
+
+        self.rescan().await;
+        if self.tx.send(SourceEvent::Synced).await.is_err() {
+            return Ok(());
+        }
+        while raw_rx.recv().await.is_some() {
+            // Editors write in several steps (truncate, write, rename): let them finish.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while raw_rx.try_recv().is_ok() {}
+            if self.rescan().await {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports files that appeared, changed or vanished. Returns true when the
+    /// receiver is gone and the source should stop.
+    async fn rescan(&mut self) -> bool {
+        let files = match list_files(&self.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                // A transiently unreadable directory must not delete the mesh.
+                tracing::error!(dir = %self.dir.display(), "cannot list config directory: {e}");
+                return false;
+            }
+        };
+        let gone: Vec<PathBuf> = self.seen.keys().filter(|p| !files.contains(*p)).cloned().collect();
+        for path in gone {
+            self.seen.remove(&path);
+            tracing::info!(file = %path.display(), "config file removed");
+            if self.send(&path, Vec::new()).await {
+                return true;
+            }
+        }
+        for path in files {
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(file = %path.display(), "cannot read config file: {e}");
+                    continue;
+                }
+            };
+            let hash: [u8; 32] = Sha256::digest(&bytes).into();
+            if self.seen.get(&path) == Some(&hash) {
+                continue;
+            }
+            self.seen.insert(path.clone(), hash);
+            let items = match std::str::from_utf8(&bytes) {
+                Ok(text) => parse_text(text),
+                Err(e) => vec![Item::Invalid {
+                    document: 0,
+                    error: DocumentError {
+                        object: None,
+                        error: api::FieldError::new("", format!("file is not UTF-8: {e}")),
+                    },
+                }],
+            };
+            if self.send(&path, items).await {
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn send(&self, path: &Path, items: Vec<Item>) -> bool {
+        let unit = path.display().to_string();
+        self.tx.send(SourceEvent::Replace { unit, items }).await.is_err()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_document_with_its_index() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\nkind: Service\n";
+        let items = parse_text(text);
+        assert_eq!(items.len(), 3);
+        assert!(matches!(&items[0], Item::Object { document: 0, .. }));
+        // The empty document at index 1 is skipped but still counted.
+        assert!(matches!(&items[1], Item::Ignored { document: 2, .. }));
+        assert!(matches!(&items[2], Item::Invalid { document: 3, .. }));
+    }
+
+    #[tokio::test]
+    async fn reports_initial_files_then_edits_and_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ns.yaml");
+        std::fs::write(&file, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not config").unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let source = FileSource::new(dir.path().to_path_buf(), tx).unwrap();
+        tokio::spawn(source.run());
+
+        let first = rx.recv().await.unwrap();
+        assert!(matches!(&first, SourceEvent::Replace { items, .. } if items.len() == 1));
+        assert!(matches!(rx.recv().await.unwrap(), SourceEvent::Synced));
+
+        std::fs::write(&file, "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n").unwrap();
+        let edit = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        let SourceEvent::Replace { items, .. } = edit else { panic!("expected Replace") };
+        assert!(matches!(&items[0], Item::Object { key, .. } if key.name == "b"));
+
+        std::fs::remove_file(&file).unwrap();
+        let removal = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert!(matches!(removal, SourceEvent::Replace { items, .. } if items.is_empty()));
+    }
+}

@@ -1,0 +1,37 @@
+//! Sources turn the outside world (a config directory today, a Kubernetes
+//! watch later) into typed events for the index. They parse but never judge:
+//! validation and "keep the last good version" belong to the index.
+
+pub mod file;
+
+use std::sync::Arc;
+
+use crate::api::{DocumentError, Object, ObjectKey};
+use crate::model::ObjectRef;
+
+/// One document of a source unit, as parsed.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Object {
+        document: usize,
+        key: ObjectKey,
+        object: Arc<Object>,
+    },
+    Invalid {
+        document: usize,
+        error: DocumentError,
+    },
+    Ignored {
+        document: usize,
+        object: ObjectRef,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceEvent {
+    /// The complete current content of one unit (a file). Objects the unit held
+    /// before and no longer holds are deleted; an empty list removes the unit.
+    Replace { unit: String, items: Vec<Item> },
+    /// The source has reported everything it had at start-up.
+    Synced,
+}

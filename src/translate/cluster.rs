@@ -1,0 +1,145 @@
+//! CDS: one EDS cluster per service port, the proxy's inbound clusters, and
+//! Istio's two fixed clusters.
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig, LbPolicy,
+};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    explicit_http_config, ExplicitHttpConfig, UpstreamProtocolOptions,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::util::pack_any;
+
+use super::names::{self, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
+use super::{ads_config_source, seconds, socket_address, ProxyShape};
+use crate::model::{Protocol, ProxyKind, Service, ServicePort, Snapshot};
+
+/// Istio's default connect timeout for mesh clusters.
+const CONNECT_TIMEOUT_SECS: i64 = 10;
+
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// Every cluster this proxy needs, sorted by name.
+pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
+    let mut out: Vec<Cluster> = snapshot
+        .services
+        .values()
+        .flat_map(|svc| svc.ports.iter().filter_map(move |p| outbound(svc, p)))
+        .collect();
+    if shape.kind == ProxyKind::Sidecar {
+        out.extend(shape.inbound_ports.iter().map(|(port, proto)| inbound(*port, *proto)));
+    }
+    out.push(passthrough());
+    out.push(blackhole());
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn outbound(svc: &Service, port: &ServicePort) -> Option<Cluster> {
+    if port.protocol == Protocol::Udp {
+        return None; // Envoy sidecars carry TCP only, as in Istio.
+    }
+    let name = names::outbound_cluster(port.port, "", &svc.hostname());
+    let mut cluster = match &svc.external_name {
+        // ExternalName: Envoy resolves the DNS name itself.
+        Some(host) => Cluster {
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32)),
+            dns_lookup_family: DnsLookupFamily::V4Only as i32,
+            load_assignment: Some(static_assignment(&name, host, port.port)),
+            ..base(&name)
+        },
+        None => Cluster {
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(EdsClusterConfig {
+                eds_config: Some(ads_config_source()),
+                service_name: name.clone(),
+            }),
+            ..base(&name)
+        },
+    };
+    if port.protocol.is_http2() {
+        set_http2(&mut cluster);
+    }
+    Some(cluster)
+}
+
+/// The local application, reached on loopback at the port it listens on.
+fn inbound(port: u16, protocol: Protocol) -> Cluster {
+    let name = names::inbound_cluster(port);
+    let mut cluster = Cluster {
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        load_assignment: Some(static_assignment(&name, "127.0.0.1", port)),
+        ..base(&name)
+    };
+    if protocol.is_http2() {
+        set_http2(&mut cluster);
+    }
+    cluster
+}
+
+/// Sends to wherever the client was going (the original destination).
+fn passthrough() -> Cluster {
+    Cluster {
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
+        lb_policy: LbPolicy::ClusterProvided as i32,
+        ..base(PASSTHROUGH_CLUSTER)
+    }
+}
+
+/// A cluster with no endpoints: traffic routed here fails fast.
+fn blackhole() -> Cluster {
+    Cluster {
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: BLACKHOLE_CLUSTER.to_string(),
+            ..Default::default()
+        }),
+        ..base(BLACKHOLE_CLUSTER)
+    }
+}
+
+fn base(name: &str) -> Cluster {
+    Cluster {
+        name: name.to_string(),
+        connect_timeout: Some(seconds(CONNECT_TIMEOUT_SECS)),
+        ..Default::default()
+    }
+}
+
+fn static_assignment(cluster: &str, host: &str, port: u16) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: cluster.to_string(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: vec![LbEndpoint {
+                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                    address: Some(socket_address(host, port)),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// gRPC and HTTP/2 upstreams need HTTP/2 end to end.
+fn set_http2(cluster: &mut Cluster) {
+    let options = HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+            protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                Http2ProtocolOptions::default(),
+            )),
+        })),
+        ..Default::default()
+    };
+    // A one-entry map, so its (unordered) encoding is still deterministic.
+    cluster
+        .typed_extension_protocol_options
+        .insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(options));
+}

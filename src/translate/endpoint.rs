@@ -1,0 +1,71 @@
+//! EDS: the ready endpoints of each service port, grouped by zone.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Locality};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+
+use super::names;
+use super::socket_address;
+use crate::model::{Protocol, Service, ServiceEndpoints, ServiceKey, ServicePort, Snapshot};
+
+/// Load assignments for every EDS cluster in the snapshot. They do not depend
+/// on the proxy, so every proxy shares one set.
+pub fn endpoints(snapshot: &Snapshot) -> Vec<ClusterLoadAssignment> {
+    endpoints_for(snapshot, snapshot.services.keys())
+}
+
+/// Load assignments for the clusters of some services only: an endpoint change
+/// regenerates just these.
+pub fn endpoints_for<'a>(
+    snapshot: &Snapshot,
+    services: impl IntoIterator<Item = &'a ServiceKey>,
+) -> Vec<ClusterLoadAssignment> {
+    let empty = ServiceEndpoints::default();
+    let mut out = Vec::new();
+    for key in services {
+        let Some(svc) = snapshot.services.get(key) else { continue };
+        if svc.external_name.is_some() {
+            continue; // DNS clusters carry their own endpoints.
+        }
+        let eps = snapshot.endpoints.get(key).map_or(&empty, |e| e.as_ref());
+        for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
+            out.push(assignment(svc, port, eps));
+        }
+    }
+    out
+}
+
+fn assignment(svc: &Service, port: &ServicePort, eps: &ServiceEndpoints) -> ClusterLoadAssignment {
+    let mut by_zone: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
+    // Not-ready endpoints are left out, as Kubernetes Services do.
+    for ep in eps.endpoints.iter().filter(|e| e.ready) {
+        let Some(target) = ServiceEndpoints::port_for(ep, port) else { continue };
+        let lb = LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(socket_address(&ep.address.to_string(), target)),
+                ..Default::default()
+            })),
+            health_status: HealthStatus::Healthy as i32,
+            ..Default::default()
+        };
+        by_zone.entry(ep.zone.as_deref().unwrap_or_default()).or_default().push(lb);
+    }
+    ClusterLoadAssignment {
+        cluster_name: names::outbound_cluster(port.port, "", &svc.hostname()),
+        endpoints: by_zone
+            .into_iter()
+            .map(|(zone, lb_endpoints)| LocalityLbEndpoints {
+                locality: (!zone.is_empty()).then(|| Locality {
+                    zone: zone.to_string(),
+                    ..Default::default()
+                }),
+                lb_endpoints,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}

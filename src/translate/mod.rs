@@ -1,0 +1,52 @@
+//! Pure translation from the model to Envoy resources: no I/O, no clock, no
+//! globals. A proxy's output depends only on the snapshot and its
+//! [`ProxyShape`], so the shape is a complete cache key by construction:
+//! proxies of the same shape share one generated resource set.
+
+mod cluster;
+mod endpoint;
+mod listener;
+mod names;
+mod route;
+mod shape;
+
+#[cfg(test)]
+mod golden;
+
+pub use cluster::clusters;
+pub use endpoint::{endpoints, endpoints_for};
+pub use listener::listeners;
+pub use names::{inbound_cluster, outbound_cluster, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
+pub use route::routes;
+pub use shape::ProxyShape;
+
+use envoy_types::pb::envoy::config::core::v3::{
+    address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion,
+    ConfigSource, SocketAddress,
+};
+use envoy_types::pb::google::protobuf::Duration;
+
+/// `{ads: {}}` with the v3 API: every dynamic resource rides the ADS stream.
+fn ads_config_source() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        ..Default::default()
+    }
+}
+
+fn socket_address(ip: &str, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
+            ..Default::default()
+        })),
+    }
+}
+
+fn seconds(s: i64) -> Duration {
+    Duration { seconds: s, nanos: 0 }
+}

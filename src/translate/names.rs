@@ -1,0 +1,45 @@
+//! Istio's resource names, which users' dashboards and habits depend on.
+
+use crate::model::Service;
+
+pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
+pub const BLACKHOLE_CLUSTER: &str = "BlackHoleCluster";
+
+/// `outbound|PORT|SUBSET|HOST`; the subset is empty until DestinationRules.
+pub fn outbound_cluster(port: u16, subset: &str, host: &str) -> String {
+    format!("outbound|{port}|{subset}|{host}")
+}
+
+/// `inbound|PORT||`, named by the port the application listens on.
+pub fn inbound_cluster(port: u16) -> String {
+    format!("inbound|{port}||")
+}
+
+/// Route configurations are named by port, as Istio names them.
+pub fn route_config(port: u16) -> String {
+    port.to_string()
+}
+
+/// Without capture the sidecar listens on loopback at the service port.
+pub fn loopback_listener(port: u16) -> String {
+    format!("127.0.0.1_{port}")
+}
+
+/// Every name a client may use for a service, as Istio's virtual hosts answer:
+/// the FQDN, `name.ns.svc`, `name.ns`, the bare name (only from the same
+/// namespace, where it resolves), and the cluster IP.
+pub fn host_aliases(svc: &Service, client_namespace: &str) -> Vec<String> {
+    let key = &svc.key;
+    let mut names = vec![
+        svc.hostname(),
+        format!("{}.{}.svc", key.name, key.namespace),
+        format!("{}.{}", key.name, key.namespace),
+    ];
+    if key.namespace == client_namespace {
+        names.push(key.name.clone());
+    }
+    if let Some(vip) = svc.vip {
+        names.push(vip.to_string());
+    }
+    names
+}
