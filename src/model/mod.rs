@@ -1,7 +1,7 @@
 //! The typed mesh model: what the index builds and the translator reads.
 //! No Kubernetes and no Envoy types live here, so both ends can change alone.
 
-mod proxy;
+pub mod proxy;
 mod service;
 mod snapshot;
 

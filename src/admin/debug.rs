@@ -1,0 +1,115 @@
+//! JSON debug views. Each answers one question a platform team asks when
+//! something is off: what did you accept, what do you know, what did you send.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::AdminState;
+use crate::translate;
+use crate::xds::json::any_to_json;
+
+/// Per proxy stream and type: sent and ACKed version and nonce, NACK detail.
+pub async fn syncz(State(s): State<AdminState>) -> Json<Value> {
+    Json(json!(s.xds.registry.all()))
+}
+
+/// Services the mesh knows, with ports and protocols.
+pub async fn registryz(State(s): State<AdminState>) -> Json<Value> {
+    let snap = s.snapshots.borrow().clone();
+    let services: Vec<_> = snap
+        .services
+        .values()
+        .map(|svc| json!({"hostname": svc.hostname(), "service": svc}))
+        .collect();
+    Json(json!({"version": snap.version, "services": services}))
+}
+
+/// Endpoints per cluster, as EDS serves them.
+pub async fn endpointz(State(s): State<AdminState>) -> Json<Value> {
+    let snap = s.snapshots.borrow().clone();
+    let mut clusters = BTreeMap::new();
+    for (key, svc) in &snap.services {
+        let Some(eps) = snap.endpoints.get(key) else { continue };
+        for port in &svc.ports {
+            let name = translate::outbound_cluster(port.port, "", &svc.hostname());
+            let list: Vec<Value> = eps
+                .endpoints
+                .iter()
+                .map(|e| {
+                    json!({
+                        "address": e.address,
+                        "port": crate::model::ServiceEndpoints::port_for(e, port),
+                        "ready": e.ready,
+                        "pod": e.pod,
+                        "zone": e.zone,
+                    })
+                })
+                .collect();
+            clusters.insert(name, list);
+        }
+    }
+    Json(json!({"version": snap.version, "clusters": clusters}))
+}
+
+/// Accepted objects with their origin, and rejected documents with the reason.
+pub async fn configz(State(s): State<AdminState>) -> Json<Value> {
+    let snap = s.snapshots.borrow().clone();
+    let status = &snap.status;
+    let accepted: Vec<Value> = status
+        .accepted
+        .iter()
+        .map(|(o, origin)| json!({"object": o.to_string(), "origin": origin.to_string()}))
+        .collect();
+    let rejected: Vec<Value> = status
+        .rejected
+        .iter()
+        .map(|r| {
+            json!({
+                "origin": r.origin.to_string(),
+                "object": r.object.as_ref().map(|o| o.to_string()),
+                "field": r.field,
+                "reason": r.reason,
+                "message": r.to_string(),
+            })
+        })
+        .collect();
+    let ignored: Vec<Value> = status
+        .ignored
+        .iter()
+        .map(|(o, origin)| json!({"object": o.to_string(), "origin": origin.to_string()}))
+        .collect();
+    Json(json!({"version": snap.version, "synced": snap.synced, "accepted": accepted, "rejected": rejected, "ignored": ignored}))
+}
+
+#[derive(serde::Deserialize)]
+pub struct DumpQuery {
+    proxy: Option<String>,
+}
+
+/// Exactly the resources a connected proxy holds from us, as proto3 JSON.
+pub async fn config_dump(State(s): State<AdminState>, Query(q): Query<DumpQuery>) -> Response {
+    let Some(proxy) = q.proxy else {
+        return (StatusCode::BAD_REQUEST, "missing ?proxy=NODE_ID; see /debug/syncz for connected proxies\n").into_response();
+    };
+    let Some(status) = s.xds.registry.find(&proxy).into_iter().max_by_key(|s| s.connection) else {
+        return (StatusCode::NOT_FOUND, format!("no connected proxy with node id {proxy:?}\n")).into_response();
+    };
+    let mut types = BTreeMap::new();
+    for (t, ts) in &status.types {
+        let resources: Vec<Value> = ts
+            .resources
+            .values()
+            .map(|r| {
+                let body = any_to_json(&r.body).unwrap_or_else(|e| json!({"error": e.to_string()}));
+                json!({"name": r.name, "version": r.version, "resource": body})
+            })
+            .collect();
+        types.insert(t.short(), resources);
+    }
+    Json(json!({"proxy": proxy, "connection": status.connection, "snapshot_version": status.snapshot_version, "resources": types})).into_response()
+}

@@ -1,0 +1,108 @@
+//! The one place that builds components, wires their channels, and shuts them
+//! down. Everything else receives what it needs as arguments.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::cli::{serve::ServeArgs, Cli, Command};
+use crate::index::Index;
+use crate::metrics::Metrics;
+use crate::source::file::FileSource;
+use crate::xds::XdsContext;
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(&args.log_level)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(serve(args))
+        }
+        Command::Bootstrap(args) => crate::cli::bootstrap::run(args),
+    }
+}
+
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("--log-level {level:?} is not a valid log filter"))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+
+    // source -> index
+    let (events_tx, events_rx) = mpsc::channel(1024);
+    let source = FileSource::new(args.config_dir.clone(), events_tx)?;
+    let (index, snapshots) = Index::new(1, args.debounce);
+
+    // Bind before spawning anything, so a taken port is a clean startup error.
+    let xds_listener = tokio::net::TcpListener::bind(args.xds_addr)
+        .await
+        .with_context(|| format!("binding --xds-addr {}", args.xds_addr))?;
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("binding --admin-addr {}", args.admin_addr))?;
+    tracing::warn!(addr = %args.xds_addr, "serving plaintext xDS: proxies are not authenticated; use for local work only");
+    tracing::info!(admin = %args.admin_addr, config_dir = %args.config_dir.display(), "rudder starting");
+
+    let ctx = XdsContext::new(snapshots.clone(), metrics.clone());
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let wait_shutdown = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let index_task = tokio::spawn(index.run(events_rx));
+    let source_task = tokio::spawn(source.run());
+    let metrics_task = tokio::spawn(crate::admin::track_snapshots(snapshots.clone(), metrics.clone()));
+    let admin_task = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        crate::admin::AdminState { snapshots, xds: ctx.clone(), metrics },
+        wait_shutdown(shutdown_rx.clone()),
+    ));
+    let xds_task = tokio::spawn(crate::xds::serve(xds_listener, ctx, wait_shutdown(shutdown_rx)));
+
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        r = source_task => match r {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the config source stopped")),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(anyhow::anyhow!("the config source crashed: {e}")),
+        },
+        r = index_task => Err(anyhow::anyhow!("the index stopped: {r:?}")),
+    };
+    let _ = shutdown_tx.send(true);
+    // Streams close with the server; give in-flight responses a moment.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = xds_task.await;
+        let _ = admin_task.await;
+    })
+    .await;
+    metrics_task.abort();
+    outcome
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,147 @@
+//! Generated resources, shared between proxies of the same shape and reused
+//! across snapshots where the change set allows. Translation runs outside the
+//! lock; concurrent streams of one shape wait for a single translation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::OnceCell;
+
+use super::resources::{to_map, ResourceMap, TypeUrl};
+use crate::model::{ServiceKey, Snapshot};
+use crate::translate::{self, ProxyShape};
+
+/// Everything one proxy shape is served, for one snapshot version.
+#[derive(Debug)]
+pub struct ProxyResources {
+    pub version: u64,
+    pub clusters: Arc<ResourceMap>,
+    pub endpoints: Arc<ResourceMap>,
+    pub listeners: Arc<ResourceMap>,
+    pub routes: Arc<ResourceMap>,
+}
+
+impl ProxyResources {
+    pub fn of(&self, t: TypeUrl) -> &Arc<ResourceMap> {
+        match t {
+            TypeUrl::Cluster => &self.clusters,
+            TypeUrl::Endpoint => &self.endpoints,
+            TypeUrl::Listener => &self.listeners,
+            TypeUrl::Route => &self.routes,
+        }
+    }
+}
+
+type Slot = Arc<OnceCell<Arc<ProxyResources>>>;
+
+struct State {
+    version: u64,
+    /// EDS is proxy-independent: one map for everybody.
+    endpoints: Arc<ResourceMap>,
+    /// Which EDS resources each service produced, to replace them on change.
+    eds_names: BTreeMap<ServiceKey, Vec<String>>,
+    shapes: HashMap<ProxyShape, Slot>,
+}
+
+pub struct ConfigCache {
+    state: Mutex<State>,
+}
+
+impl Default for ConfigCache {
+    fn default() -> Self {
+        ConfigCache {
+            state: Mutex::new(State {
+                version: 0,
+                endpoints: Arc::default(),
+                eds_names: BTreeMap::new(),
+                shapes: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl ConfigCache {
+    /// The resources for `shape` at `snapshot`'s version, translating at most
+    /// once per (version, shape) however many proxies ask.
+    pub async fn get(&self, snapshot: &Arc<Snapshot>, shape: &ProxyShape) -> Arc<ProxyResources> {
+        let (slot, previous, endpoints) = {
+            let mut state = self.state.lock();
+            let previous = if snapshot.version > state.version {
+                self.advance(&mut state, snapshot)
+            } else {
+                HashMap::new()
+            };
+            let slot = state.shapes.entry(shape.clone()).or_default().clone();
+            (slot, previous.get(shape).and_then(|s| s.get().cloned()), state.endpoints.clone())
+        };
+        if snapshot.version < self.state.lock().version {
+            // A stream still on an older snapshot: translate for it alone.
+            let endpoints = to_map(translate::endpoints(snapshot), |c| c.cluster_name.clone());
+            return Arc::new(translate_all(snapshot, shape, Arc::new(endpoints)));
+        }
+        slot.get_or_init(|| async {
+            match previous {
+                // Only endpoints changed: CDS/LDS/RDS of this shape are unchanged.
+                Some(prev) => Arc::new(ProxyResources {
+                    version: snapshot.version,
+                    clusters: prev.clusters.clone(),
+                    listeners: prev.listeners.clone(),
+                    routes: prev.routes.clone(),
+                    endpoints,
+                }),
+                None => Arc::new(translate_all(snapshot, shape, endpoints)),
+            }
+        })
+        .await
+        .clone()
+    }
+
+    /// Moves the cache to a newer snapshot. Returns the old shapes when they
+    /// can be reused (an endpoints-only change right after the cached version).
+    fn advance(&self, state: &mut State, snapshot: &Snapshot) -> HashMap<ProxyShape, Slot> {
+        let consecutive = snapshot.version == state.version + 1 && state.version != 0;
+        let changes = &snapshot.changes;
+        if consecutive {
+            let touched = changes.services.iter().chain(changes.endpoints.iter());
+            update_endpoints(state, snapshot, touched);
+        } else {
+            // We missed a version: nothing about the change set can be trusted.
+            state.endpoints = Arc::default();
+            state.eds_names.clear();
+            update_endpoints(state, snapshot, snapshot.services.keys());
+        }
+        state.version = snapshot.version;
+        let old = std::mem::take(&mut state.shapes);
+        if consecutive && changes.endpoints_only() {
+            old
+        } else {
+            HashMap::new()
+        }
+    }
+}
+
+fn update_endpoints<'a>(state: &mut State, snapshot: &Snapshot, services: impl Iterator<Item = &'a ServiceKey>) {
+    let mut map = (*state.endpoints).clone();
+    for key in services {
+        for name in state.eds_names.remove(key).unwrap_or_default() {
+            map.remove(&name);
+        }
+        let fresh = to_map(translate::endpoints_for(snapshot, [key]), |c| c.cluster_name.clone());
+        if !fresh.is_empty() {
+            state.eds_names.insert(key.clone(), fresh.keys().cloned().collect());
+        }
+        map.extend(fresh);
+    }
+    state.endpoints = Arc::new(map);
+}
+
+fn translate_all(snapshot: &Snapshot, shape: &ProxyShape, endpoints: Arc<ResourceMap>) -> ProxyResources {
+    ProxyResources {
+        version: snapshot.version,
+        clusters: Arc::new(to_map(translate::clusters(snapshot, shape), |c| c.name.clone())),
+        listeners: Arc::new(to_map(translate::listeners(snapshot, shape), |l| l.name.clone())),
+        routes: Arc::new(to_map(translate::routes(snapshot, shape), |r| r.name.clone())),
+        endpoints,
+    }
+}

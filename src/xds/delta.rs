@@ -1,0 +1,182 @@
+//! Delta (incremental) ADS: every stream is told only what changed, per
+//! resource, with removals named explicitly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as WireResource,
+};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::resources::{Resource, TypeUrl};
+use super::server::XdsContext;
+use super::session::Session;
+
+type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+
+#[derive(Default)]
+struct Subscription {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// What the proxy holds, by name: its initial versions, then what we sent.
+    /// A NACKed resource stays here, so the refused content is not resent.
+    holds: BTreeMap<String, Arc<Resource>>,
+    /// Versions the proxy reported on reconnect, before we sent anything.
+    initial: BTreeMap<String, String>,
+    nonce: String,
+    answered: bool,
+}
+
+pub async fn run(ctx: Arc<XdsContext>, mut requests: Streaming<DeltaDiscoveryRequest>, tx: Tx) {
+    let mut snapshots = ctx.snapshots.clone();
+    let mut session: Option<Session> = None;
+    let mut subs: BTreeMap<TypeUrl, Subscription> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            msg = requests.message() => {
+                let req = match msg {
+                    Ok(Some(req)) => req,
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!("delta stream ended: {status}");
+                        return;
+                    }
+                };
+                if session.is_none() {
+                    match Session::start(ctx.clone(), req.node.as_ref(), "delta") {
+                        Ok(s) => session = Some(s),
+                        Err(status) => {
+                            tracing::warn!("refusing delta ADS stream: {}", status.message());
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    }
+                }
+                let s = session.as_mut().expect("session started above");
+                s.refresh().await;
+                if on_request(s, &mut subs, req, &tx).await.is_err() {
+                    return;
+                }
+            }
+            Ok(()) = snapshots.changed(), if session.is_some() => {
+                let s = session.as_mut().expect("guarded by if");
+                if s.refresh().await {
+                    for t in TypeUrl::PUSH_ORDER {
+                        if let Some(sub) = subs.get_mut(&t) {
+                            if respond(s, t, sub, BTreeSet::new(), &tx).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>, req: DeltaDiscoveryRequest, tx: &Tx) -> Result<(), ()> {
+    let Some(t) = TypeUrl::parse(&req.type_url) else {
+        tracing::warn!(proxy = %s.proxy, type_url = req.type_url, "unsupported resource type requested; ignoring");
+        return Ok(());
+    };
+    let first = !subs.contains_key(&t);
+    let sub = subs.entry(t).or_default();
+    if !req.response_nonce.is_empty() && req.response_nonce == sub.nonce {
+        let version = s.snapshot.version.to_string();
+        match &req.error_detail {
+            Some(err) => s.record_nack(t, &version, &req.response_nonce, err.code, &err.message),
+            None => s.record_ack(t, &version, &req.response_nonce),
+        }
+    }
+    if first {
+        // Envoy: a first request without names subscribes to everything.
+        sub.wildcard = t.is_wildcard_type() && req.resource_names_subscribe.is_empty();
+        sub.initial = req.initial_resource_versions.clone().into_iter().collect();
+    }
+    let mut added = BTreeSet::new();
+    for name in req.resource_names_subscribe {
+        if name == "*" {
+            sub.wildcard = true;
+        } else if sub.names.insert(name.clone()) {
+            added.insert(name);
+        }
+    }
+    for name in req.resource_names_unsubscribe {
+        if name == "*" {
+            sub.wildcard = false;
+        } else {
+            sub.names.remove(&name);
+            sub.holds.remove(&name);
+            sub.initial.remove(&name);
+        }
+    }
+    if first || !added.is_empty() {
+        respond(s, t, sub, added, tx).await?;
+    }
+    Ok(())
+}
+
+/// Sends changed and new resources and names removed ones. Names in `added`
+/// that do not exist are reported as removed, so the proxy stops waiting.
+async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, added: BTreeSet<String>, tx: &Tx) -> Result<(), ()> {
+    let Some(resources) = &s.resources else {
+        return Ok(());
+    };
+    let all = resources.of(t);
+    let wanted = |name: &str| sub.wildcard || sub.names.contains(name);
+    let mut send: Vec<Arc<Resource>> = Vec::new();
+    for (name, r) in all.iter().filter(|(n, _)| wanted(n)) {
+        let known = match sub.holds.get(name) {
+            Some(held) => Some(&held.version),
+            None => sub.initial.get(name),
+        };
+        if known != Some(&r.version) {
+            send.push(Arc::clone(r));
+        }
+    }
+    let mut removed: Vec<String> = sub
+        .holds
+        .keys()
+        .chain(sub.initial.keys())
+        .filter(|n| !all.contains_key(*n) || !wanted(n))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let missing: Vec<String> = added.into_iter().filter(|n| !all.contains_key(n) && !removed.contains(n)).collect();
+    removed.extend(missing);
+    if send.is_empty() && removed.is_empty() && sub.answered {
+        return Ok(());
+    }
+    for name in &removed {
+        sub.holds.remove(name);
+        sub.initial.remove(name);
+    }
+    for r in &send {
+        sub.initial.remove(&r.name);
+        sub.holds.insert(r.name.clone(), Arc::clone(r));
+    }
+    sub.nonce = s.next_nonce();
+    sub.answered = true;
+    let version = s.snapshot.version.to_string();
+    let response = DeltaDiscoveryResponse {
+        system_version_info: version.clone(),
+        resources: send
+            .iter()
+            .map(|r| WireResource {
+                name: r.name.clone(),
+                version: r.version.clone(),
+                resource: Some(r.body.clone()),
+                ..Default::default()
+            })
+            .collect(),
+        type_url: t.url().to_string(),
+        removed_resources: removed,
+        nonce: sub.nonce.clone(),
+        ..Default::default()
+    };
+    s.record_sent(t, &version, &sub.nonce, &send, sub.holds.clone());
+    tx.send(Ok(response)).await.map_err(|_| ())
+}

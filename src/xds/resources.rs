@@ -1,0 +1,85 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::util::pack_any;
+use prost::{Message, Name};
+use sha2::{Digest, Sha256};
+
+/// The resource types served, in the order a push sends them: clusters before
+/// their endpoints, listeners before their routes, so Envoy never references
+/// something it has not been given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum TypeUrl {
+    Cluster,
+    Endpoint,
+    Listener,
+    Route,
+}
+
+impl TypeUrl {
+    pub const PUSH_ORDER: [TypeUrl; 4] = [TypeUrl::Cluster, TypeUrl::Endpoint, TypeUrl::Listener, TypeUrl::Route];
+
+    pub fn url(self) -> &'static str {
+        match self {
+            TypeUrl::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            TypeUrl::Endpoint => "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+            TypeUrl::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            TypeUrl::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        }
+    }
+
+    pub fn parse(url: &str) -> Option<TypeUrl> {
+        Self::PUSH_ORDER.into_iter().find(|t| t.url() == url)
+    }
+
+    /// Short name for metrics and debug output: cds, eds, lds, rds.
+    pub fn short(self) -> &'static str {
+        match self {
+            TypeUrl::Cluster => "cds",
+            TypeUrl::Endpoint => "eds",
+            TypeUrl::Listener => "lds",
+            TypeUrl::Route => "rds",
+        }
+    }
+
+    /// Listeners and clusters are wildcard types: an empty subscription means
+    /// "everything"; for the others it means "nothing".
+    pub fn is_wildcard_type(self) -> bool {
+        matches!(self, TypeUrl::Cluster | TypeUrl::Listener)
+    }
+}
+
+/// One generated resource, serialized once and shared by every stream that
+/// sends it. The version is a hash of the bytes, so equal content has equal
+/// versions across proxies, restarts and streams.
+#[derive(Debug, PartialEq)]
+pub struct Resource {
+    pub name: String,
+    pub version: String,
+    pub body: Any,
+}
+
+impl Resource {
+    pub fn new<M: Message + Name>(name: String, message: M) -> Arc<Resource> {
+        let body = pack_any(message);
+        let digest = Sha256::digest(&body.value);
+        Arc::new(Resource {
+            name,
+            version: hex::encode(&digest[..8]),
+            body,
+        })
+    }
+}
+
+pub type ResourceMap = BTreeMap<String, Arc<Resource>>;
+
+pub fn to_map<M: Message + Name>(items: Vec<M>, name: impl Fn(&M) -> String) -> ResourceMap {
+    items
+        .into_iter()
+        .map(|m| {
+            let n = name(&m);
+            (n.clone(), Resource::new(n, m))
+        })
+        .collect()
+}

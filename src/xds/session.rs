@@ -1,0 +1,134 @@
+//! What SotW and Delta streams share: who the proxy is, the snapshot it is on,
+//! its resources, and its entry in the status registry.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use parking_lot::Mutex;
+use tonic::Status;
+
+use super::cache::ProxyResources;
+use super::resources::{Resource, TypeUrl};
+use super::server::XdsContext;
+use super::status::{Nack, SyncStatus};
+use crate::metrics::{StreamLabel, TypeLabel};
+use crate::model::{Proxy, Snapshot};
+use crate::translate::ProxyShape;
+
+pub struct Session {
+    pub ctx: Arc<XdsContext>,
+    pub proxy: Proxy,
+    pub protocol: &'static str,
+    pub connection: u64,
+    status: Arc<Mutex<SyncStatus>>,
+    pub snapshot: Arc<Snapshot>,
+    /// `None` until the mesh has finished its initial load: serving an empty
+    /// config to a proxy that already has one would wipe it.
+    pub resources: Option<Arc<ProxyResources>>,
+}
+
+impl Session {
+    pub fn start(ctx: Arc<XdsContext>, node: Option<&Node>, protocol: &'static str) -> Result<Session, Status> {
+        let proxy = super::node::proxy_from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let connection = ctx.next_connection();
+        let status = ctx.registry.register(SyncStatus {
+            proxy: proxy.id.clone(),
+            connection,
+            protocol,
+            snapshot_version: 0,
+            types: BTreeMap::new(),
+        });
+        ctx.metrics.connected_proxies.get_or_create(&StreamLabel { protocol }).inc();
+        tracing::info!(proxy = %proxy, connection, protocol, "proxy connected");
+        Ok(Session {
+            snapshot: Arc::new(Snapshot::empty()),
+            ctx,
+            proxy,
+            protocol,
+            connection,
+            status,
+            resources: None,
+        })
+    }
+
+    /// Moves to the latest snapshot. True when the proxy's resources may have changed.
+    pub async fn refresh(&mut self) -> bool {
+        let latest = self.ctx.snapshots.borrow().clone();
+        if !latest.synced || (self.resources.is_some() && latest.version == self.snapshot.version) {
+            return false;
+        }
+        let shape = ProxyShape::of(&latest, &self.proxy);
+        let resources = self.ctx.cache.get(&latest, &shape).await;
+        self.snapshot = latest;
+        self.status.lock().snapshot_version = self.snapshot.version;
+        self.resources = Some(resources);
+        true
+    }
+
+    pub fn record_sent(&self, t: TypeUrl, version: &str, nonce: &str, sent: &[Arc<Resource>], holds: BTreeMap<String, Arc<Resource>>) {
+        let label = TypeLabel { r#type: t.short() };
+        let bytes: usize = sent.iter().map(|r| r.body.value.len()).sum();
+        self.ctx.metrics.pushes.get_or_create(&label).inc();
+        self.ctx.metrics.push_bytes.get_or_create(&label).inc_by(bytes as u64);
+        self.ctx.metrics.push_latency.get_or_create(&label).observe(self.snapshot.created.elapsed().as_secs_f64());
+        let mut status = self.status.lock();
+        let entry = status.types.entry(t).or_default();
+        entry.sent_version = version.to_string();
+        entry.sent_nonce = nonce.to_string();
+        entry.resource_count = holds.len();
+        entry.resources = holds;
+        entry.pending = Some((nonce.to_string(), self.snapshot.created));
+        tracing::debug!(proxy = %self.proxy, r#type = t.short(), version, nonce, resources = sent.len(), bytes, "sent");
+    }
+
+    pub fn record_ack(&self, t: TypeUrl, version: &str, nonce: &str) {
+        let mut status = self.status.lock();
+        let entry = status.types.entry(t).or_default();
+        entry.acked_version = version.to_string();
+        entry.acked_nonce = nonce.to_string();
+        if let Some((pending_nonce, created)) = entry.pending.take() {
+            if pending_nonce == nonce {
+                let label = TypeLabel { r#type: t.short() };
+                self.ctx.metrics.convergence.get_or_create(&label).observe(created.elapsed().as_secs_f64());
+            } else {
+                entry.pending = Some((pending_nonce, created));
+            }
+        }
+    }
+
+    /// The proxy refused a response. It keeps running its last accepted config;
+    /// we record why and do not resend the same content.
+    pub fn record_nack(&self, t: TypeUrl, version: &str, nonce: &str, code: i32, message: &str) {
+        tracing::warn!(proxy = %self.proxy, r#type = t.short(), nonce, "proxy rejected config: {message}");
+        self.ctx.metrics.nacks.get_or_create(&TypeLabel { r#type: t.short() }).inc();
+        let mut status = self.status.lock();
+        let entry = status.types.entry(t).or_default();
+        entry.pending = None;
+        entry.nack_count += 1;
+        entry.last_nack = Some(Nack {
+            version: version.to_string(),
+            nonce: nonce.to_string(),
+            code,
+            message: message.to_string(),
+            at: SystemTime::now(),
+        });
+    }
+
+    pub fn next_nonce(&self) -> String {
+        self.ctx.next_nonce()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.ctx.registry.unregister(self.connection);
+        self.ctx
+            .metrics
+            .connected_proxies
+            .get_or_create(&StreamLabel { protocol: self.protocol })
+            .dec();
+        tracing::info!(proxy = %self.proxy, connection = self.connection, "proxy disconnected");
+    }
+}

@@ -1,0 +1,153 @@
+//! State-of-the-World ADS. Listeners and clusters are sent whole; endpoints and
+//! routes are sent per resource, only those that changed, as the protocol allows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::resources::{Resource, TypeUrl};
+use super::server::XdsContext;
+use super::session::Session;
+
+type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+
+/// One resource type's subscription on one stream.
+#[derive(Default)]
+struct Subscription {
+    /// `None` is a wildcard subscription (all listeners or clusters).
+    names: Option<BTreeSet<String>>,
+    /// Name -> version of everything sent and not since unsubscribed.
+    sent: BTreeMap<String, Arc<Resource>>,
+    nonce: String,
+    /// A first response is owed even if it is empty.
+    answered: bool,
+}
+
+pub async fn run(ctx: Arc<XdsContext>, mut requests: Streaming<DiscoveryRequest>, tx: Tx) {
+    let mut snapshots = ctx.snapshots.clone();
+    let mut session: Option<Session> = None;
+    let mut subs: BTreeMap<TypeUrl, Subscription> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            msg = requests.message() => {
+                let req = match msg {
+                    Ok(Some(req)) => req,
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!("sotw stream ended: {status}");
+                        return;
+                    }
+                };
+                if session.is_none() {
+                    match Session::start(ctx.clone(), req.node.as_ref(), "sotw") {
+                        Ok(s) => session = Some(s),
+                        Err(status) => {
+                            tracing::warn!("refusing ADS stream: {}", status.message());
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    }
+                }
+                let s = session.as_mut().expect("session started above");
+                s.refresh().await;
+                if on_request(s, &mut subs, req, &tx).await.is_err() {
+                    return;
+                }
+            }
+            Ok(()) = snapshots.changed(), if session.is_some() => {
+                let s = session.as_mut().expect("guarded by if");
+                if s.refresh().await {
+                    for t in TypeUrl::PUSH_ORDER {
+                        if let Some(sub) = subs.get_mut(&t) {
+                            if respond(s, t, sub, false, &tx).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>, req: DiscoveryRequest, tx: &Tx) -> Result<(), ()> {
+    let Some(t) = TypeUrl::parse(&req.type_url) else {
+        tracing::warn!(proxy = %s.proxy, type_url = req.type_url, "unsupported resource type requested; ignoring");
+        return Ok(());
+    };
+    let sub = subs.entry(t).or_default();
+    if !req.response_nonce.is_empty() {
+        if req.response_nonce != sub.nonce {
+            // A reply to a response we have since superseded: the newer one wins.
+            return Ok(());
+        }
+        match &req.error_detail {
+            Some(err) => s.record_nack(t, &req.version_info, &req.response_nonce, err.code, &err.message),
+            None => s.record_ack(t, &req.version_info, &req.response_nonce),
+        }
+    }
+    let names: BTreeSet<String> = req.resource_names.into_iter().collect();
+    let wildcard = t.is_wildcard_type() && (names.is_empty() || names.contains("*"));
+    let names = (!wildcard).then_some(names);
+    // A new stream or a changed subscription must be answered with current state.
+    let force = req.response_nonce.is_empty() || names != sub.names;
+    if let Some(names) = &names {
+        sub.sent.retain(|n, _| names.contains(n));
+    }
+    sub.names = names;
+    respond(s, t, sub, force, tx).await
+}
+
+/// Sends what the proxy lacks of this type. `force` resends the whole subscribed set.
+async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, force: bool, tx: &Tx) -> Result<(), ()> {
+    let Some(resources) = &s.resources else {
+        return Ok(()); // Not synced yet; the push after the initial load answers.
+    };
+    let all = resources.of(t);
+    let desired: Vec<&Arc<Resource>> = match &sub.names {
+        None => all.values().collect(),
+        Some(names) => names.iter().filter_map(|n| all.get(n)).collect(),
+    };
+    let changed: Vec<Arc<Resource>> = desired
+        .iter()
+        .filter(|r| sub.sent.get(&r.name).map(|old| &old.version) != Some(&r.version))
+        .map(|r| Arc::clone(r))
+        .collect();
+    let removed = sub.names.is_none() && sub.sent.keys().any(|n| !all.contains_key(n));
+    let force = force || !sub.answered;
+    let to_send: Vec<Arc<Resource>> = if t.is_wildcard_type() {
+        // Listeners and clusters: any difference means a full state of the world.
+        if !force && changed.is_empty() && !removed {
+            return Ok(());
+        }
+        desired.iter().map(|r| Arc::clone(r)).collect()
+    } else if force {
+        desired.iter().map(|r| Arc::clone(r)).collect()
+    } else {
+        changed
+    };
+    if to_send.is_empty() && !(force && t.is_wildcard_type()) {
+        return Ok(());
+    }
+    if t.is_wildcard_type() {
+        sub.sent.clear();
+    }
+    for r in &to_send {
+        sub.sent.insert(r.name.clone(), Arc::clone(r));
+    }
+    sub.nonce = s.next_nonce();
+    sub.answered = true;
+    let version = s.snapshot.version.to_string();
+    let response = DiscoveryResponse {
+        version_info: version.clone(),
+        resources: to_send.iter().map(|r| r.body.clone()).collect(),
+        type_url: t.url().to_string(),
+        nonce: sub.nonce.clone(),
+        ..Default::default()
+    };
+    s.record_sent(t, &version, &sub.nonce, &to_send, sub.sent.clone());
+    tx.send(Ok(response)).await.map_err(|_| ())
+}
