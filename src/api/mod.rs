@@ -16,6 +16,8 @@ pub use field::FieldError;
 use crate::model::ObjectRef;
 
 /// A Kubernetes object Rudder understands.
+// Objects are held behind `Arc` once parsed, so variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     Namespace(Namespace),
