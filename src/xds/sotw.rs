@@ -59,12 +59,14 @@ pub async fn run(ctx: Arc<XdsContext>, mut requests: Streaming<DiscoveryRequest>
             }
             Ok(()) = snapshots.changed(), if session.is_some() => {
                 let s = session.as_mut().expect("guarded by if");
-                if s.refresh().await {
-                    for t in TypeUrl::PUSH_ORDER {
-                        if let Some(sub) = subs.get_mut(&t) {
-                            if respond(s, t, sub, false, &tx).await.is_err() {
-                                return;
-                            }
+                // A request may already have moved the session to this snapshot
+                // while answering one type; diff every type regardless (cheap:
+                // only differences are sent).
+                s.refresh().await;
+                for t in TypeUrl::PUSH_ORDER {
+                    if let Some(sub) = subs.get_mut(&t) {
+                        if respond(s, t, sub, false, &tx).await.is_err() {
+                            return;
                         }
                     }
                 }
