@@ -39,7 +39,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // source -> index
     let (events_tx, events_rx) = mpsc::channel(1024);
     let source = FileSource::new(args.config_dir.clone(), events_tx)?;
-    let (index, snapshots) = Index::new(1, args.debounce);
+    let mesh = match &args.mesh_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading --mesh-config {}", path.display()))?;
+            crate::api::parse_mesh_config(&text).map_err(|e| anyhow::anyhow!("--mesh-config {}: {e}", path.display()))?
+        }
+        None => crate::model::MeshConfig::default(),
+    };
+    tracing::info!(?mesh, "mesh config");
+    let (index, snapshots) = Index::with_mesh(1, args.debounce, mesh);
 
     // Bind before spawning anything, so a taken port is a clean startup error.
     let xds_listener = tokio::net::TcpListener::bind(args.xds_addr)

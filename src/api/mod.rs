@@ -5,6 +5,7 @@
 
 mod core;
 mod field;
+mod mesh;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -12,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 pub use core::SERVICE_NAME_LABEL;
 pub use field::FieldError;
+pub use mesh::parse_mesh_config;
 
 use crate::model::ObjectRef;
 

@@ -10,6 +10,10 @@ pub struct ServeArgs {
     /// read recursively from *.yaml and *.yml files and watched for edits.
     #[arg(long, value_name = "DIR")]
     pub config_dir: PathBuf,
+    /// Istio MeshConfig YAML (outboundTrafficPolicy, accessLogFile, ...): the
+    /// content of Istio's `mesh` ConfigMap key. Read at start-up.
+    #[arg(long, value_name = "FILE")]
+    pub mesh_config: Option<PathBuf>,
     /// Plaintext xDS (ADS) address. For local work: it authenticates nobody.
     #[arg(long, default_value = "0.0.0.0:15010")]
     pub xds_addr: SocketAddr,

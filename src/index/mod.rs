@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::model::Snapshot;
+use crate::model::{MeshConfig, Snapshot};
 use crate::source::SourceEvent;
 use store::Store;
 
@@ -28,11 +28,16 @@ pub struct Index {
     synced: usize,
     debounce: Duration,
     version: u64,
+    mesh: Arc<MeshConfig>,
     tx: watch::Sender<Arc<Snapshot>>,
 }
 
 impl Index {
     pub fn new(sources: usize, debounce: Duration) -> (Index, watch::Receiver<Arc<Snapshot>>) {
+        Self::with_mesh(sources, debounce, MeshConfig::default())
+    }
+
+    pub fn with_mesh(sources: usize, debounce: Duration, mesh: MeshConfig) -> (Index, watch::Receiver<Arc<Snapshot>>) {
         let (tx, rx) = watch::channel(Arc::new(Snapshot::empty()));
         let index = Index {
             store: Store::default(),
@@ -40,6 +45,7 @@ impl Index {
             synced: 0,
             debounce,
             version: 0,
+            mesh: Arc::new(mesh),
             tx,
         };
         (index, rx)
@@ -104,6 +110,7 @@ impl Index {
             endpoints: self.store.endpoints.clone(),
             workloads: self.store.workloads.clone(),
             namespaces: self.store.namespaces.clone(),
+            mesh: self.mesh.clone(),
             changes,
             status,
         };

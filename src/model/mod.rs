@@ -1,10 +1,12 @@
 //! The typed mesh model: what the index builds and the translator reads.
 //! No Kubernetes and no Envoy types live here, so both ends can change alone.
 
+pub mod mesh;
 pub mod proxy;
 mod service;
 mod snapshot;
 
+pub use mesh::{MeshConfig, OutboundPolicy};
 pub use proxy::{Interception, Proxy, ProxyKind};
 pub use service::{
     Endpoint, Namespace, Protocol, Service, ServiceEndpoints, ServiceKey, ServicePort, TargetPort,

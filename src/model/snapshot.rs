@@ -3,7 +3,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Namespace, Service, ServiceEndpoints, ServiceKey, Workload, WorkloadKey};
+use super::{MeshConfig, Namespace, Service, ServiceEndpoints, ServiceKey, Workload, WorkloadKey};
 
 /// Where a document came from: a file and its 0-based document index, or a watch.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -112,6 +112,7 @@ pub struct Snapshot {
     pub endpoints: BTreeMap<ServiceKey, Arc<ServiceEndpoints>>,
     pub workloads: BTreeMap<WorkloadKey, Arc<Workload>>,
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    pub mesh: Arc<MeshConfig>,
     /// Changes since version `version - 1`.
     pub changes: ChangeSet,
     pub status: Arc<ConfigStatus>,
@@ -127,6 +128,7 @@ impl Snapshot {
             endpoints: BTreeMap::new(),
             workloads: BTreeMap::new(),
             namespaces: BTreeMap::new(),
+            mesh: Arc::default(),
             changes: ChangeSet::default(),
             status: Arc::default(),
         }

@@ -5,7 +5,9 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig, LbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
+use envoy_types::pb::envoy::config::core::v3::{
+    socket_address as sa, BindConfig, Http2ProtocolOptions, SocketAddress,
+};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
@@ -33,6 +35,7 @@ pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
         .collect();
     if shape.kind == ProxyKind::Sidecar {
         out.extend(shape.inbound_ports.iter().map(|(port, proto)| inbound(*port, *proto)));
+        out.push(inbound_passthrough());
     }
     out.push(passthrough());
     out.push(blackhole());
@@ -88,6 +91,24 @@ fn passthrough() -> Cluster {
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
         lb_policy: LbPolicy::ClusterProvided as i32,
         ..base(PASSTHROUGH_CLUSTER)
+    }
+}
+
+/// Forwards inbound connections to their original destination (the
+/// application's port), from 127.0.0.6 so the capture rules let them through.
+fn inbound_passthrough() -> Cluster {
+    Cluster {
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
+        lb_policy: LbPolicy::ClusterProvided as i32,
+        upstream_bind_config: Some(BindConfig {
+            source_address: Some(SocketAddress {
+                address: names::INBOUND_PASSTHROUGH_SOURCE.to_string(),
+                port_specifier: Some(sa::PortSpecifier::PortValue(0)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..base(names::INBOUND_PASSTHROUGH_CLUSTER)
     }
 }
 

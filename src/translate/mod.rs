@@ -16,7 +16,9 @@ mod golden;
 pub use cluster::clusters;
 pub use endpoint::{endpoints, endpoints_for};
 pub use listener::listeners;
-pub use names::{inbound_cluster, outbound_cluster, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
+pub use names::{
+    inbound_cluster, outbound_cluster, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
+};
 pub use route::routes;
 pub use shape::ProxyShape;
 

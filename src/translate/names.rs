@@ -4,6 +4,11 @@ use crate::model::Service;
 
 pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
 pub const BLACKHOLE_CLUSTER: &str = "BlackHoleCluster";
+/// Inbound traffic to ports no service declares, forwarded to the application.
+pub const INBOUND_PASSTHROUGH_CLUSTER: &str = "InboundPassthroughCluster";
+/// The source address Envoy uses for inbound passthrough, which the capture
+/// rules exempt so the forwarded connection is not captured again.
+pub const INBOUND_PASSTHROUGH_SOURCE: &str = "127.0.0.6";
 
 /// `outbound|PORT|SUBSET|HOST`; the subset is empty until DestinationRules.
 pub fn outbound_cluster(port: u16, subset: &str, host: &str) -> String {

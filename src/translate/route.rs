@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::route::v3::{
     retry_policy::{retry_host_predicate, RetryHostPredicate},
-    route, route_action, route_match, RetryPolicy, Route, RouteAction, RouteConfiguration,
+    route, DirectResponseAction, route_action, route_match, RetryPolicy, Route, RouteAction, RouteConfiguration,
     RouteMatch, VirtualHost,
 };
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
@@ -14,24 +14,31 @@ use envoy_types::util::pack_any;
 
 use super::listener::outbound_ports;
 use super::{names, seconds, ProxyShape};
-use crate::model::{Interception, ProxyKind, Service, Snapshot};
+use crate::model::{Interception, OutboundPolicy, Protocol, ProxyKind, Service, ServicePort, Snapshot};
 
 pub fn routes(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<RouteConfiguration> {
-    if shape.kind != ProxyKind::Sidecar || shape.interception != Interception::None {
+    if shape.kind != ProxyKind::Sidecar {
         return Vec::new();
     }
+    // With capture, undeclared-protocol ports are sniffed and may carry HTTP,
+    // and unknown hosts follow the outbound policy; on loopback neither applies.
+    let captured = shape.interception != Interception::None;
+    let routed = |p: &ServicePort| p.protocol.is_http() || (captured && p.protocol == Protocol::Unknown);
     outbound_ports(snapshot)
         .into_iter()
-        .filter(|(_, services)| services.iter().any(|(_, p)| p.protocol.is_http()))
+        .filter(|(_, services)| services.iter().any(|(_, p)| routed(p)))
         .map(|(port, services)| {
             // Envoy refuses a route configuration where two virtual hosts share
             // a domain (two Services claiming one cluster IP, say): first wins.
             let mut taken = BTreeSet::new();
-            let virtual_hosts = services
+            let mut virtual_hosts: Vec<VirtualHost> = services
                 .iter()
-                .filter(|(_, p)| p.protocol.is_http())
+                .filter(|(_, p)| routed(p))
                 .filter_map(|(svc, _)| virtual_host(svc, port, &shape.namespace, &mut taken))
                 .collect();
+            if captured {
+                virtual_hosts.push(unknown_host(snapshot.mesh.outbound_traffic_policy));
+            }
             RouteConfiguration {
                 name: names::route_config(port),
                 virtual_hosts,
@@ -72,6 +79,42 @@ fn virtual_host(svc: &Service, port: u16, client_ns: &str, taken: &mut BTreeSet<
         }],
         ..Default::default()
     })
+}
+
+/// Any other Host: Istio's `allow_any` (pass through to the original
+/// destination) or `block_all` (502) virtual host.
+fn unknown_host(policy: OutboundPolicy) -> VirtualHost {
+    let (name, action) = match policy {
+        OutboundPolicy::AllowAny => (
+            "allow_any",
+            route::Action::Route(RouteAction {
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::PASSTHROUGH_CLUSTER.to_string())),
+                timeout: Some(seconds(0)),
+                ..Default::default()
+            }),
+        ),
+        OutboundPolicy::RegistryOnly => (
+            "block_all",
+            route::Action::DirectResponse(DirectResponseAction {
+                status: 502,
+                ..Default::default()
+            }),
+        ),
+    };
+    VirtualHost {
+        name: name.to_string(),
+        domains: vec!["*".to_string()],
+        routes: vec![Route {
+            name: name.to_string(),
+            r#match: Some(RouteMatch {
+                path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
+                ..Default::default()
+            }),
+            action: Some(action),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 /// Istio's default: two retries on connection-level failures and 503s, each

@@ -1,0 +1,121 @@
+//! Captured outbound traffic. iptables sends every outbound TCP connection to
+//! 15001; `virtualOutbound` hands it to the listener for its original
+//! destination port (`0.0.0.0_PORT`, not bound). There, a filter chain per
+//! service cluster IP picks HTTP routing or a TCP proxy, and connections to
+//! unknown destinations follow the mesh's outbound traffic policy.
+
+use std::collections::BTreeSet;
+
+use envoy_types::pb::envoy::config::core::v3::{CidrRange, TrafficDirection};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener};
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
+
+use super::filters::{
+    http_connection_manager, http_inspector, original_dst, tcp_proxy, unknown_destination_cluster, RouteSource,
+    HTTP_PROTOCOLS,
+};
+use super::{outbound_ports, port_has_http};
+use crate::model::{MeshConfig, Protocol, Service, ServicePort, Snapshot};
+use crate::translate::{names, seconds, socket_address};
+
+pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
+pub const OUTBOUND_CAPTURE_PORT: u16 = 15001;
+
+/// How long protocol sniffing waits for the client's first bytes before
+/// treating the connection as opaque TCP (server-first protocols).
+const SNIFF_TIMEOUT_SECS: i64 = 5;
+
+pub fn listeners(snapshot: &Snapshot) -> Vec<Listener> {
+    let mut out = vec![virtual_outbound(&snapshot.mesh)];
+    for (port, services) in outbound_ports(snapshot) {
+        out.push(port_listener(&snapshot.mesh, port, &services));
+    }
+    out
+}
+
+fn virtual_outbound(mesh: &MeshConfig) -> Listener {
+    let cluster = unknown_destination_cluster(mesh);
+    Listener {
+        name: VIRTUAL_OUTBOUND.to_string(),
+        address: Some(socket_address("0.0.0.0", OUTBOUND_CAPTURE_PORT)),
+        use_original_dst: Some(BoolValue { value: true }),
+        listener_filters: vec![original_dst()],
+        // Reached only for ports no service uses.
+        default_filter_chain: Some(FilterChain {
+            name: "PassthroughFilterChain".to_string(),
+            filters: vec![tcp_proxy(cluster, cluster, mesh)],
+            ..Default::default()
+        }),
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }
+}
+
+fn port_listener(mesh: &MeshConfig, port: u16, services: &[(&Service, &ServicePort)]) -> Listener {
+    let http = port_has_http(services);
+    let hcm = || http_connection_manager(&format!("outbound_0.0.0.0_{port}"), RouteSource::Rds(names::route_config(port)), mesh);
+    let mut chains = Vec::new();
+    // Two services claiming one cluster IP would make identical chain matches,
+    // which Envoy rejects: the first by namespace/name keeps it.
+    let mut taken = BTreeSet::new();
+    for (svc, p) in services {
+        // Headless services have no cluster IP; their pods' own addresses fall
+        // through to the default chains below.
+        let Some(vip) = svc.vip.filter(|v| taken.insert(*v)) else { continue };
+        let vip = vip.to_string();
+        let cluster = names::outbound_cluster(port, "", &svc.hostname());
+        if p.protocol.is_http() {
+            chains.push(chain(&vip, &[], hcm()));
+        } else if p.protocol == Protocol::Unknown {
+            chains.push(chain(&vip, HTTP_PROTOCOLS, hcm()));
+            chains.push(chain(&vip, &[], tcp_proxy(&cluster, &cluster, mesh)));
+        } else {
+            chains.push(chain(&vip, &[], tcp_proxy(&cluster, &cluster, mesh)));
+        }
+    }
+    if http {
+        // Plaintext HTTP to an address no service owns: the route table's
+        // catch-all virtual host applies the outbound traffic policy.
+        chains.push(FilterChain {
+            filter_chain_match: Some(FilterChainMatch {
+                application_protocols: HTTP_PROTOCOLS.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }),
+            filters: vec![hcm()],
+            ..Default::default()
+        });
+    }
+    let unknown = unknown_destination_cluster(mesh);
+    Listener {
+        name: format!("0.0.0.0_{port}"),
+        address: Some(socket_address("0.0.0.0", port)),
+        // Reached only through virtualOutbound's hand-off.
+        bind_to_port: Some(BoolValue { value: false }),
+        listener_filters: if http { vec![http_inspector()] } else { Vec::new() },
+        listener_filters_timeout: http.then(|| seconds(SNIFF_TIMEOUT_SECS)),
+        continue_on_listener_filters_timeout: http,
+        filter_chains: chains,
+        default_filter_chain: Some(FilterChain {
+            name: "PassthroughFilterChain".to_string(),
+            filters: vec![tcp_proxy(unknown, unknown, mesh)],
+            ..Default::default()
+        }),
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }
+}
+
+fn chain(vip: &str, protocols: &[&str], filter: Filter) -> FilterChain {
+    FilterChain {
+        filter_chain_match: Some(FilterChainMatch {
+            prefix_ranges: vec![CidrRange {
+                address_prefix: vip.to_string(),
+                prefix_len: Some(UInt32Value { value: if vip.contains(':') { 128 } else { 32 } }),
+            }],
+            application_protocols: protocols.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }),
+        filters: vec![filter],
+        ..Default::default()
+    }
+}
