@@ -7,6 +7,7 @@
 //! `cargo test --test e2e smoke_`.
 
 mod support;
+mod offline;
 mod traffic;
 
 use std::time::Duration;

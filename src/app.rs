@@ -23,6 +23,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .block_on(serve(args))
         }
         Command::Bootstrap(args) => crate::cli::bootstrap::run(args),
+        Command::Iptables(args) => crate::cli::iptables::run(args),
+        Command::Translate(args) => crate::cli::offline::translate(args),
+        Command::Validate(args) => crate::cli::offline::validate(args),
     }
 }
 

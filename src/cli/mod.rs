@@ -1,5 +1,7 @@
 //! Subcommands. Each file owns one subcommand's arguments and behaviour.
 pub mod bootstrap;
+pub mod iptables;
+pub mod offline;
 pub mod serve;
 
 #[derive(clap::Parser, Debug)]
@@ -15,4 +17,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Print an Envoy bootstrap that connects a proxy to Rudder.
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Print, apply or remove the pod's traffic-capture iptables rules (Istio's istio-iptables).
+    Iptables(iptables::IptablesArgs),
+    /// Print the Envoy resources a proxy would receive, without a server.
+    Translate(offline::TranslateArgs),
+    /// Check a config directory as `rudder serve` would; non-zero exit on errors.
+    Validate(offline::ValidateArgs),
 }

@@ -119,6 +119,28 @@ impl Index {
     }
 }
 
+/// Builds a snapshot from file contents without a task or a debounce: the
+/// same store and validators as `rudder serve`, for offline commands and tests.
+pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshConfig) -> Snapshot {
+    let mut store = Store::default();
+    for (unit, items) in units {
+        store.replace(&unit, items);
+    }
+    let changes = std::mem::take(&mut store.pending);
+    Snapshot {
+        version: 1,
+        created: Instant::now(),
+        synced: true,
+        services: store.services.clone(),
+        endpoints: store.endpoints.clone(),
+        workloads: store.workloads.clone(),
+        namespaces: store.namespaces.clone(),
+        mesh: Arc::new(mesh),
+        changes,
+        status: Arc::new(store.status()),
+    }
+}
+
 fn status_differs(a: &crate::model::ConfigStatus, b: &crate::model::ConfigStatus) -> bool {
     a.rejected != b.rejected || a.accepted != b.accepted || a.ignored != b.ignored
 }

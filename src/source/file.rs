@@ -68,6 +68,17 @@ fn list_files(dir: &Path) -> std::io::Result<BTreeSet<PathBuf>> {
     Ok(out)
 }
 
+/// Reads every config file under `dir` once, for offline commands.
+pub fn read_dir_once(dir: &Path) -> Result<Vec<(String, Vec<Item>)>, FileSourceError> {
+    let files = list_files(dir).map_err(|e| FileSourceError::Dir(dir.to_path_buf(), e))?;
+    let mut units = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).map_err(|e| FileSourceError::Dir(path.clone(), e))?;
+        units.push((path.display().to_string(), parse_text(&text)));
+    }
+    Ok(units)
+}
+
 /// Watches a directory and reports each file's documents whenever it changes.
 pub struct FileSource {
     dir: PathBuf,

@@ -528,6 +528,7 @@ mod tests {
             ext::filters::listener::http_inspector::v3::HttpInspector,
             ext::filters::listener::tls_inspector::v3::TlsInspector,
             ext::upstreams::http::v3::HttpProtocolOptions,
+            ext::retry::host::previous_hosts::v3::PreviousHostsPredicate,
             ext::access_loggers::file::v3::FileAccessLog,
             ext::access_loggers::stream::v3::StdoutAccessLog,
             ext::access_loggers::stream::v3::StderrAccessLog,
