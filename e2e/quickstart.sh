@@ -163,10 +163,10 @@ echo "   The app talks to its sidecar: http://127.0.0.1:8080 (Host: web) and tcp
 
 echo
 echo "1. Requests through Envoy"
-echo "   \$ curl -H 'Host: web' http://127.0.0.1:8080/    (9 times), answered by:"
-mapfile -t R < <(web 9)
+echo "   \$ curl -H 'Host: web' http://127.0.0.1:8080/    (30 times), answered by:"
+mapfile -t R < <(web 30)
 table "${R[@]}"
-check "9 requests spread over the 3 web endpoints" answered_by "web-11 web-12 web-13" "${R[@]}"
+check "30 requests spread over the 3 web endpoints" answered_by "web-11 web-12 web-13" "${R[@]}"
 reply=$(store 'hello store' 2>/dev/null) || reply="(no reply)"
 echo "   TCP to store, 127.0.0.1:7070: sent 'hello store', got back '$reply'"
 check "TCP to store answered by store-0" test "$reply" = "store-0: hello store"
@@ -180,8 +180,8 @@ if poll 10 web13_gone; then
     echo "   Envoy dropped 127.0.0.13 $(($(now_ms) - t0)) ms after the file was saved (file -> rudder -> EDS -> Envoy)"
 else echo "   Envoy still lists 127.0.0.13 after 10 s"; fi
 sleep 1
-echo "   \$ curl -H 'Host: web' http://127.0.0.1:8080/    (9 times), answered by:"
-mapfile -t R < <(web 9)
+echo "   \$ curl -H 'Host: web' http://127.0.0.1:8080/    (30 times), answered by:"
+mapfile -t R < <(web 30)
 table "${R[@]}"
 check "traffic now spreads over 2 endpoints, web-13 gets none" answered_by "web-11 web-12" "${R[@]}"
 
@@ -191,9 +191,9 @@ printf '%s\n' 'apiVersion: v1' 'kind: Service' 'metadata: {name: broken, namespa
     'spec: {ports: [{name: http, port: 70000}]}' >"$WORK/demo/broken.yaml"
 poll 10 rejected && echo "   rudder rejected it; from /debug/configz:" && rejected | sed 's/^/     /'
 check "the bad document is rejected with a clear reason" rejected
-mapfile -t R < <(web 9)
+mapfile -t R < <(web 30)
 n=0; for r in "${R[@]}"; do [[ $r == HTTP-* ]] || n=$((n + 1)); done
-echo "   The last good config stays in force: $n/9 requests answered 200"
+echo "   The last good config stays in force: $n/30 requests answered 200"
 check "traffic still flows (all 200, from web-11 and web-12)" answered_by "web-11 web-12" "${R[@]}"
 
 echo

@@ -118,9 +118,11 @@ fn requests_reach_and_spread(delta: bool) {
         assert_eq!(seen.values().sum::<usize>(), 6);
         assert!(seen.keys().all(|k| names(&web).contains(k)), "host {host}: {seen:?}{}", envoy.log_tail(20));
     }
-    let seen = spread(svc_port, "web", 30);
+    // Least request picks among idle hosts at random: with 60 requests the
+    // chance that one of three endpoints gets none is about 1e-10.
+    let seen = spread(svc_port, "web", 60);
     assert_eq!(seen.len(), 3, "all endpoints must serve: {seen:?}");
-    assert!(seen.values().all(|n| *n >= 5), "round robin should spread evenly: {seen:?}");
+    assert_eq!(seen.values().sum::<usize>(), 60, "every request answered by a backend: {seen:?}");
     // Unknown hosts are not routed anywhere.
     let (status, _) = http_get(&format!("http://127.0.0.1:{svc_port}/"), Some("nope.demo"));
     assert_eq!(status, 404);
@@ -131,7 +133,7 @@ fn requests_reach_and_spread(delta: bool) {
 
     // Envoy's own counters prove the requests went through the outbound cluster.
     let cluster = format!("cluster.outbound|{svc_port}||web.demo.svc.cluster.local.upstream_rq_200");
-    assert!(envoy.stat(&cluster).unwrap_or(0) >= 60, "{cluster} = {:?}", envoy.stat(&cluster));
+    assert!(envoy.stat(&cluster).unwrap_or(0) >= 90, "{cluster} = {:?}", envoy.stat(&cluster));
 }
 
 #[test]
@@ -154,24 +156,22 @@ fn endpoint_edits_move_traffic(delta: bool) {
     let rudder = spawn_rudder(dir.path(), &[]);
     let envoy = client_envoy(&rudder, delta);
     let all = names(&web);
-    assert_eq!(spread(svc_port, "web", 10).len(), 2);
+    assert_eq!(spread(svc_port, "web", 40).len(), 2);
 
     // Add the third endpoint: it starts taking traffic.
     let started = Instant::now();
     write(dir.path(), "eps.yaml", &slice_yaml("web", "http", web.port, &ips));
-    wait_until("new endpoint to receive traffic", Duration::from_secs(10), || {
-        spread(svc_port, "web", 3).contains_key(&all[2])
-    });
-    eprintln!("endpoint added -> traffic after {:?}", started.elapsed());
+    let listed = |ip: Ipv4Addr| envoy.admin_get("/clusters").contains(&format!("::{ip}:{}::", web.port));
+    wait_until("Envoy to list the new endpoint", Duration::from_secs(10), || listed(ips[2]));
+    eprintln!("endpoint added -> in Envoy after {:?}", started.elapsed());
+    assert!(spread(svc_port, "web", 60).contains_key(&all[2]), "the new endpoint takes traffic");
 
     // Remove the first: it stops receiving traffic, and nothing fails meanwhile.
     let started = Instant::now();
     write(dir.path(), "eps.yaml", &slice_yaml("web", "http", web.port, &ips[1..]));
-    wait_until("removed endpoint to stop receiving traffic", Duration::from_secs(10), || {
-        !spread(svc_port, "web", 4).contains_key(&all[0])
-    });
-    eprintln!("endpoint removed -> traffic gone after {:?}", started.elapsed());
-    let seen = spread(svc_port, "web", 20);
+    wait_until("Envoy to drop the removed endpoint", Duration::from_secs(10), || !listed(ips[0]));
+    eprintln!("endpoint removed -> gone from Envoy after {:?}", started.elapsed());
+    let seen = spread(svc_port, "web", 40);
     assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), all[1..].to_vec(), "{seen:?}");
     // Only EDS moved: one CDS and one LDS response in the whole test.
     let (_, syncz) = rudder.admin_get("/debug/syncz");
@@ -201,7 +201,7 @@ fn invalid_edit_changes_nothing_and_is_reported() {
     write(dir.path(), "eps.yaml", &slice_yaml("web", "http", web.port, &web.ips()));
     let rudder = spawn_rudder(dir.path(), &[]);
     let envoy = client_envoy(&rudder, false);
-    assert_eq!(spread(svc_port, "web", 6).len(), 2);
+    assert_eq!(spread(svc_port, "web", 40).len(), 2);
     let version_before = rudder.admin_get("/debug/configz").1;
     let version_before: Value = serde_json::from_str(&version_before).unwrap();
 
@@ -222,7 +222,7 @@ fn invalid_edit_changes_nothing_and_is_reported() {
     assert!(rudder.log_tail(50).contains("spec.ports[0].port"), "the error is logged too");
     // Nothing was pushed: the snapshot version did not move, traffic flows as before.
     assert_eq!(configz["version"], version_before["version"]);
-    assert_eq!(spread(svc_port, "web", 6).len(), 2);
+    assert_eq!(spread(svc_port, "web", 40).len(), 2);
     assert!(envoy.proc.is_running());
 
     // Fixing the file clears the rejection.
@@ -243,7 +243,7 @@ fn envoy_nack_is_reported_and_old_config_keeps_serving() {
     write(dir.path(), "eps.yaml", &slice_yaml("web", "http", web.port, &web.ips()));
     let rudder = spawn_rudder(dir.path(), &[]);
     let envoy = client_envoy(&rudder, false);
-    assert_eq!(spread(svc_port, "web", 6).len(), 2);
+    assert_eq!(spread(svc_port, "web", 40).len(), 2);
 
     // Another process already holds 127.0.0.1:<port>, so Envoy cannot bind the
     // listener Rudder sends for a new Service there, and NACKs the LDS update.
@@ -260,7 +260,7 @@ fn envoy_nack_is_reported_and_old_config_keeps_serving() {
     let metrics = rudder.admin_get("/metrics").1;
     assert!(metrics.contains("rudder_xds_nacks_total{type=\"lds\"} 1"), "{metrics}");
     // Traffic continues on the previous listeners.
-    assert_eq!(spread(svc_port, "web", 6).len(), 2);
+    assert_eq!(spread(svc_port, "web", 40).len(), 2);
     assert!(envoy.stat("listener_manager.lds.update_rejected").unwrap_or(0) >= 1);
     drop(squatter);
 }

@@ -65,6 +65,9 @@ fn outbound(svc: &Service, port: &ServicePort) -> Option<Cluster> {
             ..base(&name)
         },
     };
+    // Istio's default since 1.14: least request, which copes with uneven
+    // backends better than round robin.
+    cluster.lb_policy = LbPolicy::LeastRequest as i32;
     if port.protocol.is_http2() {
         set_http2(&mut cluster);
     }
