@@ -6,6 +6,8 @@
 //! below (`mod traffic;` for e2e/traffic.rs, ...). Run one group with e.g.
 //! `cargo test --test e2e smoke_`.
 
+mod capture;
+mod iptables;
 mod support;
 mod offline;
 mod traffic;
