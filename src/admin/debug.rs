@@ -83,7 +83,14 @@ pub async fn configz(State(s): State<AdminState>) -> Json<Value> {
         .iter()
         .map(|(o, origin)| json!({"object": o.to_string(), "origin": origin.to_string()}))
         .collect();
-    Json(json!({"version": snap.version, "synced": snap.synced, "accepted": accepted, "rejected": rejected, "ignored": ignored}))
+    Json(json!({
+        "version": snap.version,
+        "synced": snap.synced,
+        "accepted": accepted,
+        "rejected": rejected,
+        "ignored": ignored,
+        "warnings": status.warnings,
+    }))
 }
 
 #[derive(serde::Deserialize)]

@@ -50,6 +50,9 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     for rejection in &status.rejected {
         println!("error: {rejection}");
     }
+    for warning in &status.warnings {
+        println!("warning: {warning}");
+    }
     for (object, origin) in &status.ignored {
         println!("ignored: {origin} ({object}): kind not served by Rudder");
     }

@@ -2,6 +2,7 @@
 //! model, keeps the last good version of anything refused, and after a short
 //! debounce publishes an immutable [`Snapshot`] on a `watch` channel.
 
+mod conflicts;
 mod convert;
 mod store;
 
@@ -91,6 +92,9 @@ impl Index {
         let changes = std::mem::take(&mut self.store.pending);
         let status = Arc::new(self.store.status());
         let became_ready = self.synced() && !previous.synced;
+        for w in status.warnings.iter().filter(|w| !previous.status.warnings.contains(w)) {
+            tracing::warn!("{w}");
+        }
         if changes.is_empty() && !became_ready {
             if status_differs(&previous.status, &status) {
                 // Only the report changed (e.g. a new rejection): update it in place
@@ -142,5 +146,5 @@ pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshCon
 }
 
 fn status_differs(a: &crate::model::ConfigStatus, b: &crate::model::ConfigStatus) -> bool {
-    a.rejected != b.rejected || a.accepted != b.accepted || a.ignored != b.ignored
+    a.rejected != b.rejected || a.accepted != b.accepted || a.ignored != b.ignored || a.warnings != b.warnings
 }

@@ -206,6 +206,7 @@ impl Store {
                 .collect(),
             rejected: self.rejected.values().flatten().cloned().collect(),
             ignored: self.ignored.values().flatten().cloned().collect(),
+            warnings: super::conflicts::find(&self.services),
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct ConfigStatus {
     pub rejected: Vec<Rejection>,
     /// Documents of kinds Rudder does not serve (Deployments, ...), left alone.
     pub ignored: Vec<(ObjectRef, Origin)>,
+    /// Accepted objects that conflict with each other, and how it is resolved.
+    pub warnings: Vec<String>,
 }
 
 /// What changed between this snapshot and the previous one.

@@ -65,6 +65,7 @@ const EXPECTED_CASES: &[&str] = &[
     "named_target_port",
     "protocols",
     "redirect_mixed",
+    "none_own_port",
     "redirect_mode",
     "shared_port",
 ];

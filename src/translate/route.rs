@@ -26,6 +26,8 @@ pub fn routes(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<RouteConfiguration
     let routed = |p: &ServicePort| p.protocol.is_http() || (captured && p.protocol == Protocol::Unknown);
     outbound_ports(snapshot)
         .into_iter()
+        // Loopback listeners skip the workload's own ports (see listener/loopback.rs).
+        .filter(|(port, _)| captured || !shape.inbound_ports.contains_key(port))
         .filter(|(_, services)| services.iter().any(|(_, p)| routed(p)))
         .map(|(port, services)| {
             // Envoy refuses a route configuration where two virtual hosts share

@@ -8,11 +8,14 @@ use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 use super::filters::{http_connection_manager, tcp_proxy, RouteSource};
 use super::outbound_ports;
 use crate::model::{Service, ServicePort, Snapshot};
-use crate::translate::{names, socket_address};
+use crate::translate::{names, socket_address, ProxyShape};
 
-pub fn listeners(snapshot: &Snapshot) -> Vec<Listener> {
+pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
     outbound_ports(snapshot)
         .into_iter()
+        // The application itself listens on its own ports; binding them on
+        // loopback too would fail (and Envoy would refuse the update).
+        .filter(|(port, _)| !shape.inbound_ports.contains_key(port))
         .map(|(port, services)| listener(snapshot, port, &services))
         .collect()
 }

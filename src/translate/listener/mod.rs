@@ -26,7 +26,7 @@ pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
         return Vec::new();
     }
     let mut out = match shape.interception {
-        Interception::None => loopback::listeners(snapshot),
+        Interception::None => loopback::listeners(snapshot, shape),
         Interception::Redirect | Interception::Tproxy => {
             let mut l = outbound::listeners(snapshot);
             l.push(inbound::listener(snapshot, shape));

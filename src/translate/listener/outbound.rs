@@ -40,6 +40,17 @@ fn virtual_outbound(mesh: &MeshConfig) -> Listener {
         address: Some(socket_address("0.0.0.0", OUTBOUND_CAPTURE_PORT)),
         use_original_dst: Some(BoolValue { value: true }),
         listener_filters: vec![original_dst()],
+        // A connection addressed to 15001 itself would be handed back here
+        // forever; Istio blackholes it, and so do we.
+        filter_chains: vec![FilterChain {
+            name: "virtualOutbound-blackhole".to_string(),
+            filter_chain_match: Some(FilterChainMatch {
+                destination_port: Some(UInt32Value { value: OUTBOUND_CAPTURE_PORT.into() }),
+                ..Default::default()
+            }),
+            filters: vec![tcp_proxy(names::BLACKHOLE_CLUSTER, names::BLACKHOLE_CLUSTER, mesh)],
+            ..Default::default()
+        }],
         // Reached only for ports no service uses.
         default_filter_chain: Some(FilterChain {
             name: "PassthroughFilterChain".to_string(),
