@@ -42,6 +42,9 @@ struct State {
     /// Which EDS resources each service produced, to replace them on change.
     eds_names: BTreeMap<ServiceKey, Vec<String>>,
     shapes: HashMap<ProxyShape, Slot>,
+    /// The previous version's shapes, when only endpoints changed since: every
+    /// shape, not just the first one asked for, reuses its CDS/LDS/RDS.
+    reusable: HashMap<ProxyShape, Slot>,
 }
 
 pub struct ConfigCache {
@@ -56,6 +59,7 @@ impl Default for ConfigCache {
                 endpoints: Arc::default(),
                 eds_names: BTreeMap::new(),
                 shapes: HashMap::new(),
+                reusable: HashMap::new(),
             }),
         }
     }
@@ -67,13 +71,12 @@ impl ConfigCache {
     pub async fn get(&self, snapshot: &Arc<Snapshot>, shape: &ProxyShape) -> Arc<ProxyResources> {
         let (slot, previous, endpoints) = {
             let mut state = self.state.lock();
-            let previous = if snapshot.version > state.version {
-                self.advance(&mut state, snapshot)
-            } else {
-                HashMap::new()
-            };
+            if snapshot.version > state.version {
+                advance(&mut state, snapshot);
+            }
             let slot = state.shapes.entry(shape.clone()).or_default().clone();
-            (slot, previous.get(shape).and_then(|s| s.get().cloned()), state.endpoints.clone())
+            let previous = state.reusable.get(shape).and_then(|s| s.get().cloned());
+            (slot, previous, state.endpoints.clone())
         };
         if snapshot.version < self.state.lock().version {
             // A stream still on an older snapshot: translate for it alone.
@@ -97,28 +100,29 @@ impl ConfigCache {
         .clone()
     }
 
-    /// Moves the cache to a newer snapshot. Returns the old shapes when they
-    /// can be reused (an endpoints-only change right after the cached version).
-    fn advance(&self, state: &mut State, snapshot: &Snapshot) -> HashMap<ProxyShape, Slot> {
-        let consecutive = snapshot.version == state.version + 1 && state.version != 0;
-        let changes = &snapshot.changes;
-        if consecutive {
-            let touched = changes.services.iter().chain(changes.endpoints.iter());
-            update_endpoints(state, snapshot, touched);
-        } else {
-            // We missed a version: nothing about the change set can be trusted.
-            state.endpoints = Arc::default();
-            state.eds_names.clear();
-            update_endpoints(state, snapshot, snapshot.services.keys());
-        }
-        state.version = snapshot.version;
-        let old = std::mem::take(&mut state.shapes);
-        if consecutive && changes.endpoints_only() {
-            old
-        } else {
-            HashMap::new()
-        }
+}
+
+/// Moves the cache to a newer snapshot, keeping the old shapes for reuse when
+/// the change was endpoints-only and immediately follows the cached version.
+fn advance(state: &mut State, snapshot: &Snapshot) {
+    let consecutive = snapshot.version == state.version + 1 && state.version != 0;
+    let changes = &snapshot.changes;
+    if consecutive {
+        let touched = changes.services.iter().chain(changes.endpoints.iter());
+        update_endpoints(state, snapshot, touched);
+    } else {
+        // We missed a version: nothing about the change set can be trusted.
+        state.endpoints = Arc::default();
+        state.eds_names.clear();
+        update_endpoints(state, snapshot, snapshot.services.keys());
     }
+    state.version = snapshot.version;
+    let old = std::mem::take(&mut state.shapes);
+    state.reusable = if consecutive && changes.endpoints_only() {
+        old
+    } else {
+        HashMap::new()
+    };
 }
 
 fn update_endpoints<'a>(state: &mut State, snapshot: &Snapshot, services: impl Iterator<Item = &'a ServiceKey>) {

@@ -26,6 +26,8 @@ struct Subscription {
     /// Versions the proxy reported on reconnect, before we sent anything.
     initial: BTreeMap<String, String>,
     nonce: String,
+    /// Snapshot version of the response carrying `nonce`, recorded on its ACK.
+    nonce_version: String,
     answered: bool,
 }
 
@@ -86,7 +88,7 @@ async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>,
     let first = !subs.contains_key(&t);
     let sub = subs.entry(t).or_default();
     if !req.response_nonce.is_empty() && req.response_nonce == sub.nonce {
-        let version = s.snapshot.version.to_string();
+        let version = sub.nonce_version.clone();
         match &req.error_detail {
             Some(err) => s.record_nack(t, &version, &req.response_nonce, err.code, &err.message),
             None => s.record_ack(t, &version, &req.response_nonce),
@@ -163,6 +165,7 @@ async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, added: BTreeSe
     sub.nonce = s.next_nonce();
     sub.answered = true;
     let version = s.snapshot.version.to_string();
+    sub.nonce_version = version.clone();
     let response = DeltaDiscoveryResponse {
         system_version_info: version.clone(),
         resources: send

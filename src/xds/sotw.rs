@@ -81,7 +81,9 @@ async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>,
         return Ok(());
     };
     let sub = subs.entry(t).or_default();
-    if !req.response_nonce.is_empty() {
+    // A nonce on a type this stream never answered comes from an earlier
+    // stream (a client that kept it across a reconnect): treat it as initial.
+    if !req.response_nonce.is_empty() && sub.answered {
         if req.response_nonce != sub.nonce {
             // A reply to a response we have since superseded: the newer one wins.
             return Ok(());
@@ -95,7 +97,7 @@ async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>,
     let wildcard = t.is_wildcard_type() && (names.is_empty() || names.contains("*"));
     let names = (!wildcard).then_some(names);
     // A new stream or a changed subscription must be answered with current state.
-    let force = req.response_nonce.is_empty() || names != sub.names;
+    let force = req.response_nonce.is_empty() || !sub.answered || names != sub.names;
     if let Some(names) = &names {
         sub.sent.retain(|n, _| names.contains(n));
     }
@@ -118,7 +120,9 @@ async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, force: bool, t
         .filter(|r| sub.sent.get(&r.name).map(|old| &old.version) != Some(&r.version))
         .map(|r| Arc::clone(r))
         .collect();
-    let removed = sub.names.is_none() && sub.sent.keys().any(|n| !all.contains_key(n));
+    // `sent` only holds subscribed names, so this covers wildcard and named
+    // subscriptions alike.
+    let removed = sub.sent.keys().any(|n| !all.contains_key(n));
     let force = force || !sub.answered;
     let to_send: Vec<Arc<Resource>> = if t.is_wildcard_type() {
         // Listeners and clusters: any difference means a full state of the world.
@@ -131,7 +135,8 @@ async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, force: bool, t
     } else {
         changed
     };
-    if to_send.is_empty() && !(force && t.is_wildcard_type()) {
+    // An empty listener or cluster response is meaningful: it deletes them all.
+    if to_send.is_empty() && !(t.is_wildcard_type() && (force || removed)) {
         return Ok(());
     }
     if t.is_wildcard_type() {

@@ -1,0 +1,73 @@
+//! The shared resource cache, seen through its public API: proxies of one
+//! shape share one translation, and an endpoints-only change reuses the
+//! clusters, listeners and routes already generated.
+
+use std::sync::Arc;
+
+use super::harness::*;
+use crate::model::{Proxy, Snapshot};
+use crate::translate::ProxyShape;
+use crate::xds::node::proxy_from_node;
+
+fn proxy(id: &str) -> Proxy {
+    proxy_from_node(Some(&node(id))).expect("a valid node")
+}
+
+fn latest(h: &Harness) -> Arc<Snapshot> {
+    h.ctx.snapshots.borrow().clone()
+}
+
+#[tokio::test]
+async fn proxies_of_one_shape_share_one_translation() {
+    let h = Harness::start(&mesh(WEB_IPS, API_IPS)).await;
+    let snap = latest(&h);
+    let (a, b) = (proxy(NODE), proxy(NODE_2));
+    let shape = ProxyShape::of(&snap, &a);
+    assert_eq!(
+        shape,
+        ProxyShape::of(&snap, &b),
+        "two sidecars of one namespace, no inbound ports"
+    );
+    let first = h.ctx.cache.get(&snap, &shape).await;
+    let second = h.ctx.cache.get(&snap, &ProxyShape::of(&snap, &b)).await;
+    assert!(Arc::ptr_eq(&first, &second), "one translation for both");
+}
+
+#[tokio::test]
+async fn endpoint_change_reuses_clusters_listeners_and_routes_for_every_shape() {
+    let h = Harness::start(&mesh(WEB_IPS, API_IPS)).await;
+    let v1 = latest(&h);
+    // Two shapes: sidecars in different namespaces (their route domains differ).
+    let demo = ProxyShape::of(&v1, &proxy(NODE));
+    let tools = ProxyShape::of(
+        &v1,
+        &proxy("sidecar~198.18.0.7~probe-0.tools~tools.svc.cluster.local"),
+    );
+    assert_ne!(demo, tools);
+    let demo1 = h.ctx.cache.get(&v1, &demo).await;
+    let tools1 = h.ctx.cache.get(&v1, &tools).await;
+
+    h.apply(&mesh(&["198.18.1.12"], API_IPS)).await;
+    let v2 = latest(&h);
+    assert_eq!(v2.version, v1.version + 1);
+    assert!(v2.changes.endpoints_only(), "{:?}", v2.changes);
+    let demo2 = h.ctx.cache.get(&v2, &demo).await;
+    let tools2 = h.ctx.cache.get(&v2, &tools).await;
+
+    assert!(
+        !Arc::ptr_eq(&demo1.endpoints, &demo2.endpoints),
+        "endpoints were regenerated"
+    );
+    assert!(
+        Arc::ptr_eq(&demo2.endpoints, &tools2.endpoints),
+        "one EDS map for everybody"
+    );
+    for (which, before, after) in [("demo", &demo1, &demo2), ("tools", &tools1, &tools2)] {
+        assert!(
+            Arc::ptr_eq(&before.clusters, &after.clusters)
+                && Arc::ptr_eq(&before.listeners, &after.listeners)
+                && Arc::ptr_eq(&before.routes, &after.routes),
+            "shape {which}: an endpoints-only change must reuse CDS/LDS/RDS, not translate them again"
+        );
+    }
+}
