@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 pub use core::SERVICE_NAME_LABEL;
 pub use field::FieldError;
+pub use field::{check_dns_label, check_dns_subdomain, check_duration_min, check_host, check_percent, check_port, check_regex, parse_duration};
 pub use mesh::parse_mesh_config;
 
 use crate::model::ObjectRef;
