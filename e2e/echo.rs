@@ -3,45 +3,83 @@
 //! HTTP mode answers every request with JSON describing it (so a test can see
 //! which backend Envoy picked and what headers arrived); `GET /status/NNN`
 //! answers NNN. `--tcp` mode echoes each line prefixed with `NAME: `.
+//!
+//! Applications in a mesh call each other by name, unaware of the sidecar:
+//! with `--call-http URL` and/or `--call-tcp HOST:PORT`, `GET /chain` first
+//! calls those upstreams and nests their answers. `--send-tcp HOST:PORT` is a
+//! one-shot client: send `--line`, print the first line back, exit.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use anyhow::Context;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clap::Parser;
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{lookup_host, TcpListener, TcpStream};
+use tokio::time::timeout;
+
+/// Bound on each upstream call and on the `--send-tcp` client, so a black-
+/// holed connection fails the request instead of hanging it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Parser, Debug)]
 #[command(about = "HTTP/TCP echo backend for Rudder's e2e tests")]
 struct Args {
     /// Address to listen on, IP:PORT (port 0 picks a free one).
-    #[arg(long)]
-    listen: SocketAddr,
+    #[arg(long, required_unless_present = "send_tcp")]
+    listen: Option<SocketAddr>,
     /// Backend name reported in every answer.
-    #[arg(long)]
-    name: String,
+    #[arg(long, required_unless_present = "send_tcp")]
+    name: Option<String>,
     /// Line-echo TCP server instead of HTTP.
     #[arg(long)]
     tcp: bool,
+    /// On `GET /chain`, first GET this plain-HTTP URL (e.g.
+    /// `http://api.demo:9090/chain`; the host is resolved by the system
+    /// resolver) and nest its answer under `upstream`.
+    #[arg(long, value_name = "URL", conflicts_with = "tcp")]
+    call_http: Option<String>,
+    /// On `GET /chain`, first send a line to this TCP line service and nest
+    /// its reply under `tcp_upstream`.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "tcp")]
+    call_tcp: Option<String>,
+    /// Client mode: connect to HOST:PORT, send `--line`, print the first line
+    /// back and exit (1 on errors, 3 when closed without a reply).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["listen", "tcp"])]
+    send_tcp: Option<String>,
+    /// The line `--send-tcp` sends.
+    #[arg(long, default_value = "ping", requires = "send_tcp")]
+    line: String,
 }
 
 #[derive(Clone)]
 struct Backend {
     name: String,
     listen: SocketAddr,
+    call_http: Option<String>,
+    call_tcp: Option<String>,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let listener = TcpListener::bind(args.listen).await?;
+    if let Some(target) = &args.send_tcp {
+        return send_tcp_client(target, &args.line).await;
+    }
+    let (Some(listen), Some(name)) = (args.listen, args.name) else {
+        anyhow::bail!("--listen and --name are required to serve");
+    };
+    let listener = TcpListener::bind(listen).await?;
     let backend = Backend {
-        name: args.name,
+        name,
         listen: listener.local_addr()?,
+        call_http: args.call_http,
+        call_tcp: args.call_tcp,
     };
     // Tests wait for this line (or the port) before sending traffic.
     println!(
@@ -76,7 +114,7 @@ async fn echo(
         .map(|a| a.to_string())
         .or_else(|| header_str(&headers, "host"))
         .unwrap_or_default();
-    let body = json!({
+    let mut body = json!({
         "backend": backend.name,
         "listen": backend.listen.to_string(),
         "peer": peer.to_string(),
@@ -85,7 +123,167 @@ async fn echo(
         "host": host,
         "headers": header_map(&headers),
     });
+    let mut status = status;
+    if method == Method::GET && uri.path() == "/chain" {
+        let calls_ok = chain_calls(&backend, &mut body).await;
+        if !calls_ok {
+            status = StatusCode::BAD_GATEWAY;
+        }
+    }
     (status, Json(body)).into_response()
+}
+
+/// Makes the configured upstream calls, nesting each result in `body`;
+/// false when any failed (the answer then is a 502, like a proxy's).
+async fn chain_calls(backend: &Backend, body: &mut Value) -> bool {
+    let mut ok = true;
+    if let Some(url) = &backend.call_http {
+        let result = match http_get(url).await {
+            Ok((code, text)) => {
+                ok &= code == 200;
+                let nested = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                json!({"url": url, "status": code, "body": nested})
+            }
+            Err(e) => {
+                ok = false;
+                json!({"url": url, "error": format!("{e:#}")})
+            }
+        };
+        body["upstream"] = result;
+    }
+    if let Some(target) = &backend.call_tcp {
+        let result = match tcp_exchange(target, &backend.name).await {
+            Ok(Some(reply)) => json!({"addr": target, "reply": reply}),
+            Ok(None) => {
+                ok = false;
+                json!({"addr": target, "error": "connection closed without a reply"})
+            }
+            Err(e) => {
+                ok = false;
+                json!({"addr": target, "error": format!("{e:#}")})
+            }
+        };
+        body["tcp_upstream"] = result;
+    }
+    ok
+}
+
+/// Resolves `host:port` with the system resolver (so a pod's hosts file
+/// applies) and connects to its first address.
+async fn connect(target: &str) -> anyhow::Result<TcpStream> {
+    let addr = lookup_host(target)
+        .await
+        .with_context(|| format!("resolving {target}"))?
+        .next()
+        .with_context(|| format!("{target} has no address"))?;
+    let stream = timeout(CALL_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .with_context(|| format!("connecting to {target} ({addr}): timed out"))?
+        .with_context(|| format!("connecting to {target} ({addr})"))?;
+    Ok(stream)
+}
+
+/// A plain HTTP/1.1 GET on a fresh connection (`Connection: close`, so the
+/// body ends at EOF unless chunked). Enough for calls between test apps.
+async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+    let target = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let mut stream = connect(&target).await?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: rudder-echo\r\nConnection: close\r\n\r\n"
+    );
+    let mut raw = Vec::new();
+    let exchange = async {
+        stream.write_all(request.as_bytes()).await?;
+        stream.read_to_end(&mut raw).await
+    };
+    timeout(CALL_TIMEOUT, exchange)
+        .await
+        .with_context(|| format!("GET {url}: timed out"))?
+        .with_context(|| format!("GET {url}"))?;
+    parse_response(&raw).with_context(|| format!("GET {url}: bad response"))
+}
+
+fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, String)> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no end of headers in {} bytes", raw.len()))?;
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default();
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Ok((code, body))
+}
+
+fn dechunk(mut body: &str) -> anyhow::Result<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").context("truncated chunk size")?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or_default().trim(), 16)
+            .with_context(|| format!("bad chunk size {size:?}"))?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = rest.get(..size).context("truncated chunk")?;
+        out.push_str(chunk);
+        body = rest
+            .get(size..)
+            .unwrap_or_default()
+            .trim_start_matches("\r\n");
+    }
+}
+
+/// Sends `line` to a line service; `Ok(None)` when it closed without a reply.
+async fn tcp_exchange(target: &str, line: &str) -> anyhow::Result<Option<String>> {
+    let stream = connect(target).await?;
+    let (read, mut write) = stream.into_split();
+    let exchange = async {
+        write.write_all(format!("{line}\n").as_bytes()).await?;
+        BufReader::new(read).lines().next_line().await
+    };
+    let reply = timeout(CALL_TIMEOUT, exchange)
+        .await
+        .with_context(|| format!("{target}: no reply within {CALL_TIMEOUT:?}"))?
+        .with_context(|| format!("talking to {target}"))?;
+    Ok(reply)
+}
+
+/// One line of output either way: tests quote stderr in their messages.
+async fn send_tcp_client(target: &str, line: &str) -> anyhow::Result<()> {
+    match tcp_exchange(target, line).await {
+        Ok(Some(reply)) => {
+            println!("{reply}");
+            Ok(())
+        }
+        Ok(None) => {
+            eprintln!("{target}: connection closed without a reply");
+            std::process::exit(3);
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// `GET /status/NNN` answers NNN, so tests can provoke retries and outlier ejection.

@@ -130,7 +130,7 @@ fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
 /// No hot restart means no shared memory, so concurrent Envoys need no
 /// distinct --base-id. One worker thread is plenty for tests on a small box.
 /// E2E_ENVOY_LOG_LEVEL (e.g. `debug`) helps when chasing a failure.
-fn envoy_flags() -> Vec<String> {
+pub(crate) fn envoy_flags() -> Vec<String> {
     let level = std::env::var("E2E_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".into());
     [
         "--disable-hot-restart",

@@ -12,6 +12,7 @@ mod envoy;
 mod http;
 mod proc;
 mod rudder;
+pub mod pods;
 
 pub use envoy::{envoy_validate, render_bootstrap, spawn_envoy, spawn_envoy_edited, Envoy};
 pub use http::{block_on, http_get, http_request, tcp_line, try_http_get, HttpResponse};

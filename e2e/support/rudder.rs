@@ -22,7 +22,31 @@ pub struct Rudder {
 pub fn spawn_rudder(config_dir: &Path, extra_args: &[&str]) -> Rudder {
     let xds_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rudder"));
+    let cmd = Command::new(env!("CARGO_BIN_EXE_rudder"));
+    start_rudder(cmd, config_dir, xds_addr, admin_addr, extra_args)
+}
+
+/// Like [`spawn_rudder`], bound where the caller says (test pods reach xDS on
+/// their bridge's address). Runs under `setpriv --pdeathsig KILL`, so a test
+/// process killed outright (no Drop) does not leave the control plane behind.
+pub fn spawn_rudder_at(
+    config_dir: &Path,
+    xds_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    extra_args: &[&str],
+) -> Rudder {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_rudder")]);
+    start_rudder(cmd, config_dir, xds_addr, admin_addr, extra_args)
+}
+
+fn start_rudder(
+    mut cmd: Command,
+    config_dir: &Path,
+    xds_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    extra_args: &[&str],
+) -> Rudder {
     cmd.arg("serve")
         .arg("--config-dir")
         .arg(config_dir)
