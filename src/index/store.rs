@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::api::{self, Kind, Object, ObjectKey};
+use crate::model::routing::{self, ConfigKey};
 use crate::model::{self, ChangeSet, ConfigStatus, ObjectRef, Origin, Rejection, ServiceKey};
 use crate::source::Item;
 
@@ -27,6 +28,8 @@ pub struct Store {
     pub endpoints: BTreeMap<ServiceKey, Arc<model::ServiceEndpoints>>,
     pub workloads: BTreeMap<model::WorkloadKey, Arc<model::Workload>>,
     pub namespaces: BTreeMap<String, Arc<model::Namespace>>,
+    pub virtual_services: BTreeMap<ConfigKey, Arc<routing::VirtualService>>,
+    pub destination_rules: BTreeMap<ConfigKey, Arc<routing::DestinationRule>>,
     /// Changes not yet published.
     pub pending: ChangeSet,
 }

@@ -3,6 +3,7 @@
 
 pub mod mesh;
 pub mod proxy;
+pub mod routing;
 mod service;
 mod snapshot;
 

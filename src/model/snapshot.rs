@@ -3,6 +3,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::routing::{ConfigKey, DestinationRule, VirtualService};
 use super::{MeshConfig, Namespace, Service, ServiceEndpoints, ServiceKey, Workload, WorkloadKey};
 
 /// Where a document came from: a file and its 0-based document index, or a watch.
@@ -82,22 +83,25 @@ pub struct ChangeSet {
     pub endpoints: BTreeSet<ServiceKey>,
     /// Pods or namespaces changed: anything proxy-shaped may differ.
     pub workloads: bool,
+    /// VirtualServices or DestinationRules changed.
+    pub routing: bool,
 }
 
 impl ChangeSet {
     pub fn is_empty(&self) -> bool {
-        self.services.is_empty() && self.endpoints.is_empty() && !self.workloads
+        self.services.is_empty() && self.endpoints.is_empty() && !self.workloads && !self.routing
     }
 
     /// Only endpoints moved: an EDS push for those services' clusters suffices.
     pub fn endpoints_only(&self) -> bool {
-        self.services.is_empty() && !self.workloads && !self.endpoints.is_empty()
+        self.services.is_empty() && !self.workloads && !self.routing && !self.endpoints.is_empty()
     }
 
     pub fn merge(&mut self, other: &ChangeSet) {
         self.services.extend(other.services.iter().cloned());
         self.endpoints.extend(other.endpoints.iter().cloned());
         self.workloads |= other.workloads;
+        self.routing |= other.routing;
     }
 }
 
@@ -114,6 +118,8 @@ pub struct Snapshot {
     pub endpoints: BTreeMap<ServiceKey, Arc<ServiceEndpoints>>,
     pub workloads: BTreeMap<WorkloadKey, Arc<Workload>>,
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    pub virtual_services: BTreeMap<ConfigKey, Arc<VirtualService>>,
+    pub destination_rules: BTreeMap<ConfigKey, Arc<DestinationRule>>,
     pub mesh: Arc<MeshConfig>,
     /// Changes since version `version - 1`.
     pub changes: ChangeSet,
@@ -130,6 +136,8 @@ impl Snapshot {
             endpoints: BTreeMap::new(),
             workloads: BTreeMap::new(),
             namespaces: BTreeMap::new(),
+            virtual_services: BTreeMap::new(),
+            destination_rules: BTreeMap::new(),
             mesh: Arc::default(),
             changes: ChangeSet::default(),
             status: Arc::default(),

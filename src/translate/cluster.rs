@@ -18,7 +18,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use envoy_types::util::pack_any;
 
 use super::names::{self, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
-use super::{ads_config_source, seconds, socket_address, ProxyShape};
+use super::{ads_config_source, policy, seconds, socket_address, ProxyShape};
+use crate::model::routing::TrafficPolicy;
 use crate::model::{Protocol, ProxyKind, Service, ServicePort, Snapshot};
 
 /// Istio's default connect timeout for mesh clusters.
@@ -28,11 +29,18 @@ const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProt
 
 /// Every cluster this proxy needs, sorted by name.
 pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
-    let mut out: Vec<Cluster> = snapshot
-        .services
-        .values()
-        .flat_map(|svc| svc.ports.iter().filter_map(move |p| outbound(svc, p)))
-        .collect();
+    let mut out: Vec<Cluster> = Vec::new();
+    for svc in snapshot.services.values() {
+        let rule = policy::destination_rule_for(snapshot, &svc.hostname(), shape);
+        for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
+            let top = rule.map(|r| r.policy.for_port(port.port)).unwrap_or_default();
+            out.extend(outbound(svc, port, "", &top));
+            for subset in rule.iter().flat_map(|r| r.subsets.iter()) {
+                let merged = rule.map(|r| r.policy.overlay(&subset.policy)).unwrap_or_default().for_port(port.port);
+                out.extend(outbound(svc, port, &subset.name, &merged));
+            }
+        }
+    }
     if shape.kind == ProxyKind::Sidecar {
         out.extend(shape.inbound_ports.iter().map(|(port, proto)| inbound(*port, *proto)));
         out.push(inbound_passthrough());
@@ -43,11 +51,8 @@ pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
     out
 }
 
-fn outbound(svc: &Service, port: &ServicePort) -> Option<Cluster> {
-    if port.protocol == Protocol::Udp {
-        return None; // Envoy sidecars carry TCP only, as in Istio.
-    }
-    let name = names::outbound_cluster(port.port, "", &svc.hostname());
+fn outbound(svc: &Service, port: &ServicePort, subset: &str, policy: &TrafficPolicy) -> Option<Cluster> {
+    let name = names::outbound_cluster(port.port, subset, &svc.hostname());
     let mut cluster = match &svc.external_name {
         // ExternalName: Envoy resolves the DNS name itself.
         Some(host) => Cluster {
@@ -68,8 +73,14 @@ fn outbound(svc: &Service, port: &ServicePort) -> Option<Cluster> {
     // Istio's default since 1.14: least request, which copes with uneven
     // backends better than round robin.
     cluster.lb_policy = LbPolicy::LeastRequest as i32;
-    if port.protocol.is_http2() {
-        set_http2(&mut cluster);
+    let mut http = HttpProtocolOptions::default();
+    policy::apply(&mut cluster, policy, &mut http);
+    let upgrade = policy.connection_pool.as_ref().and_then(|p| p.h2_upgrade) == Some(true) && port.protocol.is_http();
+    if port.protocol.is_http2() || upgrade {
+        http.upstream_protocol_options = Some(http2());
+    }
+    if http != HttpProtocolOptions::default() {
+        set_protocol_options(&mut cluster, http);
     }
     Some(cluster)
 }
@@ -83,7 +94,13 @@ fn inbound(port: u16, protocol: Protocol) -> Cluster {
         ..base(&name)
     };
     if protocol.is_http2() {
-        set_http2(&mut cluster);
+        set_protocol_options(
+            &mut cluster,
+            HttpProtocolOptions {
+                upstream_protocol_options: Some(http2()),
+                ..Default::default()
+            },
+        );
     }
     cluster
 }
@@ -153,15 +170,13 @@ fn static_assignment(cluster: &str, host: &str, port: u16) -> ClusterLoadAssignm
 }
 
 /// gRPC and HTTP/2 upstreams need HTTP/2 end to end.
-fn set_http2(cluster: &mut Cluster) {
-    let options = HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-            protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                Http2ProtocolOptions::default(),
-            )),
-        })),
-        ..Default::default()
-    };
+fn http2() -> UpstreamProtocolOptions {
+    UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+        protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())),
+    })
+}
+
+fn set_protocol_options(cluster: &mut Cluster, options: HttpProtocolOptions) {
     // A one-entry map, so its (unordered) encoding is still deterministic.
     cluster
         .typed_extension_protocol_options

@@ -9,7 +9,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 
 use super::names;
 use super::socket_address;
-use crate::model::{Protocol, Service, ServiceEndpoints, ServiceKey, ServicePort, Snapshot};
+use crate::model::routing::{host_matches, Subset};
+use crate::model::{Endpoint as MeshEndpoint, Protocol, Service, ServiceEndpoints, ServiceKey, ServicePort, Snapshot};
 
 /// Load assignments for every EDS cluster in the snapshot. They do not depend
 /// on the proxy, so every proxy shares one set.
@@ -31,17 +32,42 @@ pub fn endpoints_for<'a>(
             continue; // DNS clusters carry their own endpoints.
         }
         let eps = snapshot.endpoints.get(key).map_or(&empty, |e| e.as_ref());
+        // Every subset any DestinationRule defines for this host: EDS is shared
+        // by all proxies, and each subscribes only to the names its CDS lists.
+        let host = svc.hostname();
+        let subsets: Vec<&Subset> = snapshot
+            .destination_rules
+            .values()
+            .filter(|dr| host_matches(&dr.host, &host))
+            .flat_map(|dr| dr.subsets.iter())
+            .collect();
         for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
-            out.push(assignment(svc, port, eps));
+            out.push(assignment(svc, port, "", eps, |_| true));
+            for subset in &subsets {
+                let selects = |ep: &MeshEndpoint| endpoint_labels(snapshot, svc, ep).is_some_and(|l| subset.labels.iter().all(|(k, v)| l.get(k) == Some(v)));
+                out.push(assignment(svc, port, &subset.name, eps, selects));
+            }
         }
     }
     out
 }
 
-fn assignment(svc: &Service, port: &ServicePort, eps: &ServiceEndpoints) -> ClusterLoadAssignment {
+/// Subsets select endpoints by their pod's labels.
+fn endpoint_labels<'a>(snapshot: &'a Snapshot, svc: &Service, ep: &MeshEndpoint) -> Option<&'a BTreeMap<String, String>> {
+    let pod = ep.pod.as_deref()?;
+    snapshot.workload(&svc.key.namespace, pod).map(|w| &w.labels)
+}
+
+fn assignment(
+    svc: &Service,
+    port: &ServicePort,
+    subset: &str,
+    eps: &ServiceEndpoints,
+    selects: impl Fn(&MeshEndpoint) -> bool,
+) -> ClusterLoadAssignment {
     let mut by_zone: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
     // Not-ready endpoints are left out, as Kubernetes Services do.
-    for ep in eps.endpoints.iter().filter(|e| e.ready) {
+    for ep in eps.endpoints.iter().filter(|e| e.ready && selects(*e)) {
         let Some(target) = ServiceEndpoints::port_for(ep, port) else { continue };
         let lb = LbEndpoint {
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
@@ -54,7 +80,7 @@ fn assignment(svc: &Service, port: &ServicePort, eps: &ServiceEndpoints) -> Clus
         by_zone.entry(ep.zone.as_deref().unwrap_or_default()).or_default().push(lb);
     }
     ClusterLoadAssignment {
-        cluster_name: names::outbound_cluster(port.port, "", &svc.hostname()),
+        cluster_name: names::outbound_cluster(port.port, subset, &svc.hostname()),
         endpoints: by_zone
             .into_iter()
             .map(|(zone, lb_endpoints)| LocalityLbEndpoints {

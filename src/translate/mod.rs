@@ -5,8 +5,10 @@
 
 mod cluster;
 mod endpoint;
+mod filters;
 mod listener;
 mod names;
+mod policy;
 mod route;
 mod shape;
 
@@ -51,4 +53,11 @@ fn socket_address(ip: &str, port: u16) -> Address {
 
 fn seconds(s: i64) -> Duration {
     Duration { seconds: s, nanos: 0 }
+}
+
+fn duration(d: std::time::Duration) -> Duration {
+    Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Interception, Protocol, Proxy, ProxyKind, ServiceEndpoints, Snapshot};
 
@@ -13,6 +13,10 @@ pub struct ProxyShape {
     pub interception: Interception,
     /// Ports the workload serves (from Services selecting it), by protocol.
     pub inbound_ports: BTreeMap<u16, Protocol>,
+    /// The workload's labels that some VirtualService `sourceLabels` or
+    /// DestinationRule `workloadSelector` reads, and only those: proxies of
+    /// different workloads still share a shape when no rule tells them apart.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl ProxyShape {
@@ -22,8 +26,34 @@ impl ProxyShape {
             namespace: proxy.namespace.clone(),
             interception: proxy.interception,
             inbound_ports: inbound_ports(snapshot, proxy),
+            labels: routing_labels(snapshot, proxy),
         }
     }
+}
+
+fn workload_labels<'a>(snapshot: &'a Snapshot, proxy: &'a Proxy) -> &'a BTreeMap<String, String> {
+    snapshot
+        .workload(&proxy.namespace, &proxy.pod_name)
+        .map(|w| &w.labels)
+        .unwrap_or(&proxy.labels)
+}
+
+fn routing_labels(snapshot: &Snapshot, proxy: &Proxy) -> BTreeMap<String, String> {
+    let mut keys = BTreeSet::new();
+    for vs in snapshot.virtual_services.values() {
+        let http = vs.http.iter().flat_map(|r| r.matches.iter().map(|m| &m.source_labels));
+        let l4 = vs.tcp.iter().chain(&vs.tls).flat_map(|r| r.matches.iter().map(|m| &m.source_labels));
+        for labels in http.chain(l4) {
+            keys.extend(labels.keys());
+        }
+    }
+    for dr in snapshot.destination_rules.values() {
+        keys.extend(dr.workload_selector.keys());
+    }
+    let labels = workload_labels(snapshot, proxy);
+    keys.into_iter()
+        .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
+        .collect()
 }
 
 /// The workload's served ports: target ports of every Service selecting it.
@@ -32,10 +62,7 @@ fn inbound_ports(snapshot: &Snapshot, proxy: &Proxy) -> BTreeMap<u16, Protocol> 
     if proxy.kind != ProxyKind::Sidecar {
         return BTreeMap::new();
     }
-    let labels = snapshot
-        .workload(&proxy.namespace, &proxy.pod_name)
-        .map(|w| &w.labels)
-        .unwrap_or(&proxy.labels);
+    let labels = workload_labels(snapshot, proxy);
     let mut ports = BTreeMap::new();
     for svc in snapshot.services.values() {
         if !svc.selects(&proxy.namespace, labels) {

@@ -107,11 +107,13 @@ impl ConfigCache {
 fn advance(state: &mut State, snapshot: &Snapshot) {
     let consecutive = snapshot.version == state.version + 1 && state.version != 0;
     let changes = &snapshot.changes;
-    if consecutive {
+    // Subsets select endpoints by DestinationRule and pod labels: when either
+    // changed, every service's load assignments may differ.
+    if consecutive && !changes.routing && !changes.workloads {
         let touched = changes.services.iter().chain(changes.endpoints.iter());
         update_endpoints(state, snapshot, touched);
     } else {
-        // We missed a version: nothing about the change set can be trusted.
+        // A missed version (the change set can't be trusted) or a routing change.
         state.endpoints = Arc::default();
         state.eds_names.clear();
         update_endpoints(state, snapshot, snapshot.services.keys());

@@ -29,22 +29,30 @@ pub enum RouteSource {
 }
 
 pub fn http_connection_manager(stat_prefix: &str, routes: RouteSource, mesh: &MeshConfig) -> Filter {
+    // Outbound (RDS) routes may carry VirtualService CORS and fault settings,
+    // which need their filters in the chain, in Istio's order, before the router.
+    let mut http_filters = Vec::new();
     let route_specifier = match routes {
-        RouteSource::Rds(name) => RouteSpecifier::Rds(Rds {
-            config_source: Some(ads_config_source()),
-            route_config_name: name,
-        }),
+        RouteSource::Rds(name) => {
+            http_filters.push(crate::translate::filters::cors::http_filter());
+            http_filters.push(crate::translate::filters::fault::http_filter());
+            RouteSpecifier::Rds(Rds {
+                config_source: Some(ads_config_source()),
+                route_config_name: name,
+            })
+        }
         RouteSource::Inline(config) => RouteSpecifier::RouteConfig(*config),
     };
+    http_filters.push(HttpFilter {
+        name: "envoy.filters.http.router".to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+        ..Default::default()
+    });
     let hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: CodecType::Auto as i32,
         route_specifier: Some(route_specifier),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
-            ..Default::default()
-        }],
+        http_filters,
         upgrade_configs: vec![UpgradeConfig {
             upgrade_type: "websocket".to_string(),
             ..Default::default()

@@ -1,0 +1,5 @@
+//! HTTP filters, one file each: the filter's entry in the connection
+//! manager's chain and its per-route configuration.
+
+pub mod cors;
+pub mod fault;

@@ -1,0 +1,252 @@
+//! RDS: one route configuration per HTTP port, one virtual host per service
+//! answering to every name a client may use for it. A VirtualService for the
+//! host supplies the routes; without one, all traffic goes to the service.
+
+mod action;
+pub(super) mod matching;
+
+use std::collections::{BTreeSet, HashMap};
+
+use envoy_types::pb::envoy::config::route::v3::{
+    route, route_action, DirectResponseAction, Route, RouteAction, RouteConfiguration, VirtualHost,
+};
+use envoy_types::pb::google::protobuf::{Any, BoolValue};
+
+use super::filters::{cors, fault};
+use super::listener::outbound_ports;
+use super::{names, policy, seconds, ProxyShape};
+use crate::model::routing::{Destination, HttpMatch, HttpRoute, VirtualService};
+use crate::model::{Interception, OutboundPolicy, Protocol, ProxyKind, Service, ServicePort, Snapshot};
+
+pub use action::header_options;
+
+pub fn routes(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<RouteConfiguration> {
+    if shape.kind != ProxyKind::Sidecar {
+        return Vec::new();
+    }
+    // With capture, undeclared-protocol ports are sniffed and may carry HTTP,
+    // and unknown hosts follow the outbound policy; on loopback neither applies.
+    let captured = shape.interception != Interception::None;
+    let routed = |p: &ServicePort| p.protocol.is_http() || (captured && p.protocol == Protocol::Unknown);
+    outbound_ports(snapshot)
+        .into_iter()
+        // Loopback listeners skip the workload's own ports (see listener/loopback.rs).
+        .filter(|(port, _)| captured || !shape.inbound_ports.contains_key(port))
+        .filter(|(_, services)| services.iter().any(|(_, p)| routed(p)))
+        .map(|(port, services)| {
+            // Envoy refuses a route configuration where two virtual hosts share
+            // a domain (two Services claiming one cluster IP, say): first wins.
+            let mut taken = BTreeSet::new();
+            let mut virtual_hosts: Vec<VirtualHost> = services
+                .iter()
+                .filter(|(_, p)| routed(p))
+                .filter_map(|(svc, _)| virtual_host(snapshot, shape, svc, port, &mut taken))
+                .collect();
+            if captured {
+                virtual_hosts.push(unknown_host(snapshot.mesh.outbound_traffic_policy));
+            }
+            RouteConfiguration {
+                name: names::route_config(port),
+                virtual_hosts,
+                validate_clusters: Some(BoolValue { value: false }),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+fn virtual_host(
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
+    svc: &Service,
+    port: u16,
+    taken: &mut BTreeSet<String>,
+) -> Option<VirtualHost> {
+    let domains: Vec<String> = names::host_aliases(svc, &shape.namespace)
+        .into_iter()
+        .flat_map(|h| [format!("{h}:{port}"), h])
+        .filter(|d| taken.insert(d.clone()))
+        .collect();
+    if domains.is_empty() {
+        return None;
+    }
+    let namer = Namer { snapshot, shape, port };
+    let routes = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace)
+        .map(|vs| vs_routes(vs, &namer))
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| {
+            let dest = Destination { host: svc.hostname(), subset: None, port: Some(port) };
+            vec![default_route(&namer, &dest)]
+        });
+    Some(VirtualHost {
+        name: format!("{}:{port}", svc.hostname()),
+        domains,
+        routes,
+        ..Default::default()
+    })
+}
+
+/// Istio's choice among VirtualServices for one host: visible from the
+/// proxy's namespace and bound to sidecars; an exact host before a wildcard;
+/// then the oldest; then by namespace/name.
+pub fn virtual_service_for<'a>(snapshot: &'a Snapshot, host: &str, namespace: &str) -> Option<&'a VirtualService> {
+    snapshot
+        .virtual_services
+        .values()
+        .filter(|vs| vs.for_sidecars && vs.visibility.visible_from(namespace))
+        .filter_map(|vs| {
+            let exact = vs.hosts.iter().any(|h| h == host);
+            let wildcard = vs.hosts.iter().filter(|h| crate::model::routing::host_matches(h, host)).map(|h| std::cmp::Reverse(h.len())).min();
+            match (exact, wildcard) {
+                (true, _) => Some(((0, std::cmp::Reverse(usize::MAX)), vs)),
+                (false, Some(len)) => Some(((1, len), vs)),
+                _ => None,
+            }
+        })
+        .min_by(|(a, x), (b, y)| a.cmp(b).then(x.created.cmp(&y.created)).then(x.key.cmp(&y.key)))
+        .map(|(_, vs)| vs.as_ref())
+}
+
+fn vs_routes(vs: &VirtualService, namer: &Namer) -> Vec<Route> {
+    let mut out = Vec::new();
+    for (i, r) in vs.http.iter().enumerate() {
+        let name = if r.name.is_empty() { format!("{}.{}#{i}", vs.key.name, vs.key.namespace) } else { r.name.clone() };
+        if r.matches.is_empty() {
+            out.push(envoy_route(&name, r, None, namer));
+            continue;
+        }
+        for m in r.matches.iter().filter(|m| namer.applies(m)) {
+            out.push(envoy_route(&name, r, Some(m), namer));
+        }
+    }
+    out
+}
+
+fn envoy_route(name: &str, r: &HttpRoute, m: Option<&HttpMatch>, namer: &Namer) -> Route {
+    let mut action = action::action(r, m, namer);
+    if let route::Action::Route(ra) = &mut action {
+        ra.hash_policy = namer.hash_policy(r);
+    }
+    let mut per_filter = Vec::new();
+    if let Some(f) = &r.fault {
+        per_filter.push((fault::FILTER_NAME.to_string(), fault::per_route(f)));
+    }
+    if let Some(c) = &r.cors {
+        per_filter.push((cors::FILTER_NAME.to_string(), cors::per_route(c)));
+    }
+    Route {
+        name: name.to_string(),
+        r#match: Some(m.map(matching::route_match).unwrap_or_else(matching::any)),
+        action: Some(action),
+        request_headers_to_add: header_options(&r.headers.request),
+        request_headers_to_remove: r.headers.request.remove.clone(),
+        response_headers_to_add: header_options(&r.headers.response),
+        response_headers_to_remove: r.headers.response.remove.clone(),
+        typed_per_filter_config: per_filter_config(per_filter),
+        ..Default::default()
+    }
+}
+
+fn default_route(namer: &Namer, dest: &Destination) -> Route {
+    use action::ClusterNamer;
+    Route {
+        name: "default".to_string(),
+        r#match: Some(matching::any()),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(namer.cluster(dest))),
+            // Istio disables Envoy's 15 s route timeout unless a VirtualService sets one.
+            timeout: Some(seconds(0)),
+            retry_policy: action::retry_policy(None),
+            hash_policy: policy::hash_policy(namer.snapshot, &dest.host, namer.shape),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// Builds a protobuf map field with a fixed hasher: prost encodes maps in
+/// iteration order, and a per-map random hasher would make equal config
+/// encode to different bytes (and look like a change to every proxy).
+/// The order is stable within a process, which is what versions need.
+fn per_filter_config(entries: Vec<(String, Any)>) -> HashMap<String, Any> {
+    static STATE: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+        std::sync::LazyLock::new(std::collections::hash_map::RandomState::new);
+    let mut map = HashMap::with_hasher(STATE.clone());
+    map.extend(entries);
+    map
+}
+
+/// Resolves destinations for routes of one virtual host.
+struct Namer<'a> {
+    snapshot: &'a Snapshot,
+    shape: &'a ProxyShape,
+    /// The port of the listener the request came in on.
+    port: u16,
+}
+
+impl Namer<'_> {
+    /// `sourceLabels`/`sourceNamespace`/`port` restrict a match to some proxies and ports.
+    fn applies(&self, m: &HttpMatch) -> bool {
+        m.port.is_none_or(|p| p == self.port)
+            && m.source_namespace.as_ref().is_none_or(|ns| *ns == self.shape.namespace)
+            && m.source_labels.iter().all(|(k, v)| self.shape.labels.get(k) == Some(v))
+    }
+
+    /// Consistent hashing is configured on the route, from the DestinationRule
+    /// of the (first) destination.
+    fn hash_policy(&self, r: &HttpRoute) -> Vec<envoy_types::pb::envoy::config::route::v3::route_action::HashPolicy> {
+        match &r.action {
+            crate::model::routing::HttpAction::Route(dests) => dests
+                .first()
+                .map(|d| policy::hash_policy(self.snapshot, &d.destination.host, self.shape))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl action::ClusterNamer for Namer<'_> {
+    /// Istio: an unset destination port means the service's only port, or
+    /// else the port the request arrived on.
+    fn cluster(&self, d: &Destination) -> String {
+        let svc = self.snapshot.services.values().find(|s| s.hostname() == d.host);
+        let port = d.port.unwrap_or_else(|| match svc {
+            Some(s) if s.ports.len() == 1 => s.ports[0].port,
+            _ => self.port,
+        });
+        names::outbound_cluster(port, d.subset.as_deref().unwrap_or(""), &d.host)
+    }
+}
+
+/// Any other Host: Istio's `allow_any` (pass through to the original
+/// destination) or `block_all` (502) virtual host.
+fn unknown_host(policy: OutboundPolicy) -> VirtualHost {
+    let (name, action) = match policy {
+        OutboundPolicy::AllowAny => (
+            "allow_any",
+            route::Action::Route(RouteAction {
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::PASSTHROUGH_CLUSTER.to_string())),
+                timeout: Some(seconds(0)),
+                ..Default::default()
+            }),
+        ),
+        OutboundPolicy::RegistryOnly => (
+            "block_all",
+            route::Action::DirectResponse(DirectResponseAction {
+                status: 502,
+                ..Default::default()
+            }),
+        ),
+    };
+    VirtualHost {
+        name: name.to_string(),
+        domains: vec!["*".to_string()],
+        routes: vec![Route {
+            name: name.to_string(),
+            r#match: Some(matching::any()),
+            action: Some(action),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
