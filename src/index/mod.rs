@@ -19,8 +19,9 @@ use crate::source::SourceEvent;
 use store::Store;
 
 /// Bursts longer than this many debounce periods publish anyway, so a steady
-/// stream of edits cannot starve proxies of updates.
-const MAX_DEBOUNCE_PERIODS: u32 = 10;
+/// stream of edits cannot starve proxies of updates. Three keeps convergence
+/// under sustained churn near 3x the debounce while batching changes.
+const MAX_DEBOUNCE_PERIODS: u32 = 3;
 
 pub struct Index {
     store: Store,
@@ -116,6 +117,7 @@ impl Index {
             namespaces: self.store.namespaces.clone(),
             virtual_services: self.store.virtual_services.clone(),
             destination_rules: self.store.destination_rules.clone(),
+            sidecars: self.store.sidecars.clone(),
             mesh: self.mesh.clone(),
             changes,
             status,
@@ -143,6 +145,7 @@ pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshCon
         namespaces: store.namespaces.clone(),
         virtual_services: store.virtual_services.clone(),
         destination_rules: store.destination_rules.clone(),
+        sidecars: store.sidecars.clone(),
         mesh: Arc::new(mesh),
         changes,
         status: Arc::new(store.status()),

@@ -30,6 +30,7 @@ pub struct Store {
     pub namespaces: BTreeMap<String, Arc<model::Namespace>>,
     pub virtual_services: BTreeMap<ConfigKey, Arc<routing::VirtualService>>,
     pub destination_rules: BTreeMap<ConfigKey, Arc<routing::DestinationRule>>,
+    pub sidecars: BTreeMap<ConfigKey, Arc<routing::SidecarScope>>,
     /// Changes not yet published.
     pub pending: ChangeSet,
 }

@@ -3,7 +3,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::routing::{ConfigKey, DestinationRule, VirtualService};
+use super::routing::{ConfigKey, DestinationRule, SidecarScope, VirtualService};
 use super::{MeshConfig, Namespace, Service, ServiceEndpoints, ServiceKey, Workload, WorkloadKey};
 
 /// Where a document came from: a file and its 0-based document index, or a watch.
@@ -120,6 +120,7 @@ pub struct Snapshot {
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
     pub virtual_services: BTreeMap<ConfigKey, Arc<VirtualService>>,
     pub destination_rules: BTreeMap<ConfigKey, Arc<DestinationRule>>,
+    pub sidecars: BTreeMap<ConfigKey, Arc<SidecarScope>>,
     pub mesh: Arc<MeshConfig>,
     /// Changes since version `version - 1`.
     pub changes: ChangeSet,
@@ -138,6 +139,7 @@ impl Snapshot {
             namespaces: BTreeMap::new(),
             virtual_services: BTreeMap::new(),
             destination_rules: BTreeMap::new(),
+            sidecars: BTreeMap::new(),
             mesh: Arc::default(),
             changes: ChangeSet::default(),
             status: Arc::default(),

@@ -103,8 +103,14 @@ impl FileSource {
     /// Loads everything, reports `Synced`, then follows edits until the index goes away.
     pub async fn run(mut self) -> Result<(), FileSourceError> {
         let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            // Any event means "look again"; the rescan finds out what changed.
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Reading a file is an event too (inotify reports opens): ignoring
+            // those keeps our own rescans from triggering rescans forever.
+            if matches!(&res, Ok(e) if matches!(e.kind, notify::EventKind::Access(_))) {
+                return;
+            }
+            // Any other event (or a watcher error) means "look again"; the
+            // rescan finds out what changed.
             let _ = raw_tx.send(());
         })
         .map_err(|e| FileSourceError::Watch(self.dir.clone(), e))?;

@@ -30,7 +30,7 @@ const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProt
 /// Every cluster this proxy needs, sorted by name.
 pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
     let mut out: Vec<Cluster> = Vec::new();
-    for svc in snapshot.services.values() {
+    for svc in snapshot.services.values().filter(|s| shape.imports(snapshot, s)) {
         let rule = policy::destination_rule_for(snapshot, &svc.hostname(), shape);
         for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
             let top = rule.map(|r| r.policy.for_port(port.port)).unwrap_or_default();

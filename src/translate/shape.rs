@@ -1,6 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Interception, Protocol, Proxy, ProxyKind, ServiceEndpoints, Snapshot};
+use crate::model::routing::{ConfigKey, SidecarScope};
+use crate::model::{Interception, OutboundPolicy, Protocol, Proxy, ProxyKind, Service, ServiceEndpoints, Snapshot};
 
 /// Everything about a proxy that translation reads. Two proxies with equal
 /// shapes get byte-identical config, so this is also the cache key; adding an
@@ -17,6 +18,8 @@ pub struct ProxyShape {
     /// DestinationRule `workloadSelector` reads, and only those: proxies of
     /// different workloads still share a shape when no rule tells them apart.
     pub labels: BTreeMap<String, String>,
+    /// The Sidecar resource that scopes this proxy, if any.
+    pub sidecar: Option<ConfigKey>,
 }
 
 impl ProxyShape {
@@ -27,8 +30,48 @@ impl ProxyShape {
             interception: proxy.interception,
             inbound_ports: inbound_ports(snapshot, proxy),
             labels: routing_labels(snapshot, proxy),
+            sidecar: sidecar_for(snapshot, proxy),
         }
     }
+
+    pub fn scope<'a>(&self, snapshot: &'a Snapshot) -> Option<&'a SidecarScope> {
+        self.sidecar.as_ref().and_then(|k| snapshot.sidecars.get(k)).map(|s| s.as_ref())
+    }
+
+    /// Is this service part of the proxy's world? Without a Sidecar resource,
+    /// every service is; with one, only those its egress hosts import.
+    pub fn imports(&self, snapshot: &Snapshot, svc: &Service) -> bool {
+        match self.scope(snapshot) {
+            None => true,
+            Some(scope) => scope.egress.iter().any(|e| e.imports(&svc.key.namespace, &svc.hostname())),
+        }
+    }
+
+    /// The Sidecar's outboundTrafficPolicy, else the mesh's.
+    pub fn outbound_policy(&self, snapshot: &Snapshot) -> OutboundPolicy {
+        self.scope(snapshot)
+            .and_then(|s| s.outbound_policy)
+            .unwrap_or(snapshot.mesh.outbound_traffic_policy)
+    }
+}
+
+/// Istio's choice: a Sidecar in the proxy's namespace whose selector matches
+/// its workload (oldest first); else the namespace's selector-less Sidecar;
+/// else the root namespace's selector-less one.
+fn sidecar_for(snapshot: &Snapshot, proxy: &Proxy) -> Option<ConfigKey> {
+    let labels = workload_labels(snapshot, proxy);
+    let in_ns = |ns: &str, selected: bool| {
+        snapshot
+            .sidecars
+            .values()
+            .filter(|s| s.key.namespace == ns && s.workload_selector.is_empty() != selected)
+            .filter(|s| s.workload_selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            .min_by_key(|s| (s.created, s.key.clone()))
+            .map(|s| s.key.clone())
+    };
+    in_ns(&proxy.namespace, true)
+        .or_else(|| in_ns(&proxy.namespace, false))
+        .or_else(|| in_ns(&snapshot.mesh.root_namespace, false))
 }
 
 fn workload_labels<'a>(snapshot: &'a Snapshot, proxy: &'a Proxy) -> &'a BTreeMap<String, String> {

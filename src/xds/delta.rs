@@ -70,7 +70,7 @@ pub async fn run(ctx: Arc<XdsContext>, mut requests: Streaming<DeltaDiscoveryReq
                 s.refresh().await;
                 for t in TypeUrl::PUSH_ORDER {
                     if let Some(sub) = subs.get_mut(&t) {
-                        if respond(s, t, sub, BTreeSet::new(), &tx).await.is_err() {
+                        if respond(s, t, sub, BTreeSet::new(), true, &tx).await.is_err() {
                             return;
                         }
                     }
@@ -117,14 +117,14 @@ async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>,
         }
     }
     if first || !added.is_empty() {
-        respond(s, t, sub, added, tx).await?;
+        respond(s, t, sub, added, false, tx).await?;
     }
     Ok(())
 }
 
 /// Sends changed and new resources and names removed ones. Names in `added`
 /// that do not exist are reported as removed, so the proxy stops waiting.
-async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, added: BTreeSet<String>, tx: &Tx) -> Result<(), ()> {
+async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, added: BTreeSet<String>, pushed: bool, tx: &Tx) -> Result<(), ()> {
     let Some(resources) = &s.resources else {
         return Ok(());
     };
@@ -182,6 +182,6 @@ async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, added: BTreeSe
         nonce: sub.nonce.clone(),
         ..Default::default()
     };
-    s.record_sent(t, &version, &sub.nonce, &send, sub.holds.clone());
+    s.record_sent(t, &version, &sub.nonce, &send, sub.holds.clone(), pushed);
     tx.send(Ok(response)).await.map_err(|_| ())
 }

@@ -67,19 +67,40 @@ impl Session {
         true
     }
 
-    pub fn record_sent(&self, t: TypeUrl, version: &str, nonce: &str, sent: &[Arc<Resource>], holds: BTreeMap<String, Arc<Resource>>) {
+    /// `pushed`: caused by a snapshot change, so it counts toward push latency
+    /// and convergence. Answers to requests (a proxy connecting late, a grown
+    /// subscription) say nothing about how fast changes propagate.
+    pub fn record_sent(
+        &self,
+        t: TypeUrl,
+        version: &str,
+        nonce: &str,
+        sent: &[Arc<Resource>],
+        holds: BTreeMap<String, Arc<Resource>>,
+        pushed: bool,
+    ) {
         let label = TypeLabel { r#type: t.short() };
         let bytes: usize = sent.iter().map(|r| r.body.value.len()).sum();
         self.ctx.metrics.pushes.get_or_create(&label).inc();
         self.ctx.metrics.push_bytes.get_or_create(&label).inc_by(bytes as u64);
-        self.ctx.metrics.push_latency.get_or_create(&label).observe(self.snapshot.created.elapsed().as_secs_f64());
+        if pushed {
+            self.ctx.metrics.push_latency.get_or_create(&label).observe(self.snapshot.created.elapsed().as_secs_f64());
+        }
         let mut status = self.status.lock();
         let entry = status.types.entry(t).or_default();
         entry.sent_version = version.to_string();
         entry.sent_nonce = nonce.to_string();
         entry.resource_count = holds.len();
         entry.resources = holds;
-        entry.pending = Some((nonce.to_string(), self.snapshot.created));
+        // Converged when this response is ACKed; measured from the oldest
+        // change not yet ACKed, so a superseded push still counts.
+        let oldest = entry.pending.as_ref().map(|(_, c)| *c);
+        let since = match (oldest, pushed) {
+            (Some(c), _) => Some(c),
+            (None, true) => Some(self.snapshot.created),
+            (None, false) => None,
+        };
+        entry.pending = since.map(|c| (nonce.to_string(), c));
         tracing::debug!(proxy = %self.proxy, r#type = t.short(), version, nonce, resources = sent.len(), bytes, "sent");
     }
 

@@ -65,7 +65,7 @@ pub async fn run(ctx: Arc<XdsContext>, mut requests: Streaming<DiscoveryRequest>
                 s.refresh().await;
                 for t in TypeUrl::PUSH_ORDER {
                     if let Some(sub) = subs.get_mut(&t) {
-                        if respond(s, t, sub, false, &tx).await.is_err() {
+                        if respond(s, t, sub, Resend::Changed, true, &tx).await.is_err() {
                             return;
                         }
                     }
@@ -96,17 +96,36 @@ async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>,
     let names: BTreeSet<String> = req.resource_names.into_iter().collect();
     let wildcard = t.is_wildcard_type() && (names.is_empty() || names.contains("*"));
     let names = (!wildcard).then_some(names);
-    // A new stream or a changed subscription must be answered with current state.
-    let force = req.response_nonce.is_empty() || !sub.answered || names != sub.names;
+    // A new stream must be answered with the whole subscribed set; a grown
+    // endpoint or route subscription only with what it added (the protocol
+    // delivers those types per resource); listeners and clusters always whole.
+    let initial = req.response_nonce.is_empty() || !sub.answered;
+    let resend = if initial || (names != sub.names && t.is_wildcard_type()) {
+        Resend::All
+    } else {
+        let before = sub.names.clone().unwrap_or_default();
+        Resend::Added(names.iter().flatten().filter(|n| !before.contains(*n)).cloned().collect())
+    };
     if let Some(names) = &names {
         sub.sent.retain(|n, _| names.contains(n));
     }
     sub.names = names;
-    respond(s, t, sub, force, tx).await
+    respond(s, t, sub, resend, false, tx).await
 }
 
-/// Sends what the proxy lacks of this type. `force` resends the whole subscribed set.
-async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, force: bool, tx: &Tx) -> Result<(), ()> {
+/// What a response must carry beyond resources that changed.
+pub enum Resend {
+    /// Nothing more: a push after a snapshot change.
+    Changed,
+    /// Newly subscribed names too.
+    Added(BTreeSet<String>),
+    /// The whole subscribed set.
+    All,
+}
+
+/// Sends what the proxy lacks of this type. `pushed` marks a response caused
+/// by a snapshot change (it counts toward push latency and convergence).
+async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, resend: Resend, pushed: bool, tx: &Tx) -> Result<(), ()> {
     let Some(resources) = &s.resources else {
         return Ok(()); // Not synced yet; the push after the initial load answers.
     };
@@ -123,7 +142,7 @@ async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, force: bool, t
     // `sent` only holds subscribed names, so this covers wildcard and named
     // subscriptions alike.
     let removed = sub.sent.keys().any(|n| !all.contains_key(n));
-    let force = force || !sub.answered;
+    let force = matches!(resend, Resend::All) || !sub.answered;
     let to_send: Vec<Arc<Resource>> = if t.is_wildcard_type() {
         // Listeners and clusters: any difference means a full state of the world.
         if !force && changed.is_empty() && !removed {
@@ -133,7 +152,15 @@ async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, force: bool, t
     } else if force {
         desired.iter().map(|r| Arc::clone(r)).collect()
     } else {
-        changed
+        let added = match &resend {
+            Resend::Added(names) => names.clone(),
+            _ => BTreeSet::new(),
+        };
+        desired
+            .iter()
+            .filter(|r| added.contains(&r.name) || changed.iter().any(|c| c.name == r.name))
+            .map(|r| Arc::clone(r))
+            .collect()
     };
     // An empty listener or cluster response is meaningful: it deletes them all.
     if to_send.is_empty() && !(t.is_wildcard_type() && (force || removed)) {
@@ -155,6 +182,6 @@ async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, force: bool, t
         nonce: sub.nonce.clone(),
         ..Default::default()
     };
-    s.record_sent(t, &version, &sub.nonce, &to_send, sub.sent.clone());
+    s.record_sent(t, &version, &sub.nonce, &to_send, sub.sent.clone(), pushed);
     tx.send(Ok(response)).await.map_err(|_| ())
 }

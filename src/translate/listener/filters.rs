@@ -81,8 +81,8 @@ pub fn tcp_proxy(stat_prefix: &str, cluster: &str, mesh: &MeshConfig) -> Filter 
 }
 
 /// Where traffic to unknown destinations goes under the mesh's outbound policy.
-pub fn unknown_destination_cluster(mesh: &MeshConfig) -> &'static str {
-    match mesh.outbound_traffic_policy {
+pub fn unknown_destination_cluster(policy: crate::model::OutboundPolicy) -> &'static str {
+    match policy {
         crate::model::OutboundPolicy::AllowAny => names::PASSTHROUGH_CLUSTER,
         crate::model::OutboundPolicy::RegistryOnly => names::BLACKHOLE_CLUSTER,
     }

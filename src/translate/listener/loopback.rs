@@ -11,7 +11,7 @@ use crate::model::{Service, ServicePort, Snapshot};
 use crate::translate::{names, socket_address, ProxyShape};
 
 pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
-    outbound_ports(snapshot)
+    outbound_ports(snapshot, shape)
         .into_iter()
         // The application itself listens on its own ports; binding them on
         // loopback too would fail (and Envoy would refuse the update).

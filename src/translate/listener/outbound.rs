@@ -15,8 +15,8 @@ use super::filters::{
     HTTP_PROTOCOLS,
 };
 use super::{outbound_ports, port_has_http};
-use crate::model::{MeshConfig, Protocol, Service, ServicePort, Snapshot};
-use crate::translate::{names, seconds, socket_address};
+use crate::model::{MeshConfig, OutboundPolicy, Protocol, Service, ServicePort, Snapshot};
+use crate::translate::{names, seconds, socket_address, ProxyShape};
 
 pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 pub const OUTBOUND_CAPTURE_PORT: u16 = 15001;
@@ -25,16 +25,17 @@ pub const OUTBOUND_CAPTURE_PORT: u16 = 15001;
 /// treating the connection as opaque TCP (server-first protocols).
 const SNIFF_TIMEOUT_SECS: i64 = 5;
 
-pub fn listeners(snapshot: &Snapshot) -> Vec<Listener> {
-    let mut out = vec![virtual_outbound(&snapshot.mesh)];
-    for (port, services) in outbound_ports(snapshot) {
-        out.push(port_listener(&snapshot.mesh, port, &services));
+pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
+    let policy = shape.outbound_policy(snapshot);
+    let mut out = vec![virtual_outbound(&snapshot.mesh, policy)];
+    for (port, services) in outbound_ports(snapshot, shape) {
+        out.push(port_listener(&snapshot.mesh, policy, port, &services));
     }
     out
 }
 
-fn virtual_outbound(mesh: &MeshConfig) -> Listener {
-    let cluster = unknown_destination_cluster(mesh);
+fn virtual_outbound(mesh: &MeshConfig, policy: OutboundPolicy) -> Listener {
+    let cluster = unknown_destination_cluster(policy);
     Listener {
         name: VIRTUAL_OUTBOUND.to_string(),
         address: Some(socket_address("0.0.0.0", OUTBOUND_CAPTURE_PORT)),
@@ -62,7 +63,7 @@ fn virtual_outbound(mesh: &MeshConfig) -> Listener {
     }
 }
 
-fn port_listener(mesh: &MeshConfig, port: u16, services: &[(&Service, &ServicePort)]) -> Listener {
+fn port_listener(mesh: &MeshConfig, policy: OutboundPolicy, port: u16, services: &[(&Service, &ServicePort)]) -> Listener {
     let http = port_has_http(services);
     let hcm = || http_connection_manager(&format!("outbound_0.0.0.0_{port}"), RouteSource::Rds(names::route_config(port)), mesh);
     let mut chains = Vec::new();
@@ -96,7 +97,7 @@ fn port_listener(mesh: &MeshConfig, port: u16, services: &[(&Service, &ServicePo
             ..Default::default()
         });
     }
-    let unknown = unknown_destination_cluster(mesh);
+    let unknown = unknown_destination_cluster(policy);
     Listener {
         name: format!("0.0.0.0_{port}"),
         address: Some(socket_address("0.0.0.0", port)),

@@ -28,7 +28,7 @@ pub fn routes(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<RouteConfiguration
     // and unknown hosts follow the outbound policy; on loopback neither applies.
     let captured = shape.interception != Interception::None;
     let routed = |p: &ServicePort| p.protocol.is_http() || (captured && p.protocol == Protocol::Unknown);
-    outbound_ports(snapshot)
+    outbound_ports(snapshot, shape)
         .into_iter()
         // Loopback listeners skip the workload's own ports (see listener/loopback.rs).
         .filter(|(port, _)| captured || !shape.inbound_ports.contains_key(port))
@@ -43,7 +43,7 @@ pub fn routes(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<RouteConfiguration
                 .filter_map(|(svc, _)| virtual_host(snapshot, shape, svc, port, &mut taken))
                 .collect();
             if captured {
-                virtual_hosts.push(unknown_host(snapshot.mesh.outbound_traffic_policy));
+                virtual_hosts.push(unknown_host(shape.outbound_policy(snapshot)));
             }
             RouteConfiguration {
                 name: names::route_config(port),
