@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Iptables(args) => crate::cli::iptables::run(args),
         Command::Translate(args) => crate::cli::offline::translate(args),
         Command::Validate(args) => crate::cli::offline::validate(args),
+        Command::Crds(args) => crate::cli::crds::run(args),
     }
 }
 

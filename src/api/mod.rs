@@ -6,9 +6,11 @@
 mod core;
 mod field;
 mod mesh;
+pub mod networking;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use networking::{DestinationRule, ServiceEntry, Sidecar, VirtualService, WorkloadEntry};
 use serde::de::DeserializeOwned;
 
 pub use core::SERVICE_NAME_LABEL;
@@ -28,6 +30,11 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     Endpoints(Endpoints),
     Pod(Pod),
+    VirtualService(VirtualService),
+    DestinationRule(DestinationRule),
+    ServiceEntry(ServiceEntry),
+    WorkloadEntry(WorkloadEntry),
+    Sidecar(Sidecar),
 }
 
 /// The kinds Rudder serves, with the apiVersion each must carry.
@@ -38,6 +45,11 @@ pub enum Kind {
     EndpointSlice,
     Endpoints,
     Pod,
+    VirtualService,
+    DestinationRule,
+    ServiceEntry,
+    WorkloadEntry,
+    Sidecar,
 }
 
 impl Kind {
@@ -48,12 +60,23 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Endpoints => "Endpoints",
             Kind::Pod => "Pod",
+            Kind::VirtualService => "VirtualService",
+            Kind::DestinationRule => "DestinationRule",
+            Kind::ServiceEntry => "ServiceEntry",
+            Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::Sidecar => "Sidecar",
         }
     }
 
     fn api_versions(self) -> &'static [&'static str] {
         match self {
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
+            // Istio serves every networking kind at three versions, one schema.
+            Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry | Kind::WorkloadEntry | Kind::Sidecar => &[
+                "networking.istio.io/v1",
+                "networking.istio.io/v1beta1",
+                "networking.istio.io/v1alpha3",
+            ],
             _ => &["v1"],
         }
     }
@@ -65,6 +88,11 @@ impl Kind {
             Kind::EndpointSlice,
             Kind::Endpoints,
             Kind::Pod,
+            Kind::VirtualService,
+            Kind::DestinationRule,
+            Kind::ServiceEntry,
+            Kind::WorkloadEntry,
+            Kind::Sidecar,
         ]
         .into_iter()
         .find(|k| k.name() == kind)
@@ -170,6 +198,11 @@ pub fn parse(doc: serde_yaml::Value) -> Result<Parsed, DocumentError> {
         Kind::EndpointSlice => typed(doc).map(Object::EndpointSlice),
         Kind::Endpoints => typed(doc).map(Object::Endpoints),
         Kind::Pod => typed(doc).map(Object::Pod),
+        Kind::VirtualService => typed(doc).map(Object::VirtualService),
+        Kind::DestinationRule => typed(doc).map(Object::DestinationRule),
+        Kind::ServiceEntry => typed(doc).map(Object::ServiceEntry),
+        Kind::WorkloadEntry => typed(doc).map(Object::WorkloadEntry),
+        Kind::Sidecar => typed(doc).map(Object::Sidecar),
     }
     .map_err(with_object)?;
     Ok(Parsed::Object(key, Box::new(object)))
@@ -192,6 +225,11 @@ pub fn validate(object: &Object) -> Result<(), FieldError> {
         Object::EndpointSlice(slice) => core::validate_endpoint_slice(slice),
         Object::Endpoints(eps) => core::validate_endpoints(eps),
         Object::Pod(pod) => core::validate_pod(pod),
+        Object::VirtualService(o) => networking::virtual_service::validate(&o.spec),
+        Object::DestinationRule(o) => networking::destination_rule::validate(&o.spec),
+        Object::ServiceEntry(o) => networking::service_entry::validate(&o.spec),
+        Object::WorkloadEntry(o) => networking::workload_entry::validate(&o.spec),
+        Object::Sidecar(o) => networking::sidecar::validate(&o.spec),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Subcommands. Each file owns one subcommand's arguments and behaviour.
 pub mod bootstrap;
+pub mod crds;
 pub mod iptables;
 pub mod offline;
 pub mod serve;
@@ -23,4 +24,6 @@ pub enum Command {
     Translate(offline::TranslateArgs),
     /// Check a config directory as `rudder serve` would; non-zero exit on errors.
     Validate(offline::ValidateArgs),
+    /// Print (or write with --out) the CRDs of the Istio kinds Rudder serves.
+    Crds(crds::CrdsArgs),
 }

@@ -4,6 +4,8 @@
 
 mod conflicts;
 mod convert;
+mod convert_policy;
+mod convert_routing;
 mod store;
 
 #[cfg(test)]

@@ -163,6 +163,29 @@ impl Store {
                 };
                 self.pending.workloads |= update(&mut self.workloads, wkey, new);
             }
+            Kind::VirtualService => {
+                let new = match object.as_deref() {
+                    Some(Object::VirtualService(vs)) => Some(Arc::new(super::convert_routing::virtual_service(vs))),
+                    _ => None,
+                };
+                self.pending.routing |= update(&mut self.virtual_services, config_key(key), new);
+            }
+            Kind::DestinationRule => {
+                let new = match object.as_deref() {
+                    Some(Object::DestinationRule(dr)) => Some(Arc::new(super::convert_policy::destination_rule(dr))),
+                    _ => None,
+                };
+                self.pending.routing |= update(&mut self.destination_rules, config_key(key), new);
+            }
+            Kind::Sidecar => {
+                let new = match object.as_deref() {
+                    Some(Object::Sidecar(sc)) => Some(Arc::new(super::convert_policy::sidecar(sc))),
+                    _ => None,
+                };
+                self.pending.routing |= update(&mut self.sidecars, config_key(key), new);
+            }
+            // Accepted and validated; served once ServiceEntry support lands.
+            Kind::ServiceEntry | Kind::WorkloadEntry => {}
             Kind::Namespace => {
                 let new = match object.as_deref() {
                     Some(Object::Namespace(ns)) => Some(Arc::new(convert::namespace(ns))),
@@ -212,6 +235,13 @@ impl Store {
             ignored: self.ignored.values().flatten().cloned().collect(),
             warnings: super::conflicts::find(&self.services),
         }
+    }
+}
+
+fn config_key(key: &ObjectKey) -> ConfigKey {
+    ConfigKey {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
     }
 }
 

@@ -104,6 +104,9 @@ pub struct Redirect {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum HttpAction {
     Route(Vec<WeightedDestination>),
+    /// Istio delegation: the routes of another (host-less) VirtualService,
+    /// each match narrowed by this route's match.
+    Delegate(ConfigKey),
     Redirect(Redirect),
     DirectResponse { status: u16, body: Option<String> },
 }
@@ -347,6 +350,45 @@ pub struct DestinationRule {
     /// Applies only to proxies whose workload has these labels (empty: all).
     pub workload_selector: BTreeMap<String, String>,
     pub created: i64,
+}
+
+impl HttpMatch {
+    /// A delegate's match inside its root's: the delegate's conditions, with
+    /// the root's filling what the delegate leaves open (Istio requires the
+    /// delegate's to be at least as specific).
+    pub fn within(&self, root: &HttpMatch) -> HttpMatch {
+        let mut m = self.clone();
+        m.uri = m.uri.or_else(|| root.uri.clone());
+        m.scheme = m.scheme.or_else(|| root.scheme.clone());
+        m.method = m.method.or_else(|| root.method.clone());
+        m.authority = m.authority.or_else(|| root.authority.clone());
+        m.port = m.port.or(root.port);
+        m.source_namespace = m.source_namespace.or_else(|| root.source_namespace.clone());
+        m.ignore_uri_case |= root.ignore_uri_case;
+        for (k, v) in &root.headers {
+            m.headers.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &root.without_headers {
+            m.without_headers.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &root.query_params {
+            m.query_params.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &root.source_labels {
+            m.source_labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        m
+    }
+}
+
+/// Istio's short-name rule: a host without dots is a Service in the
+/// resource's namespace; anything else is taken as written.
+pub fn resolve_host(host: &str, namespace: &str) -> String {
+    if host.contains('.') || host.contains('*') {
+        host.to_string()
+    } else {
+        format!("{host}.{namespace}.svc.{}", super::CLUSTER_DOMAIN)
+    }
 }
 
 /// Does a VirtualService/DestinationRule host (maybe `*.suffix`) cover `fqdn`?

@@ -28,6 +28,11 @@ pub trait ClusterNamer {
 pub fn action(r: &HttpRoute, m: Option<&HttpMatch>, clusters: &dyn ClusterNamer) -> route::Action {
     match &r.action {
         HttpAction::Redirect(redirect) => route::Action::Redirect(redirect_action(redirect, m)),
+        // Expanded by the caller; reaching here means the delegate is missing.
+        HttpAction::Delegate(_) => route::Action::DirectResponse(DirectResponseAction {
+            status: 404,
+            ..Default::default()
+        }),
         HttpAction::DirectResponse { status, body } => route::Action::DirectResponse(DirectResponseAction {
             status: (*status).into(),
             body: body.as_ref().map(|b| DataSource {

@@ -111,12 +111,44 @@ fn vs_routes(vs: &VirtualService, namer: &Namer) -> Vec<Route> {
     let mut out = Vec::new();
     for (i, r) in vs.http.iter().enumerate() {
         let name = if r.name.is_empty() { format!("{}.{}#{i}", vs.key.name, vs.key.namespace) } else { r.name.clone() };
+        if let crate::model::routing::HttpAction::Delegate(key) = &r.action {
+            // One level of delegation, as Istio supports; a missing delegate
+            // contributes no routes.
+            if let Some(delegate) = namer.snapshot.virtual_services.get(key) {
+                out.extend(delegated_routes(delegate, &r.matches, namer));
+            }
+            continue;
+        }
         if r.matches.is_empty() {
             out.push(envoy_route(&name, r, None, namer));
             continue;
         }
         for m in r.matches.iter().filter(|m| namer.applies(m)) {
             out.push(envoy_route(&name, r, Some(m), namer));
+        }
+    }
+    out
+}
+
+/// A delegate's routes under its root's matches: each delegate match is
+/// narrowed by each root match (a root without matches matches everything).
+fn delegated_routes(delegate: &VirtualService, root_matches: &[HttpMatch], namer: &Namer) -> Vec<Route> {
+    let any = [HttpMatch::default()];
+    let roots = if root_matches.is_empty() { &any[..] } else { root_matches };
+    let mut out = Vec::new();
+    for (i, r) in delegate.http.iter().enumerate() {
+        if matches!(r.action, crate::model::routing::HttpAction::Delegate(_)) {
+            continue;
+        }
+        let name = if r.name.is_empty() { format!("{}.{}#{i}", delegate.key.name, delegate.key.namespace) } else { r.name.clone() };
+        let own = if r.matches.is_empty() { &any[..] } else { &r.matches[..] };
+        for root in roots {
+            for m in own {
+                let merged = m.within(root);
+                if namer.applies(&merged) {
+                    out.push(envoy_route(&name, r, Some(&merged), namer));
+                }
+            }
         }
     }
     out

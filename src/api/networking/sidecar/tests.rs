@@ -1,0 +1,144 @@
+use kube::CustomResourceExt;
+use pretty_assertions::assert_eq;
+
+use super::*;
+use crate::api::networking::testing::{assert_structural, fixtures};
+
+fn spec(yaml: &str) -> SidecarSpec {
+    serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
+}
+
+#[test]
+fn istio_examples_parse_validate_and_round_trip() {
+    let docs = fixtures("sidecar");
+    assert!(docs.len() >= 9, "only {} fixtures", docs.len());
+    for (file, doc) in docs {
+        let name = format!("{file}/{}", doc["metadata"]["name"].as_str().unwrap_or("?"));
+        let sidecar: Sidecar =
+            serde_yaml::from_value(doc.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        validate(&sidecar.spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let back = serde_yaml::to_value(&sidecar).unwrap();
+        assert_eq!(
+            serde_yaml::from_value::<Sidecar>(back.clone()).unwrap(),
+            sidecar,
+            "{name}"
+        );
+        assert_eq!(
+            back["spec"], doc["spec"],
+            "{name}: spec changed in a round trip"
+        );
+    }
+}
+
+#[test]
+fn invalid_sidecars() {
+    let ingress = |l: &str| format!("{{ingress: [{l}]}}");
+    let egress = |l: &str| format!("{{egress: [{l}]}}");
+    let https = "port: {number: 8443, protocol: HTTPS, name: https}";
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("{}".into(), "spec", "empty Sidecar"),
+        ("{workloadSelector: {labels: {app: '*'}}, egress: [{hosts: ['*/*']}]}".into(), "spec.workloadSelector.labels[\"app\"]", "wildcard"),
+        (egress("{hosts: []}"), "spec.egress[0].hosts", "at least one host"),
+        (egress("{hosts: [foo.example.com]}"), "spec.egress[0].hosts[0]", "namespace/dnsName"),
+        (egress("{hosts: ['/foo.example.com']}"), "spec.egress[0].hosts[0]", "cannot be empty"),
+        (egress("{hosts: ['Bad_NS/*']}"), "spec.egress[0].hosts[0]", "namespace must be *, ., ~"),
+        (egress("{hosts: ['prod/reviews']}"), "spec.egress[0].hosts[0]", "short names"),
+        (egress("{hosts: ['prod/*foo.example.com']}"), "spec.egress[0].hosts[0]", "partial wildcard"),
+        (egress("{hosts: ['prod/foo..com']}"), "spec.egress[0].hosts[0]", "is not a DNS label"),
+        ("{egress: [{hosts: ['*/*']}, {port: {number: 80, protocol: HTTP}, hosts: ['*/*']}]}".into(), "spec.egress[0].port", "must be the last one"),
+        ("{egress: [{port: {number: 80}, hosts: ['*/*']}, {port: {number: 80}, hosts: ['./*']}]}".into(), "spec.egress[1].port", "must be unique"),
+        (egress("{port: {number: 0, protocol: HTTP}, hosts: ['*/*']}"), "spec.egress[0].bind", "unix domain socket"),
+        (egress("{port: {number: 0}, bind: 'unix://rel/x', hosts: ['*/*']}"), "spec.egress[0].bind", "absolute path"),
+        (egress("{port: {number: 0}, bind: 'unix:///x.sock', captureMode: IPTABLES, hosts: ['*/*']}"), "spec.egress[0].captureMode", "DEFAULT or NONE"),
+        (egress("{port: {number: 80}, bind: example.com, hosts: ['*/*']}"), "spec.egress[0].bind", "not a valid IP"),
+        (egress("{port: {number: 80, protocol: QUIC}, hosts: ['*/*']}"), "spec.egress[0].port.protocol", "unsupported protocol"),
+        (egress("{port: {number: 80, name: 'not valid'}, hosts: ['*/*']}"), "spec.egress[0].port.name", "invalid port name"),
+        (egress("{port: {number: 80, targetPort: 8080}, hosts: ['*/*']}"), "spec.egress[0].port.targetPort", "no impact on Sidecars"),
+        (egress("{port: {number: 65536}, hosts: ['*/*']}"), "spec.egress[0].port.number", "got 65536"),
+        (ingress("{port: {protocol: HTTP}}"), "spec.ingress[0].port.number", "got 0"),
+        (ingress("{port: {number: 80}, bind: 'unix:///x.sock'}"), "spec.ingress[0].bind", "not a valid IP"),
+        ("{ingress: [{port: {number: 80}}, {port: {number: 80}}]}".into(), "spec.ingress[1].port.number", "must be unique"),
+        (ingress("{port: {number: 80}, defaultEndpoint: '10.0.0.1:8080'}"), "spec.ingress[0].defaultEndpoint", "must be 127.0.0.1:<port>"),
+        (ingress("{port: {number: 80}, defaultEndpoint: '127.0.0.1:http'}"), "spec.ingress[0].defaultEndpoint", "is not a number"),
+        (ingress("{port: {number: 80}, defaultEndpoint: '127.0.0.1:0'}"), "spec.ingress[0].defaultEndpoint", "got 0"),
+        (ingress("{port: {number: 80}, defaultEndpoint: '::1:8080'}"), "spec.ingress[0].defaultEndpoint", "must be 127.0.0.1:<port>"),
+        (ingress("{port: {number: 80}, defaultEndpoint: 'unix://'}"), "spec.ingress[0].defaultEndpoint", "must not be empty"),
+        (ingress("{port: {number: 80, protocol: HTTP}, tls: {mode: SIMPLE, serverCertificate: /c, privateKey: /k}}"), "spec.ingress[0].tls", "HTTPS or TLS port"),
+        (ingress(&format!("{{{https}, tls: {{mode: ISTIO_MUTUAL}}}}")), "spec.ingress[0].tls.mode", "cannot be used in sidecar ingress"),
+        (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, credentialName: c}}}}")), "spec.ingress[0].tls.credentialName", "not supported in sidecar"),
+        (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, httpsRedirect: true}}}}")), "spec.ingress[0].tls.httpsRedirect", "not supported in sidecar"),
+        (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, privateKey: /k}}}}")), "spec.ingress[0].tls.serverCertificate", "SIMPLE TLS requires a server certificate"),
+        (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, serverCertificate: /c}}}}")), "spec.ingress[0].tls.privateKey", "requires a private key"),
+        (ingress(&format!("{{{https}, tls: {{mode: MUTUAL, serverCertificate: /c, privateKey: /k}}}}")), "spec.ingress[0].tls.caCertificates", "client CA bundle"),
+        (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, serverCertificate: /c, privateKey: /k, caCrl: /crl}}}}")), "spec.ingress[0].tls.caCrl", "not supported with SIMPLE"),
+        (ingress("{port: {number: 80}, connectionPool: {tcp: {connectTimeout: 0s}}}"), "spec.ingress[0].connectionPool.tcp.connectTimeout", "at least 1ms"),
+        ("{inboundConnectionPool: {}}".into(), "spec.inboundConnectionPool", "at least one field"),
+        ("{outboundTrafficPolicy: {mode: REGISTRY_ONLY, egressProxy: {host: a.example.com, port: {number: 443}}}}".into(), "spec.outboundTrafficPolicy.egressProxy", "only with mode ALLOW_ANY"),
+        ("{outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: '*.example.com', port: {number: 443}}}}".into(), "spec.outboundTrafficPolicy.egressProxy.host", "is not a DNS label"),
+        ("{outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: proxy.example.com}}}".into(), "spec.outboundTrafficPolicy.egressProxy.port", "needs a port"),
+        ("{outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: proxy.example.com, subset: 'v_1', port: {number: 443}}}}".into(), "spec.outboundTrafficPolicy.egressProxy.subset", "invalid"),
+        ("{outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: proxy.example.com, port: {number: 0}}}}".into(), "spec.outboundTrafficPolicy.egressProxy.port.number", "got 0"),
+    ];
+    for (yaml, field, reason) in &cases {
+        let err = validate(&spec(yaml)).expect_err(yaml);
+        assert_eq!(
+            (err.field.as_str(), yaml.as_str()),
+            (*field, yaml.as_str()),
+            "{err}"
+        );
+        assert!(
+            err.reason.contains(reason),
+            "{yaml}: {err} (want {reason:?})"
+        );
+    }
+}
+
+#[test]
+fn istio_accepts_what_it_accepts() {
+    for yaml in [
+        // Egress is optional in current Istio: any one of the four sections will do.
+        "{ingress: [{port: {number: 80, protocol: HTTP}, defaultEndpoint: ':8080'}]}",
+        "{outboundTrafficPolicy: {mode: ALLOW_ANY}}",
+        "{inboundConnectionPool: {http: {maxRetries: 1}}}",
+        // An empty workload selector is only a warning.
+        "{workloadSelector: {}, egress: [{hosts: ['~/*']}]}",
+        // Duplicate hosts are warnings too.
+        "{egress: [{hosts: ['*/*', 'prod/a.example.com', 'prod/a.example.com']}]}",
+        "{egress: [{port: {number: 0}, bind: 'unix://@abstract', hosts: ['./*']}]}",
+    ] {
+        validate(&spec(yaml)).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+    }
+}
+
+#[test]
+fn crd_is_structural_and_istio_shaped() {
+    let crd = Sidecar::crd();
+    assert_structural(&crd);
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("sidecars.networking.istio.io")
+    );
+    let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+    let props = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    assert_eq!(
+        props["ingress"]["items"]["required"],
+        serde_json::json!(["port"])
+    );
+    assert_eq!(
+        props["egress"]["items"]["required"],
+        serde_json::json!(["hosts"])
+    );
+    assert_eq!(
+        props["egress"]["items"]["properties"]["captureMode"]["enum"],
+        serde_json::json!(["DEFAULT", "IPTABLES", "NONE"])
+    );
+    let tls = &props["ingress"]["items"]["properties"]["tls"]["properties"];
+    assert_eq!(
+        tls["minProtocolVersion"]["enum"],
+        serde_json::json!(["TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"])
+    );
+    assert_eq!(
+        props["outboundTrafficPolicy"]["properties"]["mode"]["enum"],
+        serde_json::json!(["REGISTRY_ONLY", "ALLOW_ANY"])
+    );
+}
