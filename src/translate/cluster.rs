@@ -36,7 +36,9 @@ pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
             let top = rule.map(|r| r.policy.for_port(port.port)).unwrap_or_default();
             out.extend(outbound(svc, port, "", &top));
             for subset in rule.iter().flat_map(|r| r.subsets.iter()) {
-                let merged = rule.map(|r| r.policy.overlay(&subset.policy)).unwrap_or_default().for_port(port.port);
+                // Istio's MergeTrafficPolicy: the rule's policy for this port,
+                // then the subset's (with its own port settings) on top.
+                let merged = top.overlay(&subset.policy.for_port(port.port));
                 out.extend(outbound(svc, port, &subset.name, &merged));
             }
         }

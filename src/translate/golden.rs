@@ -66,6 +66,9 @@ const EXPECTED_CASES: &[&str] = &[
     "protocols",
     "redirect_mixed",
     "none_own_port",
+    "vs_routing",
+    "dr_policies",
+    "sidecar_scope",
     "redirect_mode",
     "shared_port",
 ];
