@@ -67,7 +67,7 @@ fn assignment(
 ) -> ClusterLoadAssignment {
     let mut by_zone: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
     // Not-ready endpoints are left out, as Kubernetes Services do.
-    for ep in eps.endpoints.iter().filter(|e| e.ready && selects(*e)) {
+    for ep in eps.endpoints.iter().filter(|e| e.ready && selects(e)) {
         let Some(target) = ServiceEndpoints::port_for(ep, port) else { continue };
         let lb = LbEndpoint {
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {

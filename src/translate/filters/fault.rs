@@ -30,7 +30,6 @@ pub fn per_route(f: &Fault) -> Any {
         delay: f.delay.map(|(d, p)| FaultDelay {
             fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(duration(d))),
             percentage: Some(percent(p)),
-            ..Default::default()
         }),
         abort: f.abort.map(|(status, p)| FaultAbort {
             error_type: Some(fault_abort::ErrorType::HttpStatus(status.into())),
