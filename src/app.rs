@@ -33,7 +33,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn init_logging(level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("--log-level {level:?} is not a valid log filter"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     Ok(())
 }
 
@@ -45,8 +48,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let source = FileSource::new(args.config_dir.clone(), events_tx)?;
     let mesh = match &args.mesh_config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading --mesh-config {}", path.display()))?;
-            crate::api::parse_mesh_config(&text).map_err(|e| anyhow::anyhow!("--mesh-config {}: {e}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --mesh-config {}", path.display()))?;
+            crate::api::parse_mesh_config(&text)
+                .map_err(|e| anyhow::anyhow!("--mesh-config {}: {e}", path.display()))?
         }
         None => crate::model::MeshConfig::default(),
     };
@@ -71,13 +76,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let index_task = tokio::spawn(index.run(events_rx));
     let source_task = tokio::spawn(source.run());
-    let metrics_task = tokio::spawn(crate::admin::track_snapshots(snapshots.clone(), metrics.clone()));
+    let metrics_task = tokio::spawn(crate::admin::track_snapshots(
+        snapshots.clone(),
+        metrics.clone(),
+    ));
     let admin_task = tokio::spawn(crate::admin::serve(
         admin_listener,
-        crate::admin::AdminState { snapshots, xds: ctx.clone(), metrics },
+        crate::admin::AdminState {
+            snapshots,
+            xds: ctx.clone(),
+            metrics,
+        },
         wait_shutdown(shutdown_rx.clone()),
     ));
-    let xds_task = tokio::spawn(crate::xds::serve(xds_listener, ctx, wait_shutdown(shutdown_rx)));
+    let xds_task = tokio::spawn(crate::xds::serve(
+        xds_listener,
+        ctx,
+        wait_shutdown(shutdown_rx),
+    ));
 
     let outcome = tokio::select! {
         _ = shutdown_signal() => {
@@ -106,10 +122,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -52,15 +52,47 @@ impl Default for Metrics {
             config_accepted: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("xds_connected_proxies", "Proxies with an open ADS stream", m.connected_proxies.clone());
+        registry.register(
+            "xds_connected_proxies",
+            "Proxies with an open ADS stream",
+            m.connected_proxies.clone(),
+        );
         registry.register("xds_pushes", "xDS responses sent", m.pushes.clone());
-        registry.register("xds_push_bytes", "Serialized resource bytes sent", m.push_bytes.clone());
-        registry.register("xds_nacks", "xDS responses a proxy rejected", m.nacks.clone());
-        registry.register("xds_push_latency_seconds", "Snapshot publish to response sent", m.push_latency.clone());
-        registry.register("xds_convergence_seconds", "Snapshot publish to proxy ACK", m.convergence.clone());
-        registry.register("snapshot_version", "Version of the latest mesh snapshot", m.snapshot_version.clone());
-        registry.register("config_rejected_documents", "Config documents currently rejected", m.config_rejected.clone());
-        registry.register("config_accepted_objects", "Config objects currently accepted", m.config_accepted.clone());
+        registry.register(
+            "xds_push_bytes",
+            "Serialized resource bytes sent",
+            m.push_bytes.clone(),
+        );
+        registry.register(
+            "xds_nacks",
+            "xDS responses a proxy rejected",
+            m.nacks.clone(),
+        );
+        registry.register(
+            "xds_push_latency_seconds",
+            "Snapshot publish to response sent",
+            m.push_latency.clone(),
+        );
+        registry.register(
+            "xds_convergence_seconds",
+            "Snapshot publish to proxy ACK",
+            m.convergence.clone(),
+        );
+        registry.register(
+            "snapshot_version",
+            "Version of the latest mesh snapshot",
+            m.snapshot_version.clone(),
+        );
+        registry.register(
+            "config_rejected_documents",
+            "Config documents currently rejected",
+            m.config_rejected.clone(),
+        );
+        registry.register(
+            "config_accepted_objects",
+            "Config objects currently accepted",
+            m.config_accepted.clone(),
+        );
         Metrics { registry, ..m }
     }
 }

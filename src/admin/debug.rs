@@ -34,7 +34,9 @@ pub async fn endpointz(State(s): State<AdminState>) -> Json<Value> {
     let snap = s.snapshots.borrow().clone();
     let mut clusters = BTreeMap::new();
     for (key, svc) in &snap.services {
-        let Some(eps) = snap.endpoints.get(key) else { continue };
+        let Some(eps) = snap.endpoints.get(key) else {
+            continue;
+        };
         for port in &svc.ports {
             let name = translate::outbound_cluster(port.port, "", &svc.hostname());
             let list: Vec<Value> = eps
@@ -101,10 +103,24 @@ pub struct DumpQuery {
 /// Exactly the resources a connected proxy holds from us, as proto3 JSON.
 pub async fn config_dump(State(s): State<AdminState>, Query(q): Query<DumpQuery>) -> Response {
     let Some(proxy) = q.proxy else {
-        return (StatusCode::BAD_REQUEST, "missing ?proxy=NODE_ID; see /debug/syncz for connected proxies\n").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing ?proxy=NODE_ID; see /debug/syncz for connected proxies\n",
+        )
+            .into_response();
     };
-    let Some(status) = s.xds.registry.find(&proxy).into_iter().max_by_key(|s| s.connection) else {
-        return (StatusCode::NOT_FOUND, format!("no connected proxy with node id {proxy:?}\n")).into_response();
+    let Some(status) = s
+        .xds
+        .registry
+        .find(&proxy)
+        .into_iter()
+        .max_by_key(|s| s.connection)
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no connected proxy with node id {proxy:?}\n"),
+        )
+            .into_response();
     };
     let mut types = BTreeMap::new();
     for (t, ts) in &status.types {

@@ -41,7 +41,9 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Ready once the initial load has been published: before that, a proxy
@@ -49,15 +51,24 @@ pub async fn serve(
 async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
     let snap = s.snapshots.borrow().clone();
     if snap.synced {
-        (StatusCode::OK, format!("ready: snapshot version {}\n", snap.version))
+        (
+            StatusCode::OK,
+            format!("ready: snapshot version {}\n", snap.version),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: initial config load in progress\n".to_string())
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: initial config load in progress\n".to_string(),
+        )
     }
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.encode(),
     )
 }
@@ -68,8 +79,12 @@ pub async fn track_snapshots(mut snapshots: watch::Receiver<Arc<Snapshot>>, metr
         {
             let snap = snapshots.borrow_and_update().clone();
             metrics.snapshot_version.set(snap.version as i64);
-            metrics.config_rejected.set(snap.status.rejected.len() as i64);
-            metrics.config_accepted.set(snap.status.accepted.len() as i64);
+            metrics
+                .config_rejected
+                .set(snap.status.rejected.len() as i64);
+            metrics
+                .config_accepted
+                .set(snap.status.accepted.len() as i64);
         }
         if snapshots.changed().await.is_err() {
             return;

@@ -14,7 +14,10 @@ use super::field::{check_dns_label, check_dns_subdomain, check_port, FieldError}
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 pub fn validate_namespace(ns: &Namespace) -> Result<(), FieldError> {
-    check_dns_label("metadata.name", ns.metadata.name.as_deref().unwrap_or_default())
+    check_dns_label(
+        "metadata.name",
+        ns.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
 pub fn validate_service(svc: &Service) -> Result<(), FieldError> {
@@ -27,7 +30,10 @@ pub fn validate_service(svc: &Service) -> Result<(), FieldError> {
     if external {
         let host = spec.external_name.as_deref().unwrap_or_default();
         if host.is_empty() {
-            return Err(FieldError::new("spec.externalName", "required for type ExternalName"));
+            return Err(FieldError::new(
+                "spec.externalName",
+                "required for type ExternalName",
+            ));
         }
         check_dns_subdomain("spec.externalName", host)?;
     }
@@ -39,7 +45,10 @@ pub fn validate_service(svc: &Service) -> Result<(), FieldError> {
     }
     let ports = spec.ports.as_deref().unwrap_or_default();
     if ports.is_empty() && !external {
-        return Err(FieldError::new("spec.ports", "at least one port is required"));
+        return Err(FieldError::new(
+            "spec.ports",
+            "at least one port is required",
+        ));
     }
     let mut seen_names = BTreeSet::new();
     let mut seen_ports = BTreeSet::new();
@@ -48,20 +57,32 @@ pub fn validate_service(svc: &Service) -> Result<(), FieldError> {
         check_port(&at("port"), port.port)?;
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
         if !["TCP", "UDP", "SCTP"].contains(&protocol) {
-            return Err(FieldError::new(at("protocol"), format!("must be TCP, UDP or SCTP, got {protocol:?}")));
+            return Err(FieldError::new(
+                at("protocol"),
+                format!("must be TCP, UDP or SCTP, got {protocol:?}"),
+            ));
         }
         let port_name = port.name.as_deref().unwrap_or_default();
         if ports.len() > 1 && port_name.is_empty() {
-            return Err(FieldError::new(at("name"), "required when a Service has more than one port"));
+            return Err(FieldError::new(
+                at("name"),
+                "required when a Service has more than one port",
+            ));
         }
         if !port_name.is_empty() {
             check_dns_label(&at("name"), port_name)?;
             if !seen_names.insert(port_name) {
-                return Err(FieldError::new(at("name"), format!("duplicate port name {port_name:?}")));
+                return Err(FieldError::new(
+                    at("name"),
+                    format!("duplicate port name {port_name:?}"),
+                ));
             }
         }
         if !seen_ports.insert((port.port, protocol)) {
-            return Err(FieldError::new(at("port"), format!("duplicate port {}/{protocol}", port.port)));
+            return Err(FieldError::new(
+                at("port"),
+                format!("duplicate port {}/{protocol}", port.port),
+            ));
         }
         match &port.target_port {
             Some(IntOrString::Int(n)) => {
@@ -75,7 +96,10 @@ pub fn validate_service(svc: &Service) -> Result<(), FieldError> {
 }
 
 pub fn validate_endpoint_slice(slice: &EndpointSlice) -> Result<(), FieldError> {
-    check_dns_subdomain("metadata.name", slice.metadata.name.as_deref().unwrap_or_default())?;
+    check_dns_subdomain(
+        "metadata.name",
+        slice.metadata.name.as_deref().unwrap_or_default(),
+    )?;
     let has_service = slice
         .metadata
         .labels
@@ -90,11 +114,17 @@ pub fn validate_endpoint_slice(slice: &EndpointSlice) -> Result<(), FieldError> 
     }
     let kind = slice.address_type.as_str();
     if !["IPv4", "IPv6", "FQDN"].contains(&kind) {
-        return Err(FieldError::new("addressType", format!("must be IPv4, IPv6 or FQDN, got {kind:?}")));
+        return Err(FieldError::new(
+            "addressType",
+            format!("must be IPv4, IPv6 or FQDN, got {kind:?}"),
+        ));
     }
     for (i, ep) in slice.endpoints.iter().enumerate() {
         if ep.addresses.is_empty() {
-            return Err(FieldError::new(format!("endpoints[{i}].addresses"), "at least one address is required"));
+            return Err(FieldError::new(
+                format!("endpoints[{i}].addresses"),
+                "at least one address is required",
+            ));
         }
         for (j, addr) in ep.addresses.iter().enumerate() {
             let field = format!("endpoints[{i}].addresses[{j}]");
@@ -103,7 +133,10 @@ pub fn validate_endpoint_slice(slice: &EndpointSlice) -> Result<(), FieldError> 
                 _ => {
                     let ip = check_ip(&field, addr)?;
                     if ip.is_ipv4() != (kind == "IPv4") {
-                        return Err(FieldError::new(field, format!("{addr:?} is not an {kind} address")));
+                        return Err(FieldError::new(
+                            field,
+                            format!("{addr:?} is not an {kind} address"),
+                        ));
                     }
                 }
             }
@@ -118,10 +151,17 @@ pub fn validate_endpoint_slice(slice: &EndpointSlice) -> Result<(), FieldError> 
 }
 
 pub fn validate_endpoints(eps: &Endpoints) -> Result<(), FieldError> {
-    check_dns_subdomain("metadata.name", eps.metadata.name.as_deref().unwrap_or_default())?;
+    check_dns_subdomain(
+        "metadata.name",
+        eps.metadata.name.as_deref().unwrap_or_default(),
+    )?;
     for (i, subset) in eps.subsets.iter().flatten().enumerate() {
         let ready = subset.addresses.iter().flatten().map(|a| ("addresses", a));
-        let not_ready = subset.not_ready_addresses.iter().flatten().map(|a| ("notReadyAddresses", a));
+        let not_ready = subset
+            .not_ready_addresses
+            .iter()
+            .flatten()
+            .map(|a| ("notReadyAddresses", a));
         for (j, (list, addr)) in ready.chain(not_ready).enumerate() {
             check_ip(&format!("subsets[{i}].{list}[{j}].ip"), &addr.ip)?;
         }
@@ -133,7 +173,10 @@ pub fn validate_endpoints(eps: &Endpoints) -> Result<(), FieldError> {
 }
 
 pub fn validate_pod(pod: &Pod) -> Result<(), FieldError> {
-    check_dns_subdomain("metadata.name", pod.metadata.name.as_deref().unwrap_or_default())?;
+    check_dns_subdomain(
+        "metadata.name",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+    )?;
     if let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) {
         check_ip("status.podIP", ip)?;
     }
@@ -150,7 +193,9 @@ fn check_ip(field: &str, value: &str) -> Result<IpAddr, FieldError> {
 fn check_port_name(field: &str, name: &str) -> Result<(), FieldError> {
     let ok = !name.is_empty()
         && name.len() <= 15
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && name.bytes().any(|b| b.is_ascii_lowercase());
     if ok {
         Ok(())

@@ -49,7 +49,10 @@ pub fn check_dns_label(field: &str, value: &str) -> Result<(), FieldError> {
 /// Kubernetes' DNS-1123 subdomain: dot-separated labels, at most 253 characters.
 pub fn check_dns_subdomain(field: &str, value: &str) -> Result<(), FieldError> {
     if value.len() > 253 {
-        return Err(FieldError::new(field, format!("{value:?} is longer than 253 characters")));
+        return Err(FieldError::new(
+            field,
+            format!("{value:?} is longer than 253 characters"),
+        ));
     }
     for label in value.split('.') {
         check_dns_label(field, label).map_err(|_| {
@@ -60,27 +63,38 @@ pub fn check_dns_subdomain(field: &str, value: &str) -> Result<(), FieldError> {
 }
 
 pub fn check_port(field: &str, port: i32) -> Result<u16, FieldError> {
-    u16::try_from(port)
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| FieldError::new(field, format!("port must be between 1 and 65535, got {port}")))
+    u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(|| {
+        FieldError::new(
+            field,
+            format!("port must be between 1 and 65535, got {port}"),
+        )
+    })
 }
 
 /// Parses an Istio duration: Go syntax as Istio accepts it in YAML, a sequence
 /// of decimal numbers with units `h`, `m`, `s`, `ms`, `us`/`µs`, `ns`
 /// (e.g. `10s`, `1.5s`, `100ms`, `1h30m`).
 pub fn parse_duration(field: &str, value: &str) -> Result<std::time::Duration, FieldError> {
-    let bad = || FieldError::new(field, format!("{value:?} is not a duration: use e.g. 10s, 1.5s, 100ms or 1h30m"));
+    let bad = || {
+        FieldError::new(
+            field,
+            format!("{value:?} is not a duration: use e.g. 10s, 1.5s, 100ms or 1h30m"),
+        )
+    };
     if value.is_empty() {
         return Err(bad());
     }
     let mut total = 0f64;
     let mut rest = value;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         let number: f64 = rest[..num_len].parse().map_err(|_| bad())?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -100,10 +114,17 @@ pub fn parse_duration(field: &str, value: &str) -> Result<std::time::Duration, F
 }
 
 /// A duration that must be at least `min` (Istio requires e.g. >= 1ms for timeouts).
-pub fn check_duration_min(field: &str, value: &str, min: std::time::Duration) -> Result<std::time::Duration, FieldError> {
+pub fn check_duration_min(
+    field: &str,
+    value: &str,
+    min: std::time::Duration,
+) -> Result<std::time::Duration, FieldError> {
     let d = parse_duration(field, value)?;
     if d < min {
-        return Err(FieldError::new(field, format!("{value:?} must be at least {min:?}")));
+        return Err(FieldError::new(
+            field,
+            format!("{value:?} must be at least {min:?}"),
+        ));
     }
     Ok(d)
 }
@@ -111,7 +132,10 @@ pub fn check_duration_min(field: &str, value: &str, min: std::time::Duration) ->
 /// A percentage in [0, 100] (Istio's `Percent` type).
 pub fn check_percent(field: &str, value: f64) -> Result<(), FieldError> {
     if !(0.0..=100.0).contains(&value) || value.is_nan() {
-        return Err(FieldError::new(field, format!("percentage must be between 0 and 100, got {value}")));
+        return Err(FieldError::new(
+            field,
+            format!("percentage must be between 0 and 100, got {value}"),
+        ));
     }
     Ok(())
 }
@@ -124,7 +148,10 @@ pub fn check_host(field: &str, host: &str) -> Result<(), FieldError> {
     }
     let name = host.strip_prefix("*.").unwrap_or(host);
     if name.contains('*') {
-        return Err(FieldError::new(field, format!("{host:?}: a wildcard is only allowed as a leading \"*.\"")));
+        return Err(FieldError::new(
+            field,
+            format!("{host:?}: a wildcard is only allowed as a leading \"*.\""),
+        ));
     }
     let lower = name.to_ascii_lowercase();
     check_dns_subdomain(field, &lower)
@@ -134,9 +161,15 @@ pub fn check_host(field: &str, host: &str) -> Result<(), FieldError> {
 /// RE2 syntax, as Envoy's safe_regex uses: the `regex` crate accepts a very
 /// close dialect (no backreferences or lookaround, like RE2).
 pub fn check_regex(field: &str, pattern: &str) -> Result<(), FieldError> {
-    regex::Regex::new(pattern)
-        .map(|_| ())
-        .map_err(|e| FieldError::new(field, format!("invalid RE2 regular expression: {}", e.to_string().lines().last().unwrap_or_default().trim())))
+    regex::Regex::new(pattern).map(|_| ()).map_err(|e| {
+        FieldError::new(
+            field,
+            format!(
+                "invalid RE2 regular expression: {}",
+                e.to_string().lines().last().unwrap_or_default().trim()
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -147,9 +180,18 @@ mod tests {
     #[test]
     fn durations_follow_go_syntax() {
         assert_eq!(parse_duration("f", "10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("f", "1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("f", "100ms").unwrap(), Duration::from_millis(100));
-        assert_eq!(parse_duration("f", "1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration("f", "1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_duration("f", "100ms").unwrap(),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            parse_duration("f", "1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
         for bad in ["", "10", "s", "10x", "-1s", "1.2.3s"] {
             assert!(parse_duration("f", bad).is_err(), "{bad:?}");
         }
@@ -158,7 +200,13 @@ mod tests {
 
     #[test]
     fn hosts_percentages_and_regexes() {
-        for ok in ["*", "reviews", "reviews.ns.svc.cluster.local", "*.example.com", "Example.COM"] {
+        for ok in [
+            "*",
+            "reviews",
+            "reviews.ns.svc.cluster.local",
+            "*.example.com",
+            "Example.COM",
+        ] {
             check_host("h", ok).unwrap();
         }
         for bad in ["a*.b", "*", "foo..bar", "-x"] {

@@ -33,9 +33,8 @@ pub fn parse_mesh_config(text: &str) -> Result<MeshConfig, FieldError> {
     if value.is_null() {
         return Ok(MeshConfig::default());
     }
-    let raw: RawMeshConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-        FieldError::new(e.path().to_string(), e.into_inner().to_string())
-    })?;
+    let raw: RawMeshConfig = serde_path_to_error::deserialize(value)
+        .map_err(|e| FieldError::new(e.path().to_string(), e.into_inner().to_string()))?;
     let mut mesh = MeshConfig::default();
     if let Some(mode) = raw.outbound_traffic_policy.and_then(|p| p.mode) {
         mesh.outbound_traffic_policy = match mode.as_str() {

@@ -15,7 +15,10 @@ use serde::de::DeserializeOwned;
 
 pub use core::SERVICE_NAME_LABEL;
 pub use field::FieldError;
-pub use field::{check_dns_label, check_dns_subdomain, check_duration_min, check_host, check_percent, check_port, check_regex, parse_duration};
+pub use field::{
+    check_dns_label, check_dns_subdomain, check_duration_min, check_host, check_percent,
+    check_port, check_regex, parse_duration,
+};
 pub use mesh::parse_mesh_config;
 
 use crate::model::ObjectRef;
@@ -72,7 +75,11 @@ impl Kind {
         match self {
             Kind::EndpointSlice => &["discovery.k8s.io/v1"],
             // Istio serves every networking kind at three versions, one schema.
-            Kind::VirtualService | Kind::DestinationRule | Kind::ServiceEntry | Kind::WorkloadEntry | Kind::Sidecar => &[
+            Kind::VirtualService
+            | Kind::DestinationRule
+            | Kind::ServiceEntry
+            | Kind::WorkloadEntry
+            | Kind::Sidecar => &[
                 "networking.istio.io/v1",
                 "networking.istio.io/v1beta1",
                 "networking.istio.io/v1alpha3",
@@ -150,13 +157,16 @@ pub fn parse(doc: serde_yaml::Value) -> Result<Parsed, DocumentError> {
         error,
     };
     if !doc.is_mapping() {
-        return Err(no_object(FieldError::new("", "document is not a YAML mapping")));
+        return Err(no_object(FieldError::new(
+            "",
+            "document is not a YAML mapping",
+        )));
     }
     let text = |field: &str| doc.get(field).and_then(|v| v.as_str()).map(str::to_string);
     let api_version = text("apiVersion")
         .ok_or_else(|| no_object(FieldError::new("apiVersion", "required string is missing")))?;
-    let kind_name =
-        text("kind").ok_or_else(|| no_object(FieldError::new("kind", "required string is missing")))?;
+    let kind_name = text("kind")
+        .ok_or_else(|| no_object(FieldError::new("kind", "required string is missing")))?;
     let meta = doc.get("metadata");
     let meta_text = |f: &str| meta.and_then(|m| m.get(f)).and_then(|v| v.as_str());
     let name = meta_text("name").unwrap_or_default().to_string();
@@ -183,7 +193,10 @@ pub fn parse(doc: serde_yaml::Value) -> Result<Parsed, DocumentError> {
         error,
     };
     if key.name.is_empty() {
-        return Err(with_object(FieldError::new("metadata.name", "required string is missing")));
+        return Err(with_object(FieldError::new(
+            "metadata.name",
+            "required string is missing",
+        )));
     }
     if !kind.api_versions().contains(&api_version.as_str()) {
         let reason = format!(

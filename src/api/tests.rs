@@ -42,10 +42,30 @@ fn schema_error_names_the_field() {
 #[test]
 fn semantic_errors_name_field_and_reason() {
     let cases = [
-        ("port: 80,", "port: 70000,", "spec.ports[0].port", "between 1 and 65535"),
-        ("name: grpc,", "name: http,", "spec.ports[1].name", "duplicate port name"),
-        ("198.18.100.1", "198.18.999.1", "spec.clusterIP", "not a valid IP"),
-        ("targetPort: grpc-port", "targetPort: GRPC_PORT", "spec.ports[1].targetPort", "port name"),
+        (
+            "port: 80,",
+            "port: 70000,",
+            "spec.ports[0].port",
+            "between 1 and 65535",
+        ),
+        (
+            "name: grpc,",
+            "name: http,",
+            "spec.ports[1].name",
+            "duplicate port name",
+        ),
+        (
+            "198.18.100.1",
+            "198.18.999.1",
+            "spec.clusterIP",
+            "not a valid IP",
+        ),
+        (
+            "targetPort: grpc-port",
+            "targetPort: GRPC_PORT",
+            "spec.ports[1].targetPort",
+            "port name",
+        ),
         ("name: web,", "name: Web,", "metadata.name", "DNS label"),
     ];
     for (from, to, field, reason) in cases {

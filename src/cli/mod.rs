@@ -6,7 +6,11 @@ pub mod offline;
 pub mod serve;
 
 #[derive(clap::Parser, Debug)]
-#[command(name = "rudder", version, about = "A service-mesh control plane that drives stock Envoy with Istio's API")]
+#[command(
+    name = "rudder",
+    version,
+    about = "A service-mesh control plane that drives stock Envoy with Istio's API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -56,8 +56,16 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     for (object, origin) in &status.ignored {
         println!("ignored: {origin} ({object}): kind not served by Rudder");
     }
-    println!("{} objects accepted, {} documents rejected", status.accepted.len(), status.rejected.len());
-    anyhow::ensure!(status.rejected.is_empty(), "{} invalid documents", status.rejected.len());
+    println!(
+        "{} objects accepted, {} documents rejected",
+        status.accepted.len(),
+        status.rejected.len()
+    );
+    anyhow::ensure!(
+        status.rejected.is_empty(),
+        "{} invalid documents",
+        status.rejected.len()
+    );
     Ok(())
 }
 
@@ -65,8 +73,10 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
 pub fn translate(args: TranslateArgs) -> anyhow::Result<()> {
     let mesh = match &args.mesh_config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            crate::api::parse_mesh_config(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            crate::api::parse_mesh_config(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         None => MeshConfig::default(),
     };
@@ -75,10 +85,16 @@ pub fn translate(args: TranslateArgs) -> anyhow::Result<()> {
         eprintln!("warning: rejected {rejection}");
     }
     let mut proxy = Proxy::from_node_id(&args.node_id).context("--node-id")?;
-    proxy.interception = Interception::parse(&args.interception)
-        .with_context(|| format!("--interception {:?} must be REDIRECT, TPROXY or NONE", args.interception))?;
+    proxy.interception = Interception::parse(&args.interception).with_context(|| {
+        format!(
+            "--interception {:?} must be REDIRECT, TPROXY or NONE",
+            args.interception
+        )
+    })?;
     for label in &args.labels {
-        let (k, v) = label.split_once('=').with_context(|| format!("--label {label:?} must be KEY=VALUE"))?;
+        let (k, v) = label
+            .split_once('=')
+            .with_context(|| format!("--label {label:?} must be KEY=VALUE"))?;
         proxy.labels.insert(k.to_string(), v.to_string());
     }
     let shape = ProxyShape::of(&snapshot, &proxy);
@@ -86,16 +102,28 @@ pub fn translate(args: TranslateArgs) -> anyhow::Result<()> {
     let mut out = serde_json::Map::new();
     let want = |t: &str| args.only.as_deref().is_none_or(|o| o == t);
     if want("cds") {
-        out.insert("clusters".into(), render(to_json(translate::clusters(&snapshot, &shape))?));
+        out.insert(
+            "clusters".into(),
+            render(to_json(translate::clusters(&snapshot, &shape))?),
+        );
     }
     if want("eds") {
-        out.insert("endpoints".into(), render(to_json(translate::endpoints(&snapshot))?));
+        out.insert(
+            "endpoints".into(),
+            render(to_json(translate::endpoints(&snapshot))?),
+        );
     }
     if want("lds") {
-        out.insert("listeners".into(), render(to_json(translate::listeners(&snapshot, &shape))?));
+        out.insert(
+            "listeners".into(),
+            render(to_json(translate::listeners(&snapshot, &shape))?),
+        );
     }
     if want("rds") {
-        out.insert("routes".into(), render(to_json(translate::routes(&snapshot, &shape))?));
+        out.insert(
+            "routes".into(),
+            render(to_json(translate::routes(&snapshot, &shape))?),
+        );
     }
     anyhow::ensure!(!out.is_empty(), "--type must be cds, eds, lds or rds");
     out.insert("shape".into(), json!(shape));
@@ -112,5 +140,8 @@ fn print_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 fn to_json<M: prost::Message + prost::Name>(items: Vec<M>) -> anyhow::Result<Vec<Value>> {
-    items.iter().map(|m| message_to_json(m).map_err(Into::into)).collect()
+    items
+        .iter()
+        .map(|m| message_to_json(m).map_err(Into::into))
+        .collect()
 }

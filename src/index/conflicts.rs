@@ -43,7 +43,10 @@ pub fn find(services: &BTreeMap<ServiceKey, Arc<Service>>) -> Vec<String> {
             names.join(", ")
         ));
     }
-    for (port, keys) in tcp_by_port.iter().filter(|(p, k)| k.len() > 1 && !http_ports.contains(*p)) {
+    for (port, keys) in tcp_by_port
+        .iter()
+        .filter(|(p, k)| k.len() > 1 && !http_ports.contains(*p))
+    {
         let others: Vec<String> = keys[1..].iter().map(|k| k.to_string()).collect();
         warnings.push(format!(
             "non-HTTP services {} and {} share port {port}: proxies without capture (INTERCEPTION_MODE=NONE) reach only {} there",
@@ -88,15 +91,32 @@ mod tests {
         ]);
         let w = find(&services);
         assert_eq!(w.len(), 3, "{w:?}");
-        assert!(w[1].contains("non-HTTP services demo/e use port 80"), "{}", w[1]);
+        assert!(
+            w[1].contains("non-HTTP services demo/e use port 80"),
+            "{}",
+            w[1]
+        );
         let w = [w[0].clone(), w[2].clone()];
-        assert!(w[0].contains("Service demo/b has clusterIP 198.18.128.1, already used by Service demo/a"), "{}", w[0]);
-        assert!(w[1].contains("demo/c and demo/d share port 5432"), "{}", w[1]);
+        assert!(
+            w[0].contains(
+                "Service demo/b has clusterIP 198.18.128.1, already used by Service demo/a"
+            ),
+            "{}",
+            w[0]
+        );
+        assert!(
+            w[1].contains("demo/c and demo/d share port 5432"),
+            "{}",
+            w[1]
+        );
     }
 
     #[test]
     fn a_clean_mesh_has_no_warnings() {
-        let services = BTreeMap::from([svc("a", "198.18.128.1", 80, Protocol::Http), svc("b", "198.18.128.2", 80, Protocol::Http)]);
+        let services = BTreeMap::from([
+            svc("a", "198.18.128.1", 80, Protocol::Http),
+            svc("b", "198.18.128.2", 80, Protocol::Http),
+        ]);
         assert!(find(&services).is_empty());
     }
 }

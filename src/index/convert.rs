@@ -11,10 +11,7 @@ use crate::model;
 
 pub fn service(svc: &Service, key: model::ServiceKey) -> model::Service {
     let spec = svc.spec.clone().unwrap_or_default();
-    let vip = spec
-        .cluster_ip
-        .as_deref()
-        .and_then(|ip| ip.parse().ok());
+    let vip = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok());
     let ports = spec
         .ports
         .unwrap_or_default()
@@ -100,12 +97,23 @@ pub fn endpoints_from_legacy(eps: &Endpoints) -> model::ServiceEndpoints {
             .ports
             .iter()
             .flatten()
-            .filter_map(|p| Some((p.name.clone().unwrap_or_default(), u16::try_from(p.port).ok()?)))
+            .filter_map(|p| {
+                Some((
+                    p.name.clone().unwrap_or_default(),
+                    u16::try_from(p.port).ok()?,
+                ))
+            })
             .collect();
         let ready = subset.addresses.iter().flatten().map(|a| (a, true));
-        let not_ready = subset.not_ready_addresses.iter().flatten().map(|a| (a, false));
+        let not_ready = subset
+            .not_ready_addresses
+            .iter()
+            .flatten()
+            .map(|a| (a, false));
         for (addr, ready) in ready.chain(not_ready) {
-            let Ok(address) = addr.ip.parse() else { continue };
+            let Ok(address) = addr.ip.parse() else {
+                continue;
+            };
             endpoints.push(model::Endpoint {
                 address,
                 ports: ports.clone(),

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::api::networking::destination_rule::{
-    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, H2UpgradePolicy, LoadBalancerSettings,
-    OutlierDetection as ApiOutlier, SimpleLb, TrafficPolicy as ApiPolicy,
+    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, H2UpgradePolicy,
+    LoadBalancerSettings, OutlierDetection as ApiOutlier, SimpleLb, TrafficPolicy as ApiPolicy,
 };
 use crate::api::networking::sidecar::OutboundMode;
 use crate::api::networking::{DestinationRule as ApiRule, Sidecar as ApiSidecar};
@@ -30,7 +30,11 @@ pub fn destination_rule(dr: &ApiRule) -> DestinationRule {
             })
             .collect(),
         visibility: visibility(&spec.export_to, &key.namespace),
-        workload_selector: spec.workload_selector.as_ref().map(|w| w.match_labels.clone()).unwrap_or_default(),
+        workload_selector: spec
+            .workload_selector
+            .as_ref()
+            .map(|w| w.match_labels.clone())
+            .unwrap_or_default(),
         created: created(&dr.metadata),
         key,
     }
@@ -72,24 +76,37 @@ fn load_balancer(lb: &LoadBalancerSettings) -> Option<LoadBalancer> {
         let key = if let Some(h) = &ch.http_header_name {
             HashKey::Header(h.clone())
         } else if let Some(c) = &ch.http_cookie {
-            HashKey::Cookie { name: c.name.clone(), path: c.path.clone(), ttl: dur("ttl", &c.ttl) }
+            HashKey::Cookie {
+                name: c.name.clone(),
+                path: c.path.clone(),
+                ttl: dur("ttl", &c.ttl),
+            }
         } else if let Some(q) = &ch.http_query_parameter_name {
             HashKey::QueryParameter(q.clone())
         } else {
             HashKey::SourceIp
         };
         return Some(match &ch.maglev {
-            Some(m) => LoadBalancer::Maglev { key, table_size: m.table_size },
+            Some(m) => LoadBalancer::Maglev {
+                key,
+                table_size: m.table_size,
+            },
             None => LoadBalancer::RingHash {
                 key,
-                minimum_ring_size: ch.ring_hash.as_ref().and_then(|r| r.minimum_ring_size).or(ch.minimum_ring_size),
+                minimum_ring_size: ch
+                    .ring_hash
+                    .as_ref()
+                    .and_then(|r| r.minimum_ring_size)
+                    .or(ch.minimum_ring_size),
             },
         });
     }
     Some(LoadBalancer::Simple(match lb.simple.as_ref()? {
         SimpleLb::RoundRobin => LbSimple::RoundRobin,
         // Istio treats LEAST_CONN as LEAST_REQUEST (its deprecated name).
-        SimpleLb::LeastConn | SimpleLb::LeastRequest | SimpleLb::Unspecified => LbSimple::LeastRequest,
+        SimpleLb::LeastConn | SimpleLb::LeastRequest | SimpleLb::Unspecified => {
+            LbSimple::LeastRequest
+        }
         SimpleLb::Random => LbSimple::Random,
         SimpleLb::Passthrough => LbSimple::Passthrough,
     }))
@@ -102,8 +119,11 @@ fn connection_pool(p: &ConnectionPoolSettings) -> ConnectionPool {
     ConnectionPool {
         max_connections: pos(tcp.and_then(|t| t.max_connections)),
         connect_timeout: tcp.and_then(|t| dur("connectTimeout", &t.connect_timeout)),
-        tcp_keepalive: tcp.and_then(|t| t.tcp_keepalive.as_ref()).map(|k| (k.probes, dur("time", &k.time), dur("interval", &k.interval))),
-        max_connection_duration: tcp.and_then(|t| dur("maxConnectionDuration", &t.max_connection_duration)),
+        tcp_keepalive: tcp
+            .and_then(|t| t.tcp_keepalive.as_ref())
+            .map(|k| (k.probes, dur("time", &k.time), dur("interval", &k.interval))),
+        max_connection_duration: tcp
+            .and_then(|t| dur("maxConnectionDuration", &t.max_connection_duration)),
         tcp_idle_timeout: tcp.and_then(|t| dur("idleTimeout", &t.idle_timeout)),
         http1_max_pending_requests: pos(http.and_then(|h| h.http1_max_pending_requests)),
         http2_max_requests: pos(http.and_then(|h| h.http2_max_requests)),
@@ -124,7 +144,9 @@ fn outlier(o: &ApiOutlier) -> OutlierDetection {
     OutlierDetection {
         // `consecutiveErrors` is the deprecated spelling of gateway errors... Istio
         // maps it to 5xx; prefer the explicit field.
-        consecutive_5xx: o.consecutive_5xx_errors.or(o.consecutive_errors.map(|n| n.max(0) as u32)),
+        consecutive_5xx: o
+            .consecutive_5xx_errors
+            .or(o.consecutive_errors.map(|n| n.max(0) as u32)),
         consecutive_gateway_errors: o.consecutive_gateway_errors,
         consecutive_local_origin_failures: o.consecutive_local_origin_failures,
         split_external_local_origin_errors: o.split_external_local_origin_errors.unwrap_or(false),
@@ -168,16 +190,29 @@ pub fn sidecar(sc: &ApiSidecar) -> SidecarScope {
                 "~" => NamespacePattern::None,
                 other => NamespacePattern::Named(other.to_string()),
             };
-            Some(EgressHost { namespace, host: host.to_string() })
+            Some(EgressHost {
+                namespace,
+                host: host.to_string(),
+            })
         })
         .collect();
     SidecarScope {
-        workload_selector: sc.spec.workload_selector.as_ref().map(|w| w.labels.clone()).unwrap_or_default(),
+        workload_selector: sc
+            .spec
+            .workload_selector
+            .as_ref()
+            .map(|w| w.labels.clone())
+            .unwrap_or_default(),
         egress,
-        outbound_policy: sc.spec.outbound_traffic_policy.as_ref().and_then(|p| p.mode.as_ref()).map(|m| match m {
-            OutboundMode::RegistryOnly => OutboundPolicy::RegistryOnly,
-            OutboundMode::AllowAny => OutboundPolicy::AllowAny,
-        }),
+        outbound_policy: sc
+            .spec
+            .outbound_traffic_policy
+            .as_ref()
+            .and_then(|p| p.mode.as_ref())
+            .map(|m| match m {
+                OutboundMode::RegistryOnly => OutboundPolicy::RegistryOnly,
+                OutboundMode::AllowAny => OutboundPolicy::AllowAny,
+            }),
         created: created(&sc.metadata),
         key,
     }

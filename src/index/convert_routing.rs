@@ -5,23 +5,30 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::networking::common::{Destination as ApiDestination, Percent, StringMatch as ApiMatch};
+use crate::api::networking::common::{
+    Destination as ApiDestination, Percent, StringMatch as ApiMatch,
+};
 use crate::api::networking::virtual_service::{
-    HeaderOperations, Headers, HttpMatchRequest, HttpRoute as ApiRoute, RedirectPortSelection, RouteDestination,
-    VirtualService as ApiVirtualService,
+    HeaderOperations, Headers, HttpMatchRequest, HttpRoute as ApiRoute, RedirectPortSelection,
+    RouteDestination, VirtualService as ApiVirtualService,
 };
 use crate::api::parse_duration;
 use crate::model::routing::*;
 
 pub fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ConfigKey {
     ConfigKey {
-        namespace: meta.namespace.clone().unwrap_or_else(|| "default".to_string()),
+        namespace: meta
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
         name: meta.name.clone().unwrap_or_default(),
     }
 }
 
 pub fn created(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> i64 {
-    meta.creation_timestamp.as_ref().map_or(0, |t| t.0.as_second())
+    meta.creation_timestamp
+        .as_ref()
+        .map_or(0, |t| t.0.as_second())
 }
 
 pub fn visibility(export_to: &[String], namespace: &str) -> Visibility {
@@ -31,7 +38,13 @@ pub fn visibility(export_to: &[String], namespace: &str) -> Visibility {
     Visibility::Namespaces(
         export_to
             .iter()
-            .map(|e| if e == "." { namespace.to_string() } else { e.clone() })
+            .map(|e| {
+                if e == "." {
+                    namespace.to_string()
+                } else {
+                    e.clone()
+                }
+            })
             .collect(),
     )
 }
@@ -44,9 +57,34 @@ pub fn virtual_service(vs: &ApiVirtualService) -> VirtualService {
         hosts: spec.hosts.iter().map(|h| resolve_host(h, &ns)).collect(),
         for_sidecars: spec.gateways.is_empty() || spec.gateways.iter().any(|g| g == "mesh"),
         visibility: visibility(&spec.export_to, &ns),
-        http: spec.http.iter().enumerate().filter_map(|(i, r)| http_route(r, i, &ns)).collect(),
-        tcp: spec.tcp.iter().map(|r| l4_route(&r.r#match.iter().map(l4_tcp).collect::<Vec<_>>(), &r.route, &ns)).collect(),
-        tls: spec.tls.iter().map(|r| l4_route(&r.r#match.iter().map(l4_tls).collect::<Vec<_>>(), &r.route, &ns)).collect(),
+        http: spec
+            .http
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| http_route(r, i, &ns))
+            .collect(),
+        tcp: spec
+            .tcp
+            .iter()
+            .map(|r| {
+                l4_route(
+                    &r.r#match.iter().map(l4_tcp).collect::<Vec<_>>(),
+                    &r.route,
+                    &ns,
+                )
+            })
+            .collect(),
+        tls: spec
+            .tls
+            .iter()
+            .map(|r| {
+                l4_route(
+                    &r.r#match.iter().map(l4_tls).collect::<Vec<_>>(),
+                    &r.route,
+                    &ns,
+                )
+            })
+            .collect(),
         created: created(&vs.metadata),
         key,
     }
@@ -58,9 +96,15 @@ fn http_route(r: &ApiRoute, _index: usize, ns: &str) -> Option<HttpRoute> {
             uri: redirect.uri.clone(),
             authority: redirect.authority.clone(),
             port: redirect.port.and_then(|p| u16::try_from(p).ok()),
-            derive_port: matches!(redirect.derive_port, Some(RedirectPortSelection::FromRequestPort)),
+            derive_port: matches!(
+                redirect.derive_port,
+                Some(RedirectPortSelection::FromRequestPort)
+            ),
             scheme: redirect.scheme.clone(),
-            code: redirect.redirect_code.and_then(|c| u16::try_from(c).ok()).unwrap_or(301),
+            code: redirect
+                .redirect_code
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(301),
         })
     } else if let Some(direct) = &r.direct_response {
         HttpAction::DirectResponse {
@@ -79,7 +123,11 @@ fn http_route(r: &ApiRoute, _index: usize, ns: &str) -> Option<HttpRoute> {
                 .iter()
                 .map(|d| WeightedDestination {
                     destination: destination(&d.destination, ns),
-                    weight: if single { 100 } else { d.weight.unwrap_or(0).max(0) as u32 },
+                    weight: if single {
+                        100
+                    } else {
+                        d.weight.unwrap_or(0).max(0) as u32
+                    },
                     headers: header_ops(d.headers.as_ref()),
                 })
                 .collect(),
@@ -109,27 +157,42 @@ fn http_route(r: &ApiRoute, _index: usize, ns: &str) -> Option<HttpRoute> {
         rewrite: r.rewrite.as_ref().map(|rw| Rewrite {
             uri: rw.uri.clone(),
             authority: rw.authority.clone(),
-            uri_regex: rw
-                .uri_regex_rewrite
-                .as_ref()
-                .map(|x| (x.r#match.clone().unwrap_or_default(), x.rewrite.clone().unwrap_or_default())),
+            uri_regex: rw.uri_regex_rewrite.as_ref().map(|x| {
+                (
+                    x.r#match.clone().unwrap_or_default(),
+                    x.rewrite.clone().unwrap_or_default(),
+                )
+            }),
         }),
-        timeout: r.timeout.as_deref().and_then(|t| parse_duration("timeout", t).ok()),
+        timeout: r
+            .timeout
+            .as_deref()
+            .and_then(|t| parse_duration("timeout", t).ok()),
         retries: r.retries.as_ref().map(|x| Retry {
             attempts: x.attempts.unwrap_or(2).max(0) as u32,
-            per_try_timeout: x.per_try_timeout.as_deref().and_then(|t| parse_duration("perTryTimeout", t).ok()),
+            per_try_timeout: x
+                .per_try_timeout
+                .as_deref()
+                .and_then(|t| parse_duration("perTryTimeout", t).ok()),
             retry_on: x.retry_on.clone(),
             retry_remote_localities: x.retry_remote_localities.unwrap_or(false),
         }),
         fault: r.fault.as_ref().map(|f| Fault {
             delay: f.delay.as_ref().and_then(|d| {
                 let fixed = parse_duration("fixedDelay", d.fixed_delay.as_deref()?).ok()?;
-                let pct = d.percentage.as_ref().map(millionths).or(d.percent.map(|p| p.max(0) as u32 * 10_000));
+                let pct = d
+                    .percentage
+                    .as_ref()
+                    .map(millionths)
+                    .or(d.percent.map(|p| p.max(0) as u32 * 10_000));
                 Some((fixed, pct.unwrap_or(1_000_000)))
             }),
             abort: f.abort.as_ref().and_then(|a| {
                 let status = u16::try_from(a.http_status?).ok()?;
-                Some((status, a.percentage.as_ref().map(millionths).unwrap_or(1_000_000)))
+                Some((
+                    status,
+                    a.percentage.as_ref().map(millionths).unwrap_or(1_000_000),
+                ))
             }),
         }),
         mirrors,
@@ -143,7 +206,10 @@ fn http_route(r: &ApiRoute, _index: usize, ns: &str) -> Option<HttpRoute> {
             allow_methods: c.allow_methods.clone(),
             allow_headers: c.allow_headers.clone(),
             expose_headers: c.expose_headers.clone(),
-            max_age: c.max_age.as_deref().and_then(|t| parse_duration("maxAge", t).ok()),
+            max_age: c
+                .max_age
+                .as_deref()
+                .and_then(|t| parse_duration("maxAge", t).ok()),
             allow_credentials: c.allow_credentials,
         }),
         headers: header_ops(r.headers.as_ref()),
@@ -171,7 +237,11 @@ fn http_match(m: &HttpMatchRequest) -> HttpMatch {
         authority: m.authority.as_ref().and_then(string_match),
         headers: conditions(&m.headers),
         without_headers: conditions(&m.without_headers),
-        query_params: m.query_params.iter().filter_map(|(k, v)| Some((k.clone(), string_match(v)?))).collect(),
+        query_params: m
+            .query_params
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), string_match(v)?)))
+            .collect(),
         port: m.port.and_then(|p| u16::try_from(p).ok()),
         ignore_uri_case: m.ignore_uri_case.unwrap_or(false),
         source_labels: m.source_labels.clone(),
@@ -207,7 +277,11 @@ fn l4_route(matches: &[L4Match], route: &[RouteDestination], ns: &str) -> L4Rout
             .iter()
             .map(|d| WeightedDestination {
                 destination: destination(&d.destination, ns),
-                weight: if single { 100 } else { d.weight.unwrap_or(0).max(0) as u32 },
+                weight: if single {
+                    100
+                } else {
+                    d.weight.unwrap_or(0).max(0) as u32
+                },
                 headers: HeaderOps::default(),
             })
             .collect(),
@@ -218,7 +292,11 @@ pub fn destination(d: &ApiDestination, ns: &str) -> Destination {
     Destination {
         host: resolve_host(&d.host, ns),
         subset: d.subset.clone().filter(|s| !s.is_empty()),
-        port: d.port.as_ref().and_then(|p| u16::try_from(p.number).ok()).filter(|p| *p != 0),
+        port: d
+            .port
+            .as_ref()
+            .and_then(|p| u16::try_from(p.number).ok())
+            .filter(|p| *p != 0),
     }
 }
 

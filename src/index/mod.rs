@@ -41,7 +41,11 @@ impl Index {
         Self::with_mesh(sources, debounce, MeshConfig::default())
     }
 
-    pub fn with_mesh(sources: usize, debounce: Duration, mesh: MeshConfig) -> (Index, watch::Receiver<Arc<Snapshot>>) {
+    pub fn with_mesh(
+        sources: usize,
+        debounce: Duration,
+        mesh: MeshConfig,
+    ) -> (Index, watch::Receiver<Arc<Snapshot>>) {
         let (tx, rx) = watch::channel(Arc::new(Snapshot::empty()));
         let index = Index {
             store: Store::default(),
@@ -95,7 +99,11 @@ impl Index {
         let changes = std::mem::take(&mut self.store.pending);
         let status = Arc::new(self.store.status());
         let became_ready = self.synced() && !previous.synced;
-        for w in status.warnings.iter().filter(|w| !previous.status.warnings.contains(w)) {
+        for w in status
+            .warnings
+            .iter()
+            .filter(|w| !previous.status.warnings.contains(w))
+        {
             tracing::warn!("{w}");
         }
         if changes.is_empty() && !became_ready {
@@ -155,5 +163,8 @@ pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshCon
 }
 
 fn status_differs(a: &crate::model::ConfigStatus, b: &crate::model::ConfigStatus) -> bool {
-    a.rejected != b.rejected || a.accepted != b.accepted || a.ignored != b.ignored || a.warnings != b.warnings
+    a.rejected != b.rejected
+        || a.accepted != b.accepted
+        || a.ignored != b.ignored
+        || a.warnings != b.warnings
 }

@@ -48,7 +48,11 @@ impl Store {
         let mut ignored = Vec::new();
         for item in items {
             match item {
-                Item::Object { document, key, object } => {
+                Item::Object {
+                    document,
+                    key,
+                    object,
+                } => {
                     let origin = origin(unit, document);
                     match api::validate(&object) {
                         Ok(()) => {
@@ -84,7 +88,11 @@ impl Store {
         for key in &dropped {
             if unsure {
                 kept.insert(key.clone());
-            } else if self.objects.get(key).is_some_and(|s| s.origin.source == unit) {
+            } else if self
+                .objects
+                .get(key)
+                .is_some_and(|s| s.origin.source == unit)
+            {
                 self.remove(key);
             }
         }
@@ -137,7 +145,9 @@ impl Store {
             Kind::Service => {
                 let skey = ServiceKey::new(&key.namespace, &key.name);
                 let new = match object.as_deref() {
-                    Some(Object::Service(svc)) => Some(Arc::new(convert::service(svc, skey.clone()))),
+                    Some(Object::Service(svc)) => {
+                        Some(Arc::new(convert::service(svc, skey.clone())))
+                    }
                     _ => None,
                 };
                 if update(&mut self.services, skey.clone(), new) {
@@ -165,14 +175,18 @@ impl Store {
             }
             Kind::VirtualService => {
                 let new = match object.as_deref() {
-                    Some(Object::VirtualService(vs)) => Some(Arc::new(super::convert_routing::virtual_service(vs))),
+                    Some(Object::VirtualService(vs)) => {
+                        Some(Arc::new(super::convert_routing::virtual_service(vs)))
+                    }
                     _ => None,
                 };
                 self.pending.routing |= update(&mut self.virtual_services, config_key(key), new);
             }
             Kind::DestinationRule => {
                 let new = match object.as_deref() {
-                    Some(Object::DestinationRule(dr)) => Some(Arc::new(super::convert_policy::destination_rule(dr))),
+                    Some(Object::DestinationRule(dr)) => {
+                        Some(Arc::new(super::convert_policy::destination_rule(dr)))
+                    }
                     _ => None,
                 };
                 self.pending.routing |= update(&mut self.destination_rules, config_key(key), new);
@@ -202,7 +216,9 @@ impl Store {
             .objects
             .range(slice_range(&svc.namespace))
             .filter_map(|(k, s)| match s.object.as_ref() {
-                Object::EndpointSlice(slice) if slice_service(k, slice).as_ref() == Some(&svc) => Some(slice),
+                Object::EndpointSlice(slice) if slice_service(k, slice).as_ref() == Some(&svc) => {
+                    Some(slice)
+                }
                 _ => None,
             })
             .collect();
@@ -270,7 +286,11 @@ fn set_or_clear<T>(map: &mut BTreeMap<String, Vec<T>>, unit: &str, list: Vec<T>)
 }
 
 /// Replaces or removes a model entry; true when it actually changed.
-fn update<K: Ord, V: PartialEq>(map: &mut BTreeMap<K, Arc<V>>, key: K, new: Option<Arc<V>>) -> bool {
+fn update<K: Ord, V: PartialEq>(
+    map: &mut BTreeMap<K, Arc<V>>,
+    key: K,
+    new: Option<Arc<V>>,
+) -> bool {
     match new {
         Some(v) => match map.get(&key) {
             Some(old) if **old == *v => false,
@@ -283,7 +303,10 @@ fn update<K: Ord, V: PartialEq>(map: &mut BTreeMap<K, Arc<V>>, key: K, new: Opti
     }
 }
 
-fn slice_service(key: &ObjectKey, slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> Option<ServiceKey> {
+fn slice_service(
+    key: &ObjectKey,
+    slice: &k8s_openapi::api::discovery::v1::EndpointSlice,
+) -> Option<ServiceKey> {
     let labels = slice.metadata.labels.as_ref()?;
     let name = labels.get(api::SERVICE_NAME_LABEL)?;
     Some(ServiceKey::new(&key.namespace, name))

@@ -15,7 +15,9 @@ fn key() -> ServiceKey {
 }
 
 fn addresses(store: &Store) -> Vec<String> {
-    store.endpoints.get(&key()).map_or(vec![], |e| e.endpoints.iter().map(|e| e.address.to_string()).collect())
+    store.endpoints.get(&key()).map_or(vec![], |e| {
+        e.endpoints.iter().map(|e| e.address.to_string()).collect()
+    })
 }
 
 #[test]
@@ -26,7 +28,11 @@ fn invalid_edit_keeps_the_last_good_version_and_is_reported() {
     store.pending = Default::default();
 
     store.replace("a.yaml", parse_text(&SVC.replace("port: 80", "port: 0")));
-    assert_eq!(store.services[&key()].ports[0].port, 80, "last good version stays");
+    assert_eq!(
+        store.services[&key()].ports[0].port,
+        80,
+        "last good version stays"
+    );
     assert!(store.pending.is_empty());
     let status = store.status();
     assert_eq!(status.rejected.len(), 1);
@@ -46,14 +52,21 @@ fn unparseable_document_deletes_nothing_from_its_file() {
     store.replace("a.yaml", parse_text(&text));
     let broken = format!("{SVC}---\nkind: [oops\n");
     store.replace("a.yaml", parse_text(&broken));
-    assert_eq!(addresses(&store), ["198.18.0.1"], "endpoints survive a broken edit");
+    assert_eq!(
+        addresses(&store),
+        ["198.18.0.1"],
+        "endpoints survive a broken edit"
+    );
     assert_eq!(store.status().rejected.len(), 1);
 }
 
 #[test]
 fn removed_documents_and_files_are_deleted() {
     let mut store = Store::default();
-    store.replace("a.yaml", parse_text(&format!("{SVC}---\n{}", slice("web-1", "198.18.0.1"))));
+    store.replace(
+        "a.yaml",
+        parse_text(&format!("{SVC}---\n{}", slice("web-1", "198.18.0.1"))),
+    );
     store.replace("a.yaml", parse_text(SVC));
     assert!(addresses(&store).is_empty());
     assert!(store.pending.endpoints.contains(&key()));
@@ -78,19 +91,38 @@ fn slices_merge_and_win_over_legacy_endpoints() {
     let legacy = "apiVersion: v1\nkind: Endpoints\nmetadata: {name: web, namespace: shop}\nsubsets: [{addresses: [{ip: 198.18.0.9}], ports: [{name: http, port: 8080}]}]\n";
     store.replace("legacy.yaml", parse_text(legacy));
     assert_eq!(addresses(&store), ["198.18.0.9"]);
-    store.replace("s.yaml", parse_text(&format!("{}---\n{}", slice("web-1", "198.18.0.1"), slice("web-2", "198.18.0.2"))));
+    store.replace(
+        "s.yaml",
+        parse_text(&format!(
+            "{}---\n{}",
+            slice("web-1", "198.18.0.1"),
+            slice("web-2", "198.18.0.2")
+        )),
+    );
     assert_eq!(addresses(&store), ["198.18.0.1", "198.18.0.2"]);
     store.replace("s.yaml", vec![]);
-    assert_eq!(addresses(&store), ["198.18.0.9"], "legacy Endpoints apply again");
+    assert_eq!(
+        addresses(&store),
+        ["198.18.0.9"],
+        "legacy Endpoints apply again"
+    );
 }
 
 #[test]
 fn relabelled_slice_leaves_its_old_service() {
     let mut store = Store::default();
     store.replace("s.yaml", parse_text(&slice("web-1", "198.18.0.1")));
-    store.replace("s.yaml", parse_text(&slice("web-1", "198.18.0.1").replace("service-name: web", "service-name: api")));
+    store.replace(
+        "s.yaml",
+        parse_text(&slice("web-1", "198.18.0.1").replace("service-name: web", "service-name: api")),
+    );
     assert!(addresses(&store).is_empty());
-    assert_eq!(store.endpoints[&ServiceKey::new("shop", "api")].endpoints.len(), 1);
+    assert_eq!(
+        store.endpoints[&ServiceKey::new("shop", "api")]
+            .endpoints
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -100,14 +132,22 @@ async fn a_burst_of_events_publishes_one_snapshot() {
     tokio::spawn(index.run(events));
     for i in 1..=5 {
         let items = parse_text(&slice("web-1", &format!("198.18.0.{i}")));
-        tx.send(SourceEvent::Replace { unit: "s.yaml".into(), items }).await.unwrap();
+        tx.send(SourceEvent::Replace {
+            unit: "s.yaml".into(),
+            items,
+        })
+        .await
+        .unwrap();
     }
     tx.send(SourceEvent::Synced).await.unwrap();
     rx.changed().await.unwrap();
     let snap = rx.borrow_and_update().clone();
     assert_eq!(snap.version, 1, "one publish for the whole burst");
     assert!(snap.synced);
-    assert_eq!(snap.endpoints[&key()].endpoints[0].address.to_string(), "198.18.0.5");
+    assert_eq!(
+        snap.endpoints[&key()].endpoints[0].address.to_string(),
+        "198.18.0.5"
+    );
     // Nothing more arrives while idle.
     let idle = tokio::time::timeout(Duration::from_millis(300), rx.changed()).await;
     assert!(idle.is_err(), "an idle index must not publish");

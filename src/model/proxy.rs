@@ -109,7 +109,8 @@ mod tests {
 
     #[test]
     fn parses_istio_node_id() {
-        let p = Proxy::from_node_id("sidecar~10.1.2.3~web-7d9.shop~shop.svc.cluster.local").unwrap();
+        let p =
+            Proxy::from_node_id("sidecar~10.1.2.3~web-7d9.shop~shop.svc.cluster.local").unwrap();
         assert_eq!(p.kind, ProxyKind::Sidecar);
         assert_eq!(p.ip.to_string(), "10.1.2.3");
         assert_eq!(p.pod_name, "web-7d9");
@@ -118,9 +119,21 @@ mod tests {
 
     #[test]
     fn rejects_bad_node_ids() {
-        assert!(matches!(Proxy::from_node_id("sidecar~1.2.3.4~x"), Err(ProxyIdError::Parts(_))));
-        assert!(matches!(Proxy::from_node_id("pod~1.2.3.4~a.b~b.svc"), Err(ProxyIdError::Kind(_))));
-        assert!(matches!(Proxy::from_node_id("sidecar~nope~a.b~b.svc"), Err(ProxyIdError::Ip(..))));
-        assert!(matches!(Proxy::from_node_id("sidecar~1.2.3.4~ab~b.svc"), Err(ProxyIdError::PodName(_))));
+        assert!(matches!(
+            Proxy::from_node_id("sidecar~1.2.3.4~x"),
+            Err(ProxyIdError::Parts(_))
+        ));
+        assert!(matches!(
+            Proxy::from_node_id("pod~1.2.3.4~a.b~b.svc"),
+            Err(ProxyIdError::Kind(_))
+        ));
+        assert!(matches!(
+            Proxy::from_node_id("sidecar~nope~a.b~b.svc"),
+            Err(ProxyIdError::Ip(..))
+        ));
+        assert!(matches!(
+            Proxy::from_node_id("sidecar~1.2.3.4~ab~b.svc"),
+            Err(ProxyIdError::PodName(_))
+        ));
     }
 }

@@ -108,7 +108,10 @@ pub enum HttpAction {
     /// each match narrowed by this route's match.
     Delegate(ConfigKey),
     Redirect(Redirect),
-    DirectResponse { status: u16, body: Option<String> },
+    DirectResponse {
+        status: u16,
+        body: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
@@ -230,7 +233,11 @@ pub enum LbSimple {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum HashKey {
     Header(String),
-    Cookie { name: String, path: Option<String>, ttl: Option<Duration> },
+    Cookie {
+        name: String,
+        path: Option<String>,
+        ttl: Option<Duration>,
+    },
     SourceIp,
     QueryParameter(String),
 }
@@ -238,8 +245,14 @@ pub enum HashKey {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum LoadBalancer {
     Simple(LbSimple),
-    RingHash { key: HashKey, minimum_ring_size: Option<u64> },
-    Maglev { key: HashKey, table_size: Option<u64> },
+    RingHash {
+        key: HashKey,
+        minimum_ring_size: Option<u64>,
+    },
+    Maglev {
+        key: HashKey,
+        table_size: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
@@ -306,12 +319,24 @@ impl TrafficPolicy {
     /// group (a port's `connectionPool` replaces the top-level one, and so on).
     pub fn for_port(&self, port: u16) -> TrafficPolicy {
         let Some(p) = self.port_level.get(&port) else {
-            return TrafficPolicy { port_level: BTreeMap::new(), ..self.clone() };
+            return TrafficPolicy {
+                port_level: BTreeMap::new(),
+                ..self.clone()
+            };
         };
         TrafficPolicy {
-            load_balancer: p.load_balancer.clone().or_else(|| self.load_balancer.clone()),
-            connection_pool: p.connection_pool.clone().or_else(|| self.connection_pool.clone()),
-            outlier_detection: p.outlier_detection.clone().or_else(|| self.outlier_detection.clone()),
+            load_balancer: p
+                .load_balancer
+                .clone()
+                .or_else(|| self.load_balancer.clone()),
+            connection_pool: p
+                .connection_pool
+                .clone()
+                .or_else(|| self.connection_pool.clone()),
+            outlier_detection: p
+                .outlier_detection
+                .clone()
+                .or_else(|| self.outlier_detection.clone()),
             tls: p.tls.clone().or_else(|| self.tls.clone()),
             port_level: BTreeMap::new(),
         }
@@ -322,9 +347,18 @@ impl TrafficPolicy {
         let mut port_level = self.port_level.clone();
         port_level.extend(over.port_level.clone());
         TrafficPolicy {
-            load_balancer: over.load_balancer.clone().or_else(|| self.load_balancer.clone()),
-            connection_pool: over.connection_pool.clone().or_else(|| self.connection_pool.clone()),
-            outlier_detection: over.outlier_detection.clone().or_else(|| self.outlier_detection.clone()),
+            load_balancer: over
+                .load_balancer
+                .clone()
+                .or_else(|| self.load_balancer.clone()),
+            connection_pool: over
+                .connection_pool
+                .clone()
+                .or_else(|| self.connection_pool.clone()),
+            outlier_detection: over
+                .outlier_detection
+                .clone()
+                .or_else(|| self.outlier_detection.clone()),
             tls: over.tls.clone().or_else(|| self.tls.clone()),
             port_level,
         }
@@ -369,13 +403,17 @@ impl HttpMatch {
             m.headers.entry(k.clone()).or_insert_with(|| v.clone());
         }
         for (k, v) in &root.without_headers {
-            m.without_headers.entry(k.clone()).or_insert_with(|| v.clone());
+            m.without_headers
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
         }
         for (k, v) in &root.query_params {
             m.query_params.entry(k.clone()).or_insert_with(|| v.clone());
         }
         for (k, v) in &root.source_labels {
-            m.source_labels.entry(k.clone()).or_insert_with(|| v.clone());
+            m.source_labels
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
         }
         m
     }
@@ -407,17 +445,29 @@ mod tests {
     fn port_level_settings_override_group_by_group() {
         let top = TrafficPolicy {
             load_balancer: Some(LoadBalancer::Simple(LbSimple::Random)),
-            outlier_detection: Some(OutlierDetection { consecutive_5xx: Some(3), ..Default::default() }),
+            outlier_detection: Some(OutlierDetection {
+                consecutive_5xx: Some(3),
+                ..Default::default()
+            }),
             port_level: BTreeMap::from([(
                 80,
-                TrafficPolicy { load_balancer: Some(LoadBalancer::Simple(LbSimple::RoundRobin)), ..Default::default() },
+                TrafficPolicy {
+                    load_balancer: Some(LoadBalancer::Simple(LbSimple::RoundRobin)),
+                    ..Default::default()
+                },
             )]),
             ..Default::default()
         };
         let p80 = top.for_port(80);
-        assert_eq!(p80.load_balancer, Some(LoadBalancer::Simple(LbSimple::RoundRobin)));
+        assert_eq!(
+            p80.load_balancer,
+            Some(LoadBalancer::Simple(LbSimple::RoundRobin))
+        );
         assert_eq!(p80.outlier_detection, top.outlier_detection);
-        assert_eq!(top.for_port(81).load_balancer, Some(LoadBalancer::Simple(LbSimple::Random)));
+        assert_eq!(
+            top.for_port(81).load_balancer,
+            Some(LoadBalancer::Simple(LbSimple::Random))
+        );
     }
 
     #[test]
@@ -425,7 +475,10 @@ mod tests {
         assert!(host_matches("*.svc.cluster.local", "a.b.svc.cluster.local"));
         assert!(host_matches("*", "anything"));
         assert!(!host_matches("*.example.com", "example.org"));
-        assert!(host_matches("a.b.svc.cluster.local", "a.b.svc.cluster.local"));
+        assert!(host_matches(
+            "a.b.svc.cluster.local",
+            "a.b.svc.cluster.local"
+        ));
     }
 }
 

@@ -56,7 +56,10 @@ impl Protocol {
         if l4.eq_ignore_ascii_case("UDP") {
             return Protocol::Udp;
         }
-        if let Some(p) = app_protocol.map(Self::parse).filter(|p| *p != Protocol::Unknown) {
+        if let Some(p) = app_protocol
+            .map(Self::parse)
+            .filter(|p| *p != Protocol::Unknown)
+        {
             return p;
         }
         let prefix = port_name.split('-').next().unwrap_or_default();
@@ -203,13 +206,19 @@ mod tests {
         assert_eq!(Protocol::detect(None, "http-web", "TCP"), Protocol::Http);
         assert_eq!(Protocol::detect(None, "grpc", "TCP"), Protocol::Grpc);
         assert_eq!(Protocol::detect(None, "web", "TCP"), Protocol::Unknown);
-        assert_eq!(Protocol::detect(Some("http2"), "tcp-x", "TCP"), Protocol::Http2);
+        assert_eq!(
+            Protocol::detect(Some("http2"), "tcp-x", "TCP"),
+            Protocol::Http2
+        );
         assert_eq!(
             Protocol::detect(Some("kubernetes.io/h2c"), "", "TCP"),
             Protocol::Http2
         );
         // An unknown appProtocol falls back to the name, as Istio does.
-        assert_eq!(Protocol::detect(Some("custom"), "http", "TCP"), Protocol::Http);
+        assert_eq!(
+            Protocol::detect(Some("custom"), "http", "TCP"),
+            Protocol::Http
+        );
         assert_eq!(Protocol::detect(None, "http", "UDP"), Protocol::Udp);
     }
 

@@ -73,7 +73,8 @@ pub fn read_dir_once(dir: &Path) -> Result<Vec<(String, Vec<Item>)>, FileSourceE
     let files = list_files(dir).map_err(|e| FileSourceError::Dir(dir.to_path_buf(), e))?;
     let mut units = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|e| FileSourceError::Dir(path.clone(), e))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| FileSourceError::Dir(path.clone(), e))?;
         units.push((path.display().to_string(), parse_text(&text)));
     }
     Ok(units)
@@ -144,7 +145,12 @@ impl FileSource {
                 return false;
             }
         };
-        let gone: Vec<PathBuf> = self.seen.keys().filter(|p| !files.contains(*p)).cloned().collect();
+        let gone: Vec<PathBuf> = self
+            .seen
+            .keys()
+            .filter(|p| !files.contains(*p))
+            .cloned()
+            .collect();
         for path in gone {
             self.seen.remove(&path);
             tracing::info!(file = %path.display(), "config file removed");
@@ -184,7 +190,10 @@ impl FileSource {
 
     async fn send(&self, path: &Path, items: Vec<Item>) -> bool {
         let unit = path.display().to_string();
-        self.tx.send(SourceEvent::Replace { unit, items }).await.is_err()
+        self.tx
+            .send(SourceEvent::Replace { unit, items })
+            .await
+            .is_err()
     }
 }
 
@@ -207,7 +216,11 @@ mod tests {
     async fn reports_initial_files_then_edits_and_removals() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ns.yaml");
-        std::fs::write(&file, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n").unwrap();
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not config").unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let source = FileSource::new(dir.path().to_path_buf(), tx).unwrap();
@@ -217,13 +230,25 @@ mod tests {
         assert!(matches!(&first, SourceEvent::Replace { items, .. } if items.len() == 1));
         assert!(matches!(rx.recv().await.unwrap(), SourceEvent::Synced));
 
-        std::fs::write(&file, "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n").unwrap();
-        let edit = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
-        let SourceEvent::Replace { items, .. } = edit else { panic!("expected Replace") };
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n",
+        )
+        .unwrap();
+        let edit = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let SourceEvent::Replace { items, .. } = edit else {
+            panic!("expected Replace")
+        };
         assert!(matches!(&items[0], Item::Object { key, .. } if key.name == "b"));
 
         std::fs::remove_file(&file).unwrap();
-        let removal = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        let removal = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(removal, SourceEvent::Replace { items, .. } if items.is_empty()));
     }
 }

@@ -30,10 +30,16 @@ const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProt
 /// Every cluster this proxy needs, sorted by name.
 pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
     let mut out: Vec<Cluster> = Vec::new();
-    for svc in snapshot.services.values().filter(|s| shape.imports(snapshot, s)) {
+    for svc in snapshot
+        .services
+        .values()
+        .filter(|s| shape.imports(snapshot, s))
+    {
         let rule = policy::destination_rule_for(snapshot, &svc.hostname(), shape);
         for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
-            let top = rule.map(|r| r.policy.for_port(port.port)).unwrap_or_default();
+            let top = rule
+                .map(|r| r.policy.for_port(port.port))
+                .unwrap_or_default();
             out.extend(outbound(svc, port, "", &top));
             for subset in rule.iter().flat_map(|r| r.subsets.iter()) {
                 // Istio's MergeTrafficPolicy: the rule's policy for this port,
@@ -44,7 +50,12 @@ pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
         }
     }
     if shape.kind == ProxyKind::Sidecar {
-        out.extend(shape.inbound_ports.iter().map(|(port, proto)| inbound(*port, *proto)));
+        out.extend(
+            shape
+                .inbound_ports
+                .iter()
+                .map(|(port, proto)| inbound(*port, *proto)),
+        );
         out.push(inbound_passthrough());
     }
     out.push(passthrough());
@@ -53,12 +64,19 @@ pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
     out
 }
 
-fn outbound(svc: &Service, port: &ServicePort, subset: &str, policy: &TrafficPolicy) -> Option<Cluster> {
+fn outbound(
+    svc: &Service,
+    port: &ServicePort,
+    subset: &str,
+    policy: &TrafficPolicy,
+) -> Option<Cluster> {
     let name = names::outbound_cluster(port.port, subset, &svc.hostname());
     let mut cluster = match &svc.external_name {
         // ExternalName: Envoy resolves the DNS name itself.
         Some(host) => Cluster {
-            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32)),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+                DiscoveryType::StrictDns as i32,
+            )),
             dns_lookup_family: DnsLookupFamily::V4Only as i32,
             load_assignment: Some(static_assignment(&name, host, port.port)),
             ..base(&name)
@@ -77,7 +95,8 @@ fn outbound(svc: &Service, port: &ServicePort, subset: &str, policy: &TrafficPol
     cluster.lb_policy = LbPolicy::LeastRequest as i32;
     let mut http = HttpProtocolOptions::default();
     policy::apply(&mut cluster, policy, &mut http);
-    let upgrade = policy.connection_pool.as_ref().and_then(|p| p.h2_upgrade) == Some(true) && port.protocol.is_http();
+    let upgrade = policy.connection_pool.as_ref().and_then(|p| p.h2_upgrade) == Some(true)
+        && port.protocol.is_http();
     if port.protocol.is_http2() || upgrade {
         http.upstream_protocol_options = Some(http2());
     }
@@ -110,7 +129,9 @@ fn inbound(port: u16, protocol: Protocol) -> Cluster {
 /// Sends to wherever the client was going (the original destination).
 fn passthrough() -> Cluster {
     Cluster {
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+            DiscoveryType::OriginalDst as i32,
+        )),
         lb_policy: LbPolicy::ClusterProvided as i32,
         ..base(PASSTHROUGH_CLUSTER)
     }
@@ -120,7 +141,9 @@ fn passthrough() -> Cluster {
 /// application's port), from 127.0.0.6 so the capture rules let them through.
 fn inbound_passthrough() -> Cluster {
     Cluster {
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+            DiscoveryType::OriginalDst as i32,
+        )),
         lb_policy: LbPolicy::ClusterProvided as i32,
         upstream_bind_config: Some(BindConfig {
             source_address: Some(SocketAddress {
@@ -174,7 +197,9 @@ fn static_assignment(cluster: &str, host: &str, port: u16) -> ClusterLoadAssignm
 /// gRPC and HTTP/2 upstreams need HTTP/2 end to end.
 fn http2() -> UpstreamProtocolOptions {
     UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-        protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())),
+        protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+            Http2ProtocolOptions::default(),
+        )),
     })
 }
 

@@ -10,7 +10,10 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use super::names;
 use super::socket_address;
 use crate::model::routing::{host_matches, Subset};
-use crate::model::{Endpoint as MeshEndpoint, Protocol, Service, ServiceEndpoints, ServiceKey, ServicePort, Snapshot};
+use crate::model::{
+    Endpoint as MeshEndpoint, Protocol, Service, ServiceEndpoints, ServiceKey, ServicePort,
+    Snapshot,
+};
 
 /// Load assignments for every EDS cluster in the snapshot. They do not depend
 /// on the proxy, so every proxy shares one set.
@@ -27,7 +30,9 @@ pub fn endpoints_for<'a>(
     let empty = ServiceEndpoints::default();
     let mut out = Vec::new();
     for key in services {
-        let Some(svc) = snapshot.services.get(key) else { continue };
+        let Some(svc) = snapshot.services.get(key) else {
+            continue;
+        };
         if svc.external_name.is_some() {
             continue; // DNS clusters carry their own endpoints.
         }
@@ -44,7 +49,10 @@ pub fn endpoints_for<'a>(
         for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
             out.push(assignment(svc, port, "", eps, |_| true));
             for subset in &subsets {
-                let selects = |ep: &MeshEndpoint| endpoint_labels(snapshot, svc, ep).is_some_and(|l| subset.labels.iter().all(|(k, v)| l.get(k) == Some(v)));
+                let selects = |ep: &MeshEndpoint| {
+                    endpoint_labels(snapshot, svc, ep)
+                        .is_some_and(|l| subset.labels.iter().all(|(k, v)| l.get(k) == Some(v)))
+                };
                 out.push(assignment(svc, port, &subset.name, eps, selects));
             }
         }
@@ -53,9 +61,15 @@ pub fn endpoints_for<'a>(
 }
 
 /// Subsets select endpoints by their pod's labels.
-fn endpoint_labels<'a>(snapshot: &'a Snapshot, svc: &Service, ep: &MeshEndpoint) -> Option<&'a BTreeMap<String, String>> {
+fn endpoint_labels<'a>(
+    snapshot: &'a Snapshot,
+    svc: &Service,
+    ep: &MeshEndpoint,
+) -> Option<&'a BTreeMap<String, String>> {
     let pod = ep.pod.as_deref()?;
-    snapshot.workload(&svc.key.namespace, pod).map(|w| &w.labels)
+    snapshot
+        .workload(&svc.key.namespace, pod)
+        .map(|w| &w.labels)
 }
 
 fn assignment(
@@ -68,7 +82,9 @@ fn assignment(
     let mut by_zone: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
     // Not-ready endpoints are left out, as Kubernetes Services do.
     for ep in eps.endpoints.iter().filter(|e| e.ready && selects(e)) {
-        let Some(target) = ServiceEndpoints::port_for(ep, port) else { continue };
+        let Some(target) = ServiceEndpoints::port_for(ep, port) else {
+            continue;
+        };
         let lb = LbEndpoint {
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
                 address: Some(socket_address(&ep.address.to_string(), target)),
@@ -77,7 +93,10 @@ fn assignment(
             health_status: HealthStatus::Healthy as i32,
             ..Default::default()
         };
-        by_zone.entry(ep.zone.as_deref().unwrap_or_default()).or_default().push(lb);
+        by_zone
+            .entry(ep.zone.as_deref().unwrap_or_default())
+            .or_default()
+            .push(lb);
     }
     ClusterLoadAssignment {
         cluster_name: names::outbound_cluster(port.port, subset, &svc.hostname()),

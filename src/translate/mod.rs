@@ -19,7 +19,8 @@ pub use cluster::clusters;
 pub use endpoint::{endpoints, endpoints_for};
 pub use listener::listeners;
 pub use names::{
-    inbound_cluster, outbound_cluster, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
+    inbound_cluster, outbound_cluster, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
+    PASSTHROUGH_CLUSTER,
 };
 pub use route::routes;
 pub use shape::ProxyShape;
@@ -52,7 +53,10 @@ fn socket_address(ip: &str, port: u16) -> Address {
 }
 
 fn seconds(s: i64) -> Duration {
-    Duration { seconds: s, nanos: 0 }
+    Duration {
+        seconds: s,
+        nanos: 0,
+    }
 }
 
 fn duration(d: std::time::Duration) -> Duration {

@@ -6,13 +6,17 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, CommonLbConfig, DiscoveryType, LbConfig, LbPolicy, MaglevLbConfig,
     RingHashLbConfig,
 };
-use envoy_types::pb::envoy::config::cluster::v3::{circuit_breakers::Thresholds, CircuitBreakers, Cluster, OutlierDetection};
-use envoy_types::pb::envoy::config::core::v3::{data_source, transport_socket, DataSource, TcpKeepalive, TransportSocket};
 use envoy_types::pb::envoy::config::cluster::v3::UpstreamConnectionOptions;
+use envoy_types::pb::envoy::config::cluster::v3::{
+    circuit_breakers::Thresholds, CircuitBreakers, Cluster, OutlierDetection,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    data_source, transport_socket, DataSource, TcpKeepalive, TransportSocket,
+};
 use envoy_types::pb::envoy::config::route::v3::route_action::{hash_policy, HashPolicy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context, subject_alt_name_matcher::SanType, CertificateValidationContext, CommonTlsContext,
-    SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
+    common_tls_context, subject_alt_name_matcher::SanType, CertificateValidationContext,
+    CommonTlsContext, SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
 use envoy_types::pb::envoy::r#type::v3::Percent;
@@ -21,7 +25,8 @@ use envoy_types::util::pack_any;
 
 use super::{duration, ProxyShape};
 use crate::model::routing::{
-    host_matches, ClientTls, ConnectionPool, DestinationRule, HashKey, LbSimple, LoadBalancer, TlsMode, TrafficPolicy,
+    host_matches, ClientTls, ConnectionPool, DestinationRule, HashKey, LbSimple, LoadBalancer,
+    TlsMode, TrafficPolicy,
 };
 use crate::model::Snapshot;
 
@@ -29,13 +34,21 @@ use crate::model::Snapshot;
 /// selector (if any) matches it; an exact host beats a wildcard; a rule in the
 /// proxy's own namespace beats one in the host's namespace, which beats the
 /// root namespace; then oldest, then namespace/name.
-pub fn destination_rule_for<'a>(snapshot: &'a Snapshot, host: &str, shape: &ProxyShape) -> Option<&'a DestinationRule> {
+pub fn destination_rule_for<'a>(
+    snapshot: &'a Snapshot,
+    host: &str,
+    shape: &ProxyShape,
+) -> Option<&'a DestinationRule> {
     let host_ns = host.split('.').nth(1).unwrap_or_default();
     snapshot
         .destination_rules
         .values()
         .filter(|dr| host_matches(&dr.host, host) && dr.visibility.visible_from(&shape.namespace))
-        .filter(|dr| dr.workload_selector.iter().all(|(k, v)| shape.labels.get(k) == Some(v)))
+        .filter(|dr| {
+            dr.workload_selector
+                .iter()
+                .all(|(k, v)| shape.labels.get(k) == Some(v))
+        })
         .min_by_key(|dr| {
             let ns = &dr.key.namespace;
             let scope = if *ns == shape.namespace {
@@ -59,20 +72,29 @@ pub fn hash_policy(snapshot: &Snapshot, host: &str, shape: &ProxyShape) -> Vec<H
         Some(LoadBalancer::RingHash { key, .. } | LoadBalancer::Maglev { key, .. }) => key,
         _ => return Vec::new(),
     };
-    let spec = match key {
-        HashKey::Header(name) => hash_policy::PolicySpecifier::Header(hash_policy::Header {
-            header_name: name.clone(),
-            ..Default::default()
-        }),
-        HashKey::Cookie { name, path, ttl } => hash_policy::PolicySpecifier::Cookie(hash_policy::Cookie {
-            name: name.clone(),
-            path: path.clone().unwrap_or_default(),
-            ttl: ttl.map(duration),
-            ..Default::default()
-        }),
-        HashKey::SourceIp => hash_policy::PolicySpecifier::ConnectionProperties(hash_policy::ConnectionProperties { source_ip: true }),
-        HashKey::QueryParameter(name) => hash_policy::PolicySpecifier::QueryParameter(hash_policy::QueryParameter { name: name.clone() }),
-    };
+    let spec =
+        match key {
+            HashKey::Header(name) => hash_policy::PolicySpecifier::Header(hash_policy::Header {
+                header_name: name.clone(),
+                ..Default::default()
+            }),
+            HashKey::Cookie { name, path, ttl } => {
+                hash_policy::PolicySpecifier::Cookie(hash_policy::Cookie {
+                    name: name.clone(),
+                    path: path.clone().unwrap_or_default(),
+                    ttl: ttl.map(duration),
+                    ..Default::default()
+                })
+            }
+            HashKey::SourceIp => hash_policy::PolicySpecifier::ConnectionProperties(
+                hash_policy::ConnectionProperties { source_ip: true },
+            ),
+            HashKey::QueryParameter(name) => {
+                hash_policy::PolicySpecifier::QueryParameter(hash_policy::QueryParameter {
+                    name: name.clone(),
+                })
+            }
+        };
     vec![HashPolicy {
         policy_specifier: Some(spec),
         ..Default::default()
@@ -80,7 +102,11 @@ pub fn hash_policy(snapshot: &Snapshot, host: &str, shape: &ProxyShape) -> Vec<H
 }
 
 /// Applies a (port-resolved) traffic policy to a cluster.
-pub fn apply(cluster: &mut Cluster, policy: &TrafficPolicy, http_options: &mut envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions) {
+pub fn apply(
+    cluster: &mut Cluster,
+    policy: &TrafficPolicy,
+    http_options: &mut envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions,
+) {
     if let Some(lb) = &policy.load_balancer {
         apply_lb(cluster, lb);
     }
@@ -88,14 +114,24 @@ pub fn apply(cluster: &mut Cluster, policy: &TrafficPolicy, http_options: &mut e
         apply_pool(cluster, pool, http_options);
     }
     if let Some(o) = &policy.outlier_detection {
-        let enforce = |n: Option<u32>| n.map(|n| UInt32Value { value: if n > 0 { 100 } else { 0 } });
+        let enforce = |n: Option<u32>| {
+            n.map(|n| UInt32Value {
+                value: if n > 0 { 100 } else { 0 },
+            })
+        };
         cluster.outlier_detection = Some(OutlierDetection {
             consecutive_5xx: o.consecutive_5xx.map(|value| UInt32Value { value }),
             enforcing_consecutive_5xx: enforce(o.consecutive_5xx),
-            consecutive_gateway_failure: o.consecutive_gateway_errors.map(|value| UInt32Value { value }),
+            consecutive_gateway_failure: o
+                .consecutive_gateway_errors
+                .map(|value| UInt32Value { value }),
             enforcing_consecutive_gateway_failure: enforce(o.consecutive_gateway_errors),
-            consecutive_local_origin_failure: o.consecutive_local_origin_failures.map(|value| UInt32Value { value }),
-            enforcing_consecutive_local_origin_failure: enforce(o.consecutive_local_origin_failures),
+            consecutive_local_origin_failure: o
+                .consecutive_local_origin_failures
+                .map(|value| UInt32Value { value }),
+            enforcing_consecutive_local_origin_failure: enforce(
+                o.consecutive_local_origin_failures,
+            ),
             split_external_local_origin_errors: o.split_external_local_origin_errors,
             interval: o.interval.map(duration),
             base_ejection_time: o.base_ejection_time.map(duration),
@@ -103,8 +139,10 @@ pub fn apply(cluster: &mut Cluster, policy: &TrafficPolicy, http_options: &mut e
             ..Default::default()
         });
         if let Some(min) = o.min_health_percent {
-            cluster.common_lb_config.get_or_insert_with(CommonLbConfig::default).healthy_panic_threshold =
-                Some(Percent { value: min.into() });
+            cluster
+                .common_lb_config
+                .get_or_insert_with(CommonLbConfig::default)
+                .healthy_panic_threshold = Some(Percent { value: min.into() });
         }
     }
     if let Some(tls) = &policy.tls {
@@ -114,16 +152,24 @@ pub fn apply(cluster: &mut Cluster, policy: &TrafficPolicy, http_options: &mut e
 
 fn apply_lb(cluster: &mut Cluster, lb: &LoadBalancer) {
     match lb {
-        LoadBalancer::Simple(LbSimple::RoundRobin) => cluster.lb_policy = LbPolicy::RoundRobin as i32,
-        LoadBalancer::Simple(LbSimple::LeastRequest) => cluster.lb_policy = LbPolicy::LeastRequest as i32,
+        LoadBalancer::Simple(LbSimple::RoundRobin) => {
+            cluster.lb_policy = LbPolicy::RoundRobin as i32
+        }
+        LoadBalancer::Simple(LbSimple::LeastRequest) => {
+            cluster.lb_policy = LbPolicy::LeastRequest as i32
+        }
         LoadBalancer::Simple(LbSimple::Random) => cluster.lb_policy = LbPolicy::Random as i32,
         // Istio: PASSTHROUGH forwards to the address the client dialled.
         LoadBalancer::Simple(LbSimple::Passthrough) => {
-            cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32));
+            cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(
+                DiscoveryType::OriginalDst as i32,
+            ));
             cluster.lb_policy = LbPolicy::ClusterProvided as i32;
             cluster.eds_cluster_config = None;
         }
-        LoadBalancer::RingHash { minimum_ring_size, .. } => {
+        LoadBalancer::RingHash {
+            minimum_ring_size, ..
+        } => {
             cluster.lb_policy = LbPolicy::RingHash as i32;
             cluster.lb_config = Some(LbConfig::RingHashLbConfig(RingHashLbConfig {
                 minimum_ring_size: minimum_ring_size.map(|value| UInt64Value { value }),
@@ -145,7 +191,11 @@ fn apply_pool(
     http: &mut envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions,
 ) {
     let u32v = |v: Option<u32>| v.map(|value| UInt32Value { value });
-    if pool.max_connections.is_some() || pool.http1_max_pending_requests.is_some() || pool.http2_max_requests.is_some() || pool.max_retries.is_some() {
+    if pool.max_connections.is_some()
+        || pool.http1_max_pending_requests.is_some()
+        || pool.http2_max_requests.is_some()
+        || pool.max_retries.is_some()
+    {
         cluster.circuit_breakers = Some(CircuitBreakers {
             thresholds: vec![Thresholds {
                 max_connections: u32v(pool.max_connections),
@@ -164,14 +214,23 @@ fn apply_pool(
         cluster.upstream_connection_options = Some(UpstreamConnectionOptions {
             tcp_keepalive: Some(TcpKeepalive {
                 keepalive_probes: u32v(probes),
-                keepalive_time: time.map(|t| UInt32Value { value: t.as_secs() as u32 }),
-                keepalive_interval: interval.map(|t| UInt32Value { value: t.as_secs() as u32 }),
+                keepalive_time: time.map(|t| UInt32Value {
+                    value: t.as_secs() as u32,
+                }),
+                keepalive_interval: interval.map(|t| UInt32Value {
+                    value: t.as_secs() as u32,
+                }),
             }),
             ..Default::default()
         });
     }
-    if pool.http_idle_timeout.is_some() || pool.max_requests_per_connection.is_some() || pool.max_connection_duration.is_some() {
-        let common = http.common_http_protocol_options.get_or_insert_with(Default::default);
+    if pool.http_idle_timeout.is_some()
+        || pool.max_requests_per_connection.is_some()
+        || pool.max_connection_duration.is_some()
+    {
+        let common = http
+            .common_http_protocol_options
+            .get_or_insert_with(Default::default);
         common.idle_timeout = pool.http_idle_timeout.map(duration);
         common.max_requests_per_connection = u32v(pool.max_requests_per_connection);
         common.max_connection_duration = pool.max_connection_duration.map(duration);
@@ -201,24 +260,28 @@ fn transport_socket_for(tls: &ClientTls) -> Option<TransportSocket> {
     }
     if !tls.insecure_skip_verify {
         if let Some(ca) = &tls.ca_certificates {
-            common.validation_context_type = Some(common_tls_context::ValidationContextType::ValidationContext(
-                CertificateValidationContext {
-                    trusted_ca: Some(file(ca)),
-                    match_typed_subject_alt_names: tls
-                        .subject_alt_names
-                        .iter()
-                        .map(|san| SubjectAltNameMatcher {
-                            san_type: SanType::Dns as i32,
-                            matcher: Some(StringMatcher {
-                                match_pattern: Some(string_matcher::MatchPattern::Exact(san.clone())),
+            common.validation_context_type = Some(
+                common_tls_context::ValidationContextType::ValidationContext(
+                    CertificateValidationContext {
+                        trusted_ca: Some(file(ca)),
+                        match_typed_subject_alt_names: tls
+                            .subject_alt_names
+                            .iter()
+                            .map(|san| SubjectAltNameMatcher {
+                                san_type: SanType::Dns as i32,
+                                matcher: Some(StringMatcher {
+                                    match_pattern: Some(string_matcher::MatchPattern::Exact(
+                                        san.clone(),
+                                    )),
+                                    ..Default::default()
+                                }),
                                 ..Default::default()
-                            }),
-                            ..Default::default()
-                        })
-                        .collect(),
-                    ..Default::default()
-                },
-            ));
+                            })
+                            .collect(),
+                        ..Default::default()
+                    },
+                ),
+            );
         }
     }
     let context = UpstreamTlsContext {

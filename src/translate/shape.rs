@@ -1,7 +1,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::routing::{ConfigKey, SidecarScope};
-use crate::model::{Interception, OutboundPolicy, Protocol, Proxy, ProxyKind, Service, ServiceEndpoints, Snapshot};
+use crate::model::{
+    Interception, OutboundPolicy, Protocol, Proxy, ProxyKind, Service, ServiceEndpoints, Snapshot,
+};
 
 /// Everything about a proxy that translation reads. Two proxies with equal
 /// shapes get byte-identical config, so this is also the cache key; adding an
@@ -35,7 +37,10 @@ impl ProxyShape {
     }
 
     pub fn scope<'a>(&self, snapshot: &'a Snapshot) -> Option<&'a SidecarScope> {
-        self.sidecar.as_ref().and_then(|k| snapshot.sidecars.get(k)).map(|s| s.as_ref())
+        self.sidecar
+            .as_ref()
+            .and_then(|k| snapshot.sidecars.get(k))
+            .map(|s| s.as_ref())
     }
 
     /// Is this service part of the proxy's world? Without a Sidecar resource,
@@ -43,7 +48,10 @@ impl ProxyShape {
     pub fn imports(&self, snapshot: &Snapshot, svc: &Service) -> bool {
         match self.scope(snapshot) {
             None => true,
-            Some(scope) => scope.egress.iter().any(|e| e.imports(&svc.key.namespace, &svc.hostname())),
+            Some(scope) => scope
+                .egress
+                .iter()
+                .any(|e| e.imports(&svc.key.namespace, &svc.hostname())),
         }
     }
 
@@ -65,7 +73,11 @@ fn sidecar_for(snapshot: &Snapshot, proxy: &Proxy) -> Option<ConfigKey> {
             .sidecars
             .values()
             .filter(|s| s.key.namespace == ns && s.workload_selector.is_empty() != selected)
-            .filter(|s| s.workload_selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            .filter(|s| {
+                s.workload_selector
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v))
+            })
             .min_by_key(|s| (s.created, s.key.clone()))
             .map(|s| s.key.clone())
     };
@@ -84,8 +96,15 @@ fn workload_labels<'a>(snapshot: &'a Snapshot, proxy: &'a Proxy) -> &'a BTreeMap
 fn routing_labels(snapshot: &Snapshot, proxy: &Proxy) -> BTreeMap<String, String> {
     let mut keys = BTreeSet::new();
     for vs in snapshot.virtual_services.values() {
-        let http = vs.http.iter().flat_map(|r| r.matches.iter().map(|m| &m.source_labels));
-        let l4 = vs.tcp.iter().chain(&vs.tls).flat_map(|r| r.matches.iter().map(|m| &m.source_labels));
+        let http = vs
+            .http
+            .iter()
+            .flat_map(|r| r.matches.iter().map(|m| &m.source_labels));
+        let l4 = vs
+            .tcp
+            .iter()
+            .chain(&vs.tls)
+            .flat_map(|r| r.matches.iter().map(|m| &m.source_labels));
         for labels in http.chain(l4) {
             keys.extend(labels.keys());
         }

@@ -99,7 +99,6 @@ impl ConfigCache {
         .await
         .clone()
     }
-
 }
 
 /// Moves the cache to a newer snapshot, keeping the old shapes for reuse when
@@ -127,27 +126,45 @@ fn advance(state: &mut State, snapshot: &Snapshot) {
     };
 }
 
-fn update_endpoints<'a>(state: &mut State, snapshot: &Snapshot, services: impl Iterator<Item = &'a ServiceKey>) {
+fn update_endpoints<'a>(
+    state: &mut State,
+    snapshot: &Snapshot,
+    services: impl Iterator<Item = &'a ServiceKey>,
+) {
     let mut map = (*state.endpoints).clone();
     for key in services {
         for name in state.eds_names.remove(key).unwrap_or_default() {
             map.remove(&name);
         }
-        let fresh = to_map(translate::endpoints_for(snapshot, [key]), |c| c.cluster_name.clone());
+        let fresh = to_map(translate::endpoints_for(snapshot, [key]), |c| {
+            c.cluster_name.clone()
+        });
         if !fresh.is_empty() {
-            state.eds_names.insert(key.clone(), fresh.keys().cloned().collect());
+            state
+                .eds_names
+                .insert(key.clone(), fresh.keys().cloned().collect());
         }
         map.extend(fresh);
     }
     state.endpoints = Arc::new(map);
 }
 
-fn translate_all(snapshot: &Snapshot, shape: &ProxyShape, endpoints: Arc<ResourceMap>) -> ProxyResources {
+fn translate_all(
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
+    endpoints: Arc<ResourceMap>,
+) -> ProxyResources {
     ProxyResources {
         version: snapshot.version,
-        clusters: Arc::new(to_map(translate::clusters(snapshot, shape), |c| c.name.clone())),
-        listeners: Arc::new(to_map(translate::listeners(snapshot, shape), |l| l.name.clone())),
-        routes: Arc::new(to_map(translate::routes(snapshot, shape), |r| r.name.clone())),
+        clusters: Arc::new(to_map(translate::clusters(snapshot, shape), |c| {
+            c.name.clone()
+        })),
+        listeners: Arc::new(to_map(translate::listeners(snapshot, shape), |l| {
+            l.name.clone()
+        })),
+        routes: Arc::new(to_map(translate::routes(snapshot, shape), |r| {
+            r.name.clone()
+        })),
         endpoints,
     }
 }

@@ -80,7 +80,12 @@ pub async fn run(ctx: Arc<XdsContext>, mut requests: Streaming<DeltaDiscoveryReq
     }
 }
 
-async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>, req: DeltaDiscoveryRequest, tx: &Tx) -> Result<(), ()> {
+async fn on_request(
+    s: &mut Session,
+    subs: &mut BTreeMap<TypeUrl, Subscription>,
+    req: DeltaDiscoveryRequest,
+    tx: &Tx,
+) -> Result<(), ()> {
     let Some(t) = TypeUrl::parse(&req.type_url) else {
         tracing::warn!(proxy = %s.proxy, type_url = req.type_url, "unsupported resource type requested; ignoring");
         return Ok(());
@@ -124,7 +129,14 @@ async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>,
 
 /// Sends changed and new resources and names removed ones. Names in `added`
 /// that do not exist are reported as removed, so the proxy stops waiting.
-async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, added: BTreeSet<String>, pushed: bool, tx: &Tx) -> Result<(), ()> {
+async fn respond(
+    s: &Session,
+    t: TypeUrl,
+    sub: &mut Subscription,
+    added: BTreeSet<String>,
+    pushed: bool,
+    tx: &Tx,
+) -> Result<(), ()> {
     let Some(resources) = &s.resources else {
         return Ok(());
     };
@@ -149,7 +161,10 @@ async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, added: BTreeSe
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let missing: Vec<String> = added.into_iter().filter(|n| !all.contains_key(n) && !removed.contains(n)).collect();
+    let missing: Vec<String> = added
+        .into_iter()
+        .filter(|n| !all.contains_key(n) && !removed.contains(n))
+        .collect();
     removed.extend(missing);
     if send.is_empty() && removed.is_empty() && sub.answered {
         return Ok(());

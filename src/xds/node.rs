@@ -31,7 +31,8 @@ pub fn proxy_from_node(node: Option<&Node>) -> Result<Proxy, NodeError> {
     if let Some(mode) = string(meta, "INTERCEPTION_MODE") {
         proxy.interception = Interception::parse(&mode).ok_or(NodeError::Interception(mode))?;
     }
-    if let Some(Kind::StructValue(labels)) = meta.fields.get("LABELS").and_then(|v| v.kind.as_ref()) {
+    if let Some(Kind::StructValue(labels)) = meta.fields.get("LABELS").and_then(|v| v.kind.as_ref())
+    {
         proxy.labels = labels
             .fields
             .iter()

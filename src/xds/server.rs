@@ -42,7 +42,10 @@ pub struct XdsContext {
 }
 
 impl XdsContext {
-    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, metrics: Arc<Metrics>) -> Arc<XdsContext> {
+    pub fn new(
+        snapshots: watch::Receiver<Arc<Snapshot>>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<XdsContext> {
         Arc::new(XdsContext {
             snapshots,
             cache: ConfigCache::default(),
@@ -96,7 +99,9 @@ pub async fn serve(
     ctx: Arc<XdsContext>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), XdsError> {
-    let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let service = AggregatedDiscoveryServiceServer::new(Ads(ctx))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -30,8 +30,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn start(ctx: Arc<XdsContext>, node: Option<&Node>, protocol: &'static str) -> Result<Session, Status> {
-        let proxy = super::node::proxy_from_node(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    pub fn start(
+        ctx: Arc<XdsContext>,
+        node: Option<&Node>,
+        protocol: &'static str,
+    ) -> Result<Session, Status> {
+        let proxy = super::node::proxy_from_node(node)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let connection = ctx.next_connection();
         let status = ctx.registry.register(SyncStatus {
             proxy: proxy.id.clone(),
@@ -40,7 +45,10 @@ impl Session {
             snapshot_version: 0,
             types: BTreeMap::new(),
         });
-        ctx.metrics.connected_proxies.get_or_create(&StreamLabel { protocol }).inc();
+        ctx.metrics
+            .connected_proxies
+            .get_or_create(&StreamLabel { protocol })
+            .inc();
         tracing::info!(proxy = %proxy, connection, protocol, "proxy connected");
         Ok(Session {
             snapshot: Arc::new(Snapshot::empty()),
@@ -82,9 +90,17 @@ impl Session {
         let label = TypeLabel { r#type: t.short() };
         let bytes: usize = sent.iter().map(|r| r.body.value.len()).sum();
         self.ctx.metrics.pushes.get_or_create(&label).inc();
-        self.ctx.metrics.push_bytes.get_or_create(&label).inc_by(bytes as u64);
+        self.ctx
+            .metrics
+            .push_bytes
+            .get_or_create(&label)
+            .inc_by(bytes as u64);
         if pushed {
-            self.ctx.metrics.push_latency.get_or_create(&label).observe(self.snapshot.created.elapsed().as_secs_f64());
+            self.ctx
+                .metrics
+                .push_latency
+                .get_or_create(&label)
+                .observe(self.snapshot.created.elapsed().as_secs_f64());
         }
         let mut status = self.status.lock();
         let entry = status.types.entry(t).or_default();
@@ -112,7 +128,11 @@ impl Session {
         if let Some((pending_nonce, created)) = entry.pending.take() {
             if pending_nonce == nonce {
                 let label = TypeLabel { r#type: t.short() };
-                self.ctx.metrics.convergence.get_or_create(&label).observe(created.elapsed().as_secs_f64());
+                self.ctx
+                    .metrics
+                    .convergence
+                    .get_or_create(&label)
+                    .observe(created.elapsed().as_secs_f64());
             } else {
                 entry.pending = Some((pending_nonce, created));
             }
@@ -123,7 +143,11 @@ impl Session {
     /// we record why and do not resend the same content.
     pub fn record_nack(&self, t: TypeUrl, version: &str, nonce: &str, code: i32, message: &str) {
         tracing::warn!(proxy = %self.proxy, r#type = t.short(), nonce, "proxy rejected config: {message}");
-        self.ctx.metrics.nacks.get_or_create(&TypeLabel { r#type: t.short() }).inc();
+        self.ctx
+            .metrics
+            .nacks
+            .get_or_create(&TypeLabel { r#type: t.short() })
+            .inc();
         let mut status = self.status.lock();
         let entry = status.types.entry(t).or_default();
         entry.pending = None;
@@ -148,7 +172,9 @@ impl Drop for Session {
         self.ctx
             .metrics
             .connected_proxies
-            .get_or_create(&StreamLabel { protocol: self.protocol })
+            .get_or_create(&StreamLabel {
+                protocol: self.protocol,
+            })
             .dec();
         tracing::info!(proxy = %self.proxy, connection = self.connection, "proxy disconnected");
     }

@@ -75,7 +75,12 @@ pub async fn run(ctx: Arc<XdsContext>, mut requests: Streaming<DiscoveryRequest>
     }
 }
 
-async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>, req: DiscoveryRequest, tx: &Tx) -> Result<(), ()> {
+async fn on_request(
+    s: &mut Session,
+    subs: &mut BTreeMap<TypeUrl, Subscription>,
+    req: DiscoveryRequest,
+    tx: &Tx,
+) -> Result<(), ()> {
     let Some(t) = TypeUrl::parse(&req.type_url) else {
         tracing::warn!(proxy = %s.proxy, type_url = req.type_url, "unsupported resource type requested; ignoring");
         return Ok(());
@@ -89,7 +94,13 @@ async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>,
             return Ok(());
         }
         match &req.error_detail {
-            Some(err) => s.record_nack(t, &req.version_info, &req.response_nonce, err.code, &err.message),
+            Some(err) => s.record_nack(
+                t,
+                &req.version_info,
+                &req.response_nonce,
+                err.code,
+                &err.message,
+            ),
             None => s.record_ack(t, &req.version_info, &req.response_nonce),
         }
     }
@@ -104,7 +115,14 @@ async fn on_request(s: &mut Session, subs: &mut BTreeMap<TypeUrl, Subscription>,
         Resend::All
     } else {
         let before = sub.names.clone().unwrap_or_default();
-        Resend::Added(names.iter().flatten().filter(|n| !before.contains(*n)).cloned().collect())
+        Resend::Added(
+            names
+                .iter()
+                .flatten()
+                .filter(|n| !before.contains(*n))
+                .cloned()
+                .collect(),
+        )
     };
     if let Some(names) = &names {
         sub.sent.retain(|n, _| names.contains(n));
@@ -125,7 +143,14 @@ pub enum Resend {
 
 /// Sends what the proxy lacks of this type. `pushed` marks a response caused
 /// by a snapshot change (it counts toward push latency and convergence).
-async fn respond(s: &Session, t: TypeUrl, sub: &mut Subscription, resend: Resend, pushed: bool, tx: &Tx) -> Result<(), ()> {
+async fn respond(
+    s: &Session,
+    t: TypeUrl,
+    sub: &mut Subscription,
+    resend: Resend,
+    pushed: bool,
+    tx: &Tx,
+) -> Result<(), ()> {
     let Some(resources) = &s.resources else {
         return Ok(()); // Not synced yet; the push after the initial load answers.
     };

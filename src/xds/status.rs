@@ -71,7 +71,10 @@ impl Registry {
 
     /// The streams of one proxy id (a reconnecting proxy may briefly have two).
     pub fn find(&self, proxy: &str) -> Vec<SyncStatus> {
-        self.all().into_iter().filter(|s| s.proxy == proxy).collect()
+        self.all()
+            .into_iter()
+            .filter(|s| s.proxy == proxy)
+            .collect()
     }
 }
 

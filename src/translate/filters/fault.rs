@@ -1,8 +1,12 @@
 //! VirtualService `fault`: delays and aborts injected by the client's sidecar.
 
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{fault_delay, FaultDelay};
-use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{fault_abort, FaultAbort, HttpFault};
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{http_filter, HttpFilter};
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
+    fault_abort, FaultAbort, HttpFault,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_filter, HttpFilter,
+};
 use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent};
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
@@ -16,7 +20,9 @@ pub const FILTER_NAME: &str = "envoy.filters.http.fault";
 pub fn http_filter() -> HttpFilter {
     HttpFilter {
         name: FILTER_NAME.to_string(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(HttpFault::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+            HttpFault::default(),
+        ))),
         ..Default::default()
     }
 }

@@ -1,7 +1,9 @@
 //! The network filters every listener is built from.
 
 use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
-use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, ListenerFilter, listener_filter};
+use envoy_types::pb::envoy::config::listener::v3::{
+    filter, listener_filter, Filter, ListenerFilter,
+};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -28,7 +30,11 @@ pub enum RouteSource {
     Inline(Box<RouteConfiguration>),
 }
 
-pub fn http_connection_manager(stat_prefix: &str, routes: RouteSource, mesh: &MeshConfig) -> Filter {
+pub fn http_connection_manager(
+    stat_prefix: &str,
+    routes: RouteSource,
+    mesh: &MeshConfig,
+) -> Filter {
     // Outbound (RDS) routes may carry VirtualService CORS and fault settings,
     // which need their filters in the chain, in Istio's order, before the router.
     let mut http_filters = Vec::new();
@@ -45,7 +51,9 @@ pub fn http_connection_manager(stat_prefix: &str, routes: RouteSource, mesh: &Me
     };
     http_filters.push(HttpFilter {
         name: "envoy.filters.http.router".to_string(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+            Router::default(),
+        ))),
         ..Default::default()
     });
     let hcm = HttpConnectionManager {
@@ -92,7 +100,9 @@ pub fn unknown_destination_cluster(policy: crate::model::OutboundPolicy) -> &'st
 pub fn original_dst() -> ListenerFilter {
     ListenerFilter {
         name: "envoy.filters.listener.original_dst".to_string(),
-        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(OriginalDst::default()))),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            OriginalDst::default(),
+        ))),
         ..Default::default()
     }
 }
@@ -101,7 +111,9 @@ pub fn original_dst() -> ListenerFilter {
 pub fn http_inspector() -> ListenerFilter {
     ListenerFilter {
         name: "envoy.filters.listener.http_inspector".to_string(),
-        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(HttpInspector::default()))),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            HttpInspector::default(),
+        ))),
         ..Default::default()
     }
 }

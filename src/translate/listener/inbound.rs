@@ -4,13 +4,18 @@
 //! TCP proxied), any other port passes through to the application unchanged.
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener,
+};
 use envoy_types::pb::envoy::config::route::v3::{
-    route, route_action, route_match, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    route, route_action, route_match, Route, RouteAction, RouteConfiguration, RouteMatch,
+    VirtualHost,
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
 
-use super::filters::{http_connection_manager, http_inspector, original_dst, tcp_proxy, RouteSource, HTTP_PROTOCOLS};
+use super::filters::{
+    http_connection_manager, http_inspector, original_dst, tcp_proxy, RouteSource, HTTP_PROTOCOLS,
+};
 use crate::model::{MeshConfig, Protocol, Snapshot};
 use crate::translate::{names, seconds, socket_address, ProxyShape};
 
@@ -31,7 +36,10 @@ pub fn listener(snapshot: &Snapshot, shape: &ProxyShape) -> Listener {
             chains.push(chain(port, &[], tcp_proxy(&cluster, &cluster, mesh)));
         }
     }
-    let sniff = shape.inbound_ports.values().any(|p| *p == Protocol::Unknown);
+    let sniff = shape
+        .inbound_ports
+        .values()
+        .any(|p| *p == Protocol::Unknown);
     let mut listener_filters = vec![original_dst()];
     if sniff {
         listener_filters.push(http_inspector());
@@ -46,7 +54,11 @@ pub fn listener(snapshot: &Snapshot, shape: &ProxyShape) -> Listener {
         // Ports no service declares still reach the application, as in Istio.
         default_filter_chain: Some(FilterChain {
             name: "InboundPassthroughFilterChain".to_string(),
-            filters: vec![tcp_proxy(names::INBOUND_PASSTHROUGH_CLUSTER, names::INBOUND_PASSTHROUGH_CLUSTER, mesh)],
+            filters: vec![tcp_proxy(
+                names::INBOUND_PASSTHROUGH_CLUSTER,
+                names::INBOUND_PASSTHROUGH_CLUSTER,
+                mesh,
+            )],
             ..Default::default()
         }),
         traffic_direction: TrafficDirection::Inbound as i32,
@@ -91,5 +103,9 @@ fn http_filter(port: u16, mesh: &MeshConfig) -> Filter {
         }],
         ..Default::default()
     };
-    http_connection_manager(&format!("inbound_0.0.0.0_{port}"), RouteSource::Inline(Box::new(routes)), mesh)
+    http_connection_manager(
+        &format!("inbound_0.0.0.0_{port}"),
+        RouteSource::Inline(Box::new(routes)),
+        mesh,
+    )
 }

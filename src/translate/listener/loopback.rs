@@ -23,7 +23,11 @@ pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
 fn listener(snapshot: &Snapshot, port: u16, services: &[(&Service, &ServicePort)]) -> Listener {
     let mesh = &snapshot.mesh;
     let filter = if services.iter().any(|(_, p)| p.protocol.is_http()) {
-        http_connection_manager(&format!("outbound_127.0.0.1_{port}"), RouteSource::Rds(names::route_config(port)), mesh)
+        http_connection_manager(
+            &format!("outbound_127.0.0.1_{port}"),
+            RouteSource::Rds(names::route_config(port)),
+            mesh,
+        )
     } else {
         // The first service by namespace/name owns the port, as in Istio's conflict rule.
         let cluster = names::outbound_cluster(port, "", &services[0].0.hostname());

@@ -38,9 +38,16 @@ pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
 }
 
 /// Services by port, skipping UDP and Envoy's own ports, in stable order.
-pub(super) fn outbound_ports<'a>(snapshot: &'a Snapshot, shape: &ProxyShape) -> BTreeMap<u16, Vec<(&'a Service, &'a ServicePort)>> {
+pub(super) fn outbound_ports<'a>(
+    snapshot: &'a Snapshot,
+    shape: &ProxyShape,
+) -> BTreeMap<u16, Vec<(&'a Service, &'a ServicePort)>> {
     let mut ports: BTreeMap<u16, Vec<(&Service, &ServicePort)>> = BTreeMap::new();
-    for svc in snapshot.services.values().filter(|s| shape.imports(snapshot, s)) {
+    for svc in snapshot
+        .services
+        .values()
+        .filter(|s| shape.imports(snapshot, s))
+    {
         for port in &svc.ports {
             if port.protocol != Protocol::Udp && !RESERVED_PORTS.contains(&port.port) {
                 ports.entry(port.port).or_default().push((svc, port));

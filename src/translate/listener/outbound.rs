@@ -7,12 +7,14 @@
 use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::core::v3::{CidrRange, TrafficDirection};
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, FilterChainMatch, Listener};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener,
+};
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::filters::{
-    http_connection_manager, http_inspector, original_dst, tcp_proxy, unknown_destination_cluster, RouteSource,
-    HTTP_PROTOCOLS,
+    http_connection_manager, http_inspector, original_dst, tcp_proxy, unknown_destination_cluster,
+    RouteSource, HTTP_PROTOCOLS,
 };
 use super::{outbound_ports, port_has_http};
 use crate::model::{MeshConfig, OutboundPolicy, Protocol, Service, ServicePort, Snapshot};
@@ -46,10 +48,16 @@ fn virtual_outbound(mesh: &MeshConfig, policy: OutboundPolicy) -> Listener {
         filter_chains: vec![FilterChain {
             name: "virtualOutbound-blackhole".to_string(),
             filter_chain_match: Some(FilterChainMatch {
-                destination_port: Some(UInt32Value { value: OUTBOUND_CAPTURE_PORT.into() }),
+                destination_port: Some(UInt32Value {
+                    value: OUTBOUND_CAPTURE_PORT.into(),
+                }),
                 ..Default::default()
             }),
-            filters: vec![tcp_proxy(names::BLACKHOLE_CLUSTER, names::BLACKHOLE_CLUSTER, mesh)],
+            filters: vec![tcp_proxy(
+                names::BLACKHOLE_CLUSTER,
+                names::BLACKHOLE_CLUSTER,
+                mesh,
+            )],
             ..Default::default()
         }],
         // Reached only for ports no service uses.
@@ -63,9 +71,20 @@ fn virtual_outbound(mesh: &MeshConfig, policy: OutboundPolicy) -> Listener {
     }
 }
 
-fn port_listener(mesh: &MeshConfig, policy: OutboundPolicy, port: u16, services: &[(&Service, &ServicePort)]) -> Listener {
+fn port_listener(
+    mesh: &MeshConfig,
+    policy: OutboundPolicy,
+    port: u16,
+    services: &[(&Service, &ServicePort)],
+) -> Listener {
     let http = port_has_http(services);
-    let hcm = || http_connection_manager(&format!("outbound_0.0.0.0_{port}"), RouteSource::Rds(names::route_config(port)), mesh);
+    let hcm = || {
+        http_connection_manager(
+            &format!("outbound_0.0.0.0_{port}"),
+            RouteSource::Rds(names::route_config(port)),
+            mesh,
+        )
+    };
     let mut chains = Vec::new();
     // Two services claiming one cluster IP would make identical chain matches,
     // which Envoy rejects: the first by namespace/name keeps it.
@@ -73,7 +92,9 @@ fn port_listener(mesh: &MeshConfig, policy: OutboundPolicy, port: u16, services:
     for (svc, p) in services {
         // Headless services have no cluster IP; their pods' own addresses fall
         // through to the default chains below.
-        let Some(vip) = svc.vip.filter(|v| taken.insert(*v)) else { continue };
+        let Some(vip) = svc.vip.filter(|v| taken.insert(*v)) else {
+            continue;
+        };
         let vip = vip.to_string();
         let cluster = names::outbound_cluster(port, "", &svc.hostname());
         if p.protocol.is_http() {
@@ -103,7 +124,11 @@ fn port_listener(mesh: &MeshConfig, policy: OutboundPolicy, port: u16, services:
         address: Some(socket_address("0.0.0.0", port)),
         // Reached only through virtualOutbound's hand-off.
         bind_to_port: Some(BoolValue { value: false }),
-        listener_filters: if http { vec![http_inspector()] } else { Vec::new() },
+        listener_filters: if http {
+            vec![http_inspector()]
+        } else {
+            Vec::new()
+        },
         listener_filters_timeout: http.then(|| seconds(SNIFF_TIMEOUT_SECS)),
         continue_on_listener_filters_timeout: http,
         filter_chains: chains,
@@ -122,7 +147,9 @@ fn chain(vip: &str, protocols: &[&str], filter: Filter) -> FilterChain {
         filter_chain_match: Some(FilterChainMatch {
             prefix_ranges: vec![CidrRange {
                 address_prefix: vip.to_string(),
-                prefix_len: Some(UInt32Value { value: if vip.contains(':') { 128 } else { 32 } }),
+                prefix_len: Some(UInt32Value {
+                    value: if vip.contains(':') { 128 } else { 32 },
+                }),
             }],
             application_protocols: protocols.iter().map(|s| s.to_string()).collect(),
             ..Default::default()

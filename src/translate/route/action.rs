@@ -2,13 +2,15 @@
 //! redirects, direct responses, rewrites, timeouts, retries and mirrors.
 
 use envoy_types::pb::envoy::config::core::v3::{
-    data_source, header_value_option::HeaderAppendAction, DataSource, HeaderValue, HeaderValueOption,
-    RuntimeFractionalPercent,
+    data_source, header_value_option::HeaderAppendAction, DataSource, HeaderValue,
+    HeaderValueOption, RuntimeFractionalPercent,
 };
 use envoy_types::pb::envoy::config::route::v3::{
-    redirect_action, retry_policy::{retry_host_predicate, RetryHostPredicate},
-    route, route_action, weighted_cluster::ClusterWeight, DirectResponseAction, RedirectAction, RetryPolicy,
-    RouteAction, WeightedCluster,
+    redirect_action,
+    retry_policy::{retry_host_predicate, RetryHostPredicate},
+    route, route_action,
+    weighted_cluster::ClusterWeight,
+    DirectResponseAction, RedirectAction, RetryPolicy, RouteAction, WeightedCluster,
 };
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
@@ -17,7 +19,9 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
 
 use super::matching::regex;
-use crate::model::routing::{HeaderEdits, HttpAction, HttpMatch, HttpRoute, Redirect, Retry, StringMatch};
+use crate::model::routing::{
+    HeaderEdits, HttpAction, HttpMatch, HttpRoute, Redirect, Retry, StringMatch,
+};
 use crate::translate::{duration, seconds};
 
 /// Resolves a destination to its cluster name (`outbound|PORT|SUBSET|HOST`).
@@ -33,16 +37,21 @@ pub fn action(r: &HttpRoute, m: Option<&HttpMatch>, clusters: &dyn ClusterNamer)
             status: 404,
             ..Default::default()
         }),
-        HttpAction::DirectResponse { status, body } => route::Action::DirectResponse(DirectResponseAction {
-            status: (*status).into(),
-            body: body.as_ref().map(|b| DataSource {
-                specifier: Some(data_source::Specifier::InlineString(b.clone())),
+        HttpAction::DirectResponse { status, body } => {
+            route::Action::DirectResponse(DirectResponseAction {
+                status: (*status).into(),
+                body: body.as_ref().map(|b| DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(b.clone())),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }),
+            })
+        }
         HttpAction::Route(dests) => {
-            let cluster_specifier = if dests.len() == 1 && dests[0].headers.request.is_empty() && dests[0].headers.response.is_empty() {
+            let cluster_specifier = if dests.len() == 1
+                && dests[0].headers.request.is_empty()
+                && dests[0].headers.response.is_empty()
+            {
                 route_action::ClusterSpecifier::Cluster(clusters.cluster(&dests[0].destination))
             } else {
                 route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
@@ -93,7 +102,11 @@ pub fn action(r: &HttpRoute, m: Option<&HttpMatch>, clusters: &dyn ClusterNamer)
 
 /// Istio: a uri rewrite replaces the matched prefix (or the whole path for an
 /// exact match); with a regex rewrite the pattern's matches are substituted.
-fn apply_rewrite(action: &mut RouteAction, rw: &crate::model::routing::Rewrite, m: Option<&HttpMatch>) {
+fn apply_rewrite(
+    action: &mut RouteAction,
+    rw: &crate::model::routing::Rewrite,
+    m: Option<&HttpMatch>,
+) {
     if let Some((pattern, substitution)) = &rw.uri_regex {
         action.regex_rewrite = Some(RegexMatchAndSubstitute {
             pattern: Some(regex(pattern)),
@@ -111,7 +124,9 @@ fn apply_rewrite(action: &mut RouteAction, rw: &crate::model::routing::Rewrite, 
         }
     }
     if let Some(authority) = &rw.authority {
-        action.host_rewrite_specifier = Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(authority.clone()));
+        action.host_rewrite_specifier = Some(
+            route_action::HostRewriteSpecifier::HostRewriteLiteral(authority.clone()),
+        );
     }
 }
 
@@ -123,14 +138,26 @@ fn redirect_action(r: &Redirect, m: Option<&HttpMatch>) -> RedirectAction {
         308 => redirect_action::RedirectResponseCode::PermanentRedirect,
         _ => redirect_action::RedirectResponseCode::MovedPermanently,
     };
-    let path = r.uri.as_ref().map(|uri| match m.and_then(|m| m.uri.as_ref()) {
-        Some(StringMatch::Prefix(_)) => redirect_action::PathRewriteSpecifier::PrefixRewrite(uri.clone()),
-        _ => redirect_action::PathRewriteSpecifier::PathRedirect(uri.clone()),
-    });
+    let path = r
+        .uri
+        .as_ref()
+        .map(|uri| match m.and_then(|m| m.uri.as_ref()) {
+            Some(StringMatch::Prefix(_)) => {
+                redirect_action::PathRewriteSpecifier::PrefixRewrite(uri.clone())
+            }
+            _ => redirect_action::PathRewriteSpecifier::PathRedirect(uri.clone()),
+        });
     RedirectAction {
         host_redirect: r.authority.clone().unwrap_or_default(),
-        port_redirect: if r.derive_port { 0 } else { r.port.unwrap_or(0).into() },
-        scheme_rewrite_specifier: r.scheme.clone().map(redirect_action::SchemeRewriteSpecifier::SchemeRedirect),
+        port_redirect: if r.derive_port {
+            0
+        } else {
+            r.port.unwrap_or(0).into()
+        },
+        scheme_rewrite_specifier: r
+            .scheme
+            .clone()
+            .map(redirect_action::SchemeRewriteSpecifier::SchemeRedirect),
         path_rewrite_specifier: path,
         response_code: response_code as i32,
         ..Default::default()
@@ -150,16 +177,20 @@ pub fn retry_policy(retry: Option<&Retry>) -> Option<RetryPolicy> {
         return None; // `attempts: 0` disables retries.
     }
     Some(RetryPolicy {
-        retry_on: retry
-            .retry_on
-            .clone()
-            .unwrap_or_else(|| "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes".to_string()),
-        num_retries: Some(UInt32Value { value: retry.attempts }),
+        retry_on: retry.retry_on.clone().unwrap_or_else(|| {
+            "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+                .to_string()
+        }),
+        num_retries: Some(UInt32Value {
+            value: retry.attempts,
+        }),
         per_try_timeout: retry.per_try_timeout.map(duration),
         retriable_status_codes: vec![503],
         retry_host_predicate: vec![RetryHostPredicate {
             name: "envoy.retry_host_predicates.previous_hosts".to_string(),
-            config_type: Some(retry_host_predicate::ConfigType::TypedConfig(pack_any(PreviousHostsPredicate::default()))),
+            config_type: Some(retry_host_predicate::ConfigType::TypedConfig(pack_any(
+                PreviousHostsPredicate::default(),
+            ))),
         }],
         host_selection_retry_max_attempts: 5,
         ..Default::default()
@@ -168,8 +199,14 @@ pub fn retry_policy(retry: Option<&Retry>) -> Option<RetryPolicy> {
 
 /// `set` overwrites, `add` appends, as Istio's header operations do.
 pub fn header_options(edits: &HeaderEdits) -> Vec<HeaderValueOption> {
-    let set = edits.set.iter().map(|(k, v)| (k, v, HeaderAppendAction::OverwriteIfExistsOrAdd));
-    let add = edits.add.iter().map(|(k, v)| (k, v, HeaderAppendAction::AppendIfExistsOrAdd));
+    let set = edits
+        .set
+        .iter()
+        .map(|(k, v)| (k, v, HeaderAppendAction::OverwriteIfExistsOrAdd));
+    let add = edits
+        .add
+        .iter()
+        .map(|(k, v)| (k, v, HeaderAppendAction::AppendIfExistsOrAdd));
     set.chain(add)
         .map(|(k, v, action)| HeaderValueOption {
             header: Some(HeaderValue {

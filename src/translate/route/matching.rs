@@ -1,7 +1,8 @@
 //! VirtualService `match` -> Envoy RouteMatch.
 
 use envoy_types::pb::envoy::config::route::v3::{
-    header_matcher, query_parameter_matcher, route_match, HeaderMatcher, QueryParameterMatcher, RouteMatch,
+    header_matcher, query_parameter_matcher, route_match, HeaderMatcher, QueryParameterMatcher,
+    RouteMatch,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, RegexMatcher, StringMatcher};
 use envoy_types::pb::google::protobuf::BoolValue;
@@ -25,7 +26,11 @@ pub fn route_match(m: &HttpMatch) -> RouteMatch {
     };
     let mut headers = Vec::new();
     // Istio matches method, authority and scheme as pseudo-headers.
-    for (name, value) in [(":method", &m.method), (":authority", &m.authority), (":scheme", &m.scheme)] {
+    for (name, value) in [
+        (":method", &m.method),
+        (":authority", &m.authority),
+        (":scheme", &m.scheme),
+    ] {
         if let Some(v) = value {
             headers.push(header(name, &HeaderCondition::Value(v.clone()), false));
         }
@@ -41,9 +46,11 @@ pub fn route_match(m: &HttpMatch) -> RouteMatch {
             .iter()
             .map(|(name, v)| QueryParameterMatcher {
                 name: name.clone(),
-                query_parameter_match_specifier: Some(query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
-                    string_matcher(v),
-                )),
+                query_parameter_match_specifier: Some(
+                    query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
+                        string_matcher(v),
+                    ),
+                ),
             })
             .collect(),
         ..Default::default()
@@ -53,7 +60,9 @@ pub fn route_match(m: &HttpMatch) -> RouteMatch {
 fn header(name: &str, condition: &HeaderCondition, invert: bool) -> HeaderMatcher {
     let spec = match condition {
         HeaderCondition::Present => header_matcher::HeaderMatchSpecifier::PresentMatch(true),
-        HeaderCondition::Value(v) => header_matcher::HeaderMatchSpecifier::StringMatch(string_matcher(v)),
+        HeaderCondition::Value(v) => {
+            header_matcher::HeaderMatchSpecifier::StringMatch(string_matcher(v))
+        }
     };
     HeaderMatcher {
         name: name.to_string(),

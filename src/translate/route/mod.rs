@@ -16,7 +16,9 @@ use super::filters::{cors, fault};
 use super::listener::outbound_ports;
 use super::{names, policy, seconds, ProxyShape};
 use crate::model::routing::{Destination, HttpMatch, HttpRoute, VirtualService};
-use crate::model::{Interception, OutboundPolicy, Protocol, ProxyKind, Service, ServicePort, Snapshot};
+use crate::model::{
+    Interception, OutboundPolicy, Protocol, ProxyKind, Service, ServicePort, Snapshot,
+};
 
 pub use action::header_options;
 
@@ -27,7 +29,8 @@ pub fn routes(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<RouteConfiguration
     // With capture, undeclared-protocol ports are sniffed and may carry HTTP,
     // and unknown hosts follow the outbound policy; on loopback neither applies.
     let captured = shape.interception != Interception::None;
-    let routed = |p: &ServicePort| p.protocol.is_http() || (captured && p.protocol == Protocol::Unknown);
+    let routed =
+        |p: &ServicePort| p.protocol.is_http() || (captured && p.protocol == Protocol::Unknown);
     outbound_ports(snapshot, shape)
         .into_iter()
         // Loopback listeners skip the workload's own ports (see listener/loopback.rs).
@@ -70,12 +73,20 @@ fn virtual_host(
     if domains.is_empty() {
         return None;
     }
-    let namer = Namer { snapshot, shape, port };
+    let namer = Namer {
+        snapshot,
+        shape,
+        port,
+    };
     let routes = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace)
         .map(|vs| vs_routes(vs, &namer))
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| {
-            let dest = Destination { host: svc.hostname(), subset: None, port: Some(port) };
+            let dest = Destination {
+                host: svc.hostname(),
+                subset: None,
+                port: Some(port),
+            };
             vec![default_route(&namer, &dest)]
         });
     Some(VirtualHost {
@@ -89,28 +100,45 @@ fn virtual_host(
 /// Istio's choice among VirtualServices for one host: visible from the
 /// proxy's namespace and bound to sidecars; an exact host before a wildcard;
 /// then the oldest; then by namespace/name.
-pub fn virtual_service_for<'a>(snapshot: &'a Snapshot, host: &str, namespace: &str) -> Option<&'a VirtualService> {
+pub fn virtual_service_for<'a>(
+    snapshot: &'a Snapshot,
+    host: &str,
+    namespace: &str,
+) -> Option<&'a VirtualService> {
     snapshot
         .virtual_services
         .values()
         .filter(|vs| vs.for_sidecars && vs.visibility.visible_from(namespace))
         .filter_map(|vs| {
             let exact = vs.hosts.iter().any(|h| h == host);
-            let wildcard = vs.hosts.iter().filter(|h| crate::model::routing::host_matches(h, host)).map(|h| std::cmp::Reverse(h.len())).min();
+            let wildcard = vs
+                .hosts
+                .iter()
+                .filter(|h| crate::model::routing::host_matches(h, host))
+                .map(|h| std::cmp::Reverse(h.len()))
+                .min();
             match (exact, wildcard) {
                 (true, _) => Some(((0, std::cmp::Reverse(usize::MAX)), vs)),
                 (false, Some(len)) => Some(((1, len), vs)),
                 _ => None,
             }
         })
-        .min_by(|(a, x), (b, y)| a.cmp(b).then(x.created.cmp(&y.created)).then(x.key.cmp(&y.key)))
+        .min_by(|(a, x), (b, y)| {
+            a.cmp(b)
+                .then(x.created.cmp(&y.created))
+                .then(x.key.cmp(&y.key))
+        })
         .map(|(_, vs)| vs.as_ref())
 }
 
 fn vs_routes(vs: &VirtualService, namer: &Namer) -> Vec<Route> {
     let mut out = Vec::new();
     for (i, r) in vs.http.iter().enumerate() {
-        let name = if r.name.is_empty() { format!("{}.{}#{i}", vs.key.name, vs.key.namespace) } else { r.name.clone() };
+        let name = if r.name.is_empty() {
+            format!("{}.{}#{i}", vs.key.name, vs.key.namespace)
+        } else {
+            r.name.clone()
+        };
         if let crate::model::routing::HttpAction::Delegate(key) = &r.action {
             // One level of delegation, as Istio supports; a missing delegate
             // contributes no routes.
@@ -132,16 +160,32 @@ fn vs_routes(vs: &VirtualService, namer: &Namer) -> Vec<Route> {
 
 /// A delegate's routes under its root's matches: each delegate match is
 /// narrowed by each root match (a root without matches matches everything).
-fn delegated_routes(delegate: &VirtualService, root_matches: &[HttpMatch], namer: &Namer) -> Vec<Route> {
+fn delegated_routes(
+    delegate: &VirtualService,
+    root_matches: &[HttpMatch],
+    namer: &Namer,
+) -> Vec<Route> {
     let any = [HttpMatch::default()];
-    let roots = if root_matches.is_empty() { &any[..] } else { root_matches };
+    let roots = if root_matches.is_empty() {
+        &any[..]
+    } else {
+        root_matches
+    };
     let mut out = Vec::new();
     for (i, r) in delegate.http.iter().enumerate() {
         if matches!(r.action, crate::model::routing::HttpAction::Delegate(_)) {
             continue;
         }
-        let name = if r.name.is_empty() { format!("{}.{}#{i}", delegate.key.name, delegate.key.namespace) } else { r.name.clone() };
-        let own = if r.matches.is_empty() { &any[..] } else { &r.matches[..] };
+        let name = if r.name.is_empty() {
+            format!("{}.{}#{i}", delegate.key.name, delegate.key.namespace)
+        } else {
+            r.name.clone()
+        };
+        let own = if r.matches.is_empty() {
+            &any[..]
+        } else {
+            &r.matches[..]
+        };
         for root in roots {
             for m in own {
                 let merged = m.within(root);
@@ -220,13 +264,20 @@ impl Namer<'_> {
     /// `sourceLabels`/`sourceNamespace`/`port` restrict a match to some proxies and ports.
     fn applies(&self, m: &HttpMatch) -> bool {
         m.port.is_none_or(|p| p == self.port)
-            && m.source_namespace.as_ref().is_none_or(|ns| *ns == self.shape.namespace)
-            && m.source_labels.iter().all(|(k, v)| self.shape.labels.get(k) == Some(v))
+            && m.source_namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == self.shape.namespace)
+            && m.source_labels
+                .iter()
+                .all(|(k, v)| self.shape.labels.get(k) == Some(v))
     }
 
     /// Consistent hashing is configured on the route, from the DestinationRule
     /// of the (first) destination.
-    fn hash_policy(&self, r: &HttpRoute) -> Vec<envoy_types::pb::envoy::config::route::v3::route_action::HashPolicy> {
+    fn hash_policy(
+        &self,
+        r: &HttpRoute,
+    ) -> Vec<envoy_types::pb::envoy::config::route::v3::route_action::HashPolicy> {
         match &r.action {
             crate::model::routing::HttpAction::Route(dests) => dests
                 .first()
@@ -241,7 +292,11 @@ impl action::ClusterNamer for Namer<'_> {
     /// Istio: an unset destination port means the service's only port, or
     /// else the port the request arrived on.
     fn cluster(&self, d: &Destination) -> String {
-        let svc = self.snapshot.services.values().find(|s| s.hostname() == d.host);
+        let svc = self
+            .snapshot
+            .services
+            .values()
+            .find(|s| s.hostname() == d.host);
         let port = d.port.unwrap_or_else(|| match svc {
             Some(s) if s.ports.len() == 1 => s.ports[0].port,
             _ => self.port,
@@ -257,7 +312,9 @@ fn unknown_host(policy: OutboundPolicy) -> VirtualHost {
         OutboundPolicy::AllowAny => (
             "allow_any",
             route::Action::Route(RouteAction {
-                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::PASSTHROUGH_CLUSTER.to_string())),
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                    names::PASSTHROUGH_CLUSTER.to_string(),
+                )),
                 timeout: Some(seconds(0)),
                 ..Default::default()
             }),
