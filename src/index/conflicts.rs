@@ -75,7 +75,9 @@ mod tests {
                 protocol,
             }],
             selector: Default::default(),
-            external_name: None,
+            resolution: crate::model::Resolution::Endpoints,
+            from_service_entry: false,
+            host: format!("{name}.demo.svc.cluster.local"),
         };
         (key, Arc::new(service))
     }

@@ -34,15 +34,25 @@ pub fn service(svc: &Service, key: model::ServiceKey) -> model::Service {
             })
         })
         .collect();
-    let external_name = (spec.type_.as_deref() == Some("ExternalName"))
-        .then_some(spec.external_name)
-        .flatten();
+    // ExternalName: Envoy resolves the target name itself.
+    let resolution = match (spec.type_.as_deref(), spec.external_name) {
+        (Some("ExternalName"), Some(host)) => model::Resolution::Dns {
+            targets: vec![model::DnsTarget {
+                host,
+                ports: BTreeMap::new(),
+            }],
+            round_robin: false,
+        },
+        _ => model::Resolution::Endpoints,
+    };
     model::Service {
+        host: key.hostname(),
         key,
         vip,
         ports,
         selector: spec.selector.unwrap_or_default(),
-        external_name,
+        resolution,
+        from_service_entry: false,
     }
 }
 

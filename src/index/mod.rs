@@ -4,6 +4,7 @@
 
 mod conflicts;
 mod convert;
+mod convert_entry;
 mod convert_policy;
 mod convert_routing;
 mod store;

@@ -31,6 +31,8 @@ pub struct Store {
     pub virtual_services: BTreeMap<ConfigKey, Arc<routing::VirtualService>>,
     pub destination_rules: BTreeMap<ConfigKey, Arc<routing::DestinationRule>>,
     pub sidecars: BTreeMap<ConfigKey, Arc<routing::SidecarScope>>,
+    /// Services each ServiceEntry contributed, to replace them on change.
+    entry_services: BTreeMap<ObjectKey, Vec<ServiceKey>>,
     /// Changes not yet published.
     pub pending: ChangeSet,
 }
@@ -171,7 +173,10 @@ impl Store {
                     Some(Object::Pod(pod)) => Some(Arc::new(convert::workload(pod, wkey.clone()))),
                     _ => None,
                 };
-                self.pending.workloads |= update(&mut self.workloads, wkey, new);
+                if update(&mut self.workloads, wkey, new) {
+                    self.pending.workloads = true;
+                    self.refresh_selecting_entries();
+                }
             }
             Kind::VirtualService => {
                 let new = match object.as_deref() {
@@ -198,8 +203,9 @@ impl Store {
                 };
                 self.pending.routing |= update(&mut self.sidecars, config_key(key), new);
             }
-            // Accepted and validated; served once ServiceEntry support lands.
-            Kind::ServiceEntry | Kind::WorkloadEntry => {}
+            Kind::ServiceEntry => self.refresh_entry(key),
+            // Entries with a workloadSelector may select this one.
+            Kind::WorkloadEntry => self.refresh_selecting_entries(),
             Kind::Namespace => {
                 let new = match object.as_deref() {
                     Some(Object::Namespace(ns)) => Some(Arc::new(convert::namespace(ns))),
@@ -208,6 +214,74 @@ impl Store {
                 self.pending.workloads |= update(&mut self.namespaces, key.name.clone(), new);
             }
         }
+    }
+
+    /// Replaces the services and endpoints one ServiceEntry contributes.
+    fn refresh_entry(&mut self, key: &ObjectKey) {
+        let old = self.entry_services.remove(key).unwrap_or_default();
+        let entry = match self.objects.get(key).map(|s| s.object.clone()) {
+            Some(obj) => match obj.as_ref() {
+                Object::ServiceEntry(se) => Some(super::convert_entry::service_entry(se, &self.selectable(&key.namespace))),
+                _ => None,
+            },
+            None => None,
+        };
+        let mut now = Vec::new();
+        for (svc, eps) in entry.map(|e| e.services).unwrap_or_default() {
+            let skey = svc.key.clone();
+            if update(&mut self.services, skey.clone(), Some(Arc::new(svc))) {
+                self.pending.services.insert(skey.clone());
+            }
+            if update(&mut self.endpoints, skey.clone(), eps.map(Arc::new)) {
+                self.pending.endpoints.insert(skey.clone());
+            }
+            now.push(skey);
+        }
+        for gone in old.iter().filter(|k| !now.contains(k)) {
+            if update(&mut self.services, gone.clone(), None) {
+                self.pending.services.insert(gone.clone());
+            }
+            update(&mut self.endpoints, gone.clone(), None);
+        }
+        if !now.is_empty() {
+            self.entry_services.insert(key.clone(), now);
+        }
+    }
+
+    fn refresh_selecting_entries(&mut self) {
+        let entries: Vec<ObjectKey> = self
+            .objects
+            .iter()
+            .filter(|(_, s)| matches!(s.object.as_ref(), Object::ServiceEntry(se) if se.spec.workload_selector.is_some()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in entries {
+            self.refresh_entry(&key);
+        }
+    }
+
+    /// Pods and WorkloadEntries of a namespace, for ServiceEntry selectors.
+    fn selectable(&self, namespace: &str) -> Vec<(BTreeMap<String, String>, String, BTreeMap<String, u32>)> {
+        let mut out = Vec::new();
+        for (k, s) in &self.objects {
+            if k.namespace != namespace {
+                continue;
+            }
+            match s.object.as_ref() {
+                Object::WorkloadEntry(we) => {
+                    if let Some(addr) = &we.spec.address {
+                        out.push((we.spec.labels.clone(), addr.clone(), we.spec.ports.clone()));
+                    }
+                }
+                Object::Pod(pod) => {
+                    if let Some(ip) = pod.status.as_ref().and_then(|st| st.pod_ip.clone()) {
+                        out.push((pod.metadata.labels.clone().unwrap_or_default(), ip, BTreeMap::new()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     /// EndpointSlices win; legacy Endpoints count only for a Service without slices.

@@ -10,7 +10,7 @@ mod snapshot;
 pub use mesh::{MeshConfig, OutboundPolicy};
 pub use proxy::{Interception, Proxy, ProxyKind};
 pub use service::{
-    Endpoint, Namespace, Protocol, Service, ServiceEndpoints, ServiceKey, ServicePort, TargetPort,
+    DnsTarget, Endpoint, Namespace, Protocol, Resolution, Service, ServiceEndpoints, ServiceKey, ServicePort, TargetPort,
     Workload, WorkloadKey,
 };
 pub use snapshot::{ChangeSet, ConfigStatus, ObjectRef, Origin, Rejection, Snapshot};

@@ -115,21 +115,45 @@ pub struct ServicePort {
     pub protocol: Protocol,
 }
 
+/// How a service's endpoints are found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Resolution {
+    /// Known addresses (EndpointSlices, ServiceEntry endpoints or selected
+    /// workloads), served over EDS.
+    Endpoints,
+    /// Envoy resolves DNS names itself: every address (strict) or the first
+    /// answer per connection (`round_robin`, Istio's DNS_ROUND_ROBIN).
+    Dns { targets: Vec<DnsTarget>, round_robin: bool },
+    /// No resolution: connections go to the address the client dialled.
+    Passthrough,
+}
+
+/// A DNS name Envoy resolves, with per-port-name port overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct DnsTarget {
+    pub host: String,
+    pub ports: BTreeMap<String, u16>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Service {
     pub key: ServiceKey,
-    /// The cluster IP; `None` for headless and ExternalName services.
+    /// The fully qualified host clients use: `name.ns.svc.cluster.local` for
+    /// a Kubernetes Service, a ServiceEntry host otherwise.
+    pub host: String,
+    /// The cluster IP (or ServiceEntry address); `None` for headless services.
     pub vip: Option<IpAddr>,
     pub ports: Vec<ServicePort>,
     /// Pods this Service selects; empty means endpoints are managed by hand.
     pub selector: BTreeMap<String, String>,
-    /// Set for `type: ExternalName`: a DNS name to resolve instead of endpoints.
-    pub external_name: Option<String>,
+    pub resolution: Resolution,
+    /// Defined by a ServiceEntry rather than a Kubernetes Service.
+    pub from_service_entry: bool,
 }
 
 impl Service {
     pub fn hostname(&self) -> String {
-        self.key.hostname()
+        self.host.clone()
     }
 
     pub fn port(&self, port: u16) -> Option<&ServicePort> {
@@ -229,7 +253,9 @@ mod tests {
             vip: None,
             ports: vec![],
             selector: BTreeMap::new(),
-            external_name: None,
+            resolution: Resolution::Endpoints,
+            from_service_entry: false,
+            host: "a.ns.svc.cluster.local".into(),
         };
         let labels = BTreeMap::from([("app".to_string(), "a".to_string())]);
         assert!(!svc.selects("ns", &labels));

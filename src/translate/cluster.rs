@@ -20,7 +20,7 @@ use envoy_types::util::pack_any;
 use super::names::{self, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
 use super::{ads_config_source, policy, seconds, socket_address, ProxyShape};
 use crate::model::routing::TrafficPolicy;
-use crate::model::{Protocol, ProxyKind, Service, ServicePort, Snapshot};
+use crate::model::{Protocol, ProxyKind, Resolution, Service, ServicePort, Snapshot};
 
 /// Istio's default connect timeout for mesh clusters.
 const CONNECT_TIMEOUT_SECS: i64 = 10;
@@ -71,17 +71,23 @@ fn outbound(
     policy: &TrafficPolicy,
 ) -> Option<Cluster> {
     let name = names::outbound_cluster(port.port, subset, &svc.hostname());
-    let mut cluster = match &svc.external_name {
-        // ExternalName: Envoy resolves the DNS name itself.
-        Some(host) => Cluster {
-            cluster_discovery_type: Some(ClusterDiscoveryType::Type(
-                DiscoveryType::StrictDns as i32,
-            )),
-            dns_lookup_family: DnsLookupFamily::V4Only as i32,
-            load_assignment: Some(static_assignment(&name, host, port.port)),
+    let mut cluster = match &svc.resolution {
+        Resolution::Dns { targets, round_robin } => {
+            let kind = if *round_robin { DiscoveryType::LogicalDns } else { DiscoveryType::StrictDns };
+            let endpoints = targets.iter().map(|t| (t.host.as_str(), t.ports.get(&port.name).copied().unwrap_or_else(|| target_number(port))));
+            Cluster {
+                cluster_discovery_type: Some(ClusterDiscoveryType::Type(kind as i32)),
+                dns_lookup_family: DnsLookupFamily::V4Only as i32,
+                load_assignment: Some(assignment_of(&name, endpoints)),
+                ..base(&name)
+            }
+        }
+        Resolution::Passthrough => Cluster {
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
+            lb_policy: LbPolicy::ClusterProvided as i32,
             ..base(&name)
         },
-        None => Cluster {
+        Resolution::Endpoints => Cluster {
             cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
             eds_cluster_config: Some(EdsClusterConfig {
                 eds_config: Some(ads_config_source()),
@@ -91,8 +97,11 @@ fn outbound(
         },
     };
     // Istio's default since 1.14: least request, which copes with uneven
-    // backends better than round robin.
-    cluster.lb_policy = LbPolicy::LeastRequest as i32;
+    // backends better than round robin. Original-destination clusters choose
+    // their own host.
+    if svc.resolution != Resolution::Passthrough {
+        cluster.lb_policy = LbPolicy::LeastRequest as i32;
+    }
     let mut http = HttpProtocolOptions::default();
     policy::apply(&mut cluster, policy, &mut http);
     let upgrade = policy.connection_pool.as_ref().and_then(|p| p.h2_upgrade) == Some(true)
@@ -178,19 +187,33 @@ fn base(name: &str) -> Cluster {
 }
 
 fn static_assignment(cluster: &str, host: &str, port: u16) -> ClusterLoadAssignment {
+    assignment_of(cluster, [(host, port)].into_iter())
+}
+
+fn assignment_of<'a>(cluster: &str, endpoints: impl Iterator<Item = (&'a str, u16)>) -> ClusterLoadAssignment {
     ClusterLoadAssignment {
         cluster_name: cluster.to_string(),
         endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: vec![LbEndpoint {
-                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                    address: Some(socket_address(host, port)),
+            lb_endpoints: endpoints
+                .map(|(host, port)| LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(socket_address(host, port)),
+                        ..Default::default()
+                    })),
                     ..Default::default()
-                })),
-                ..Default::default()
-            }],
+                })
+                .collect(),
             ..Default::default()
         }],
         ..Default::default()
+    }
+}
+
+/// The port a DNS endpoint is dialled on when it names no override.
+fn target_number(port: &ServicePort) -> u16 {
+    match port.target_port {
+        crate::model::TargetPort::Number(n) => n,
+        crate::model::TargetPort::Named(_) => port.port,
     }
 }
 

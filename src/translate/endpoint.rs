@@ -33,8 +33,8 @@ pub fn endpoints_for<'a>(
         let Some(svc) = snapshot.services.get(key) else {
             continue;
         };
-        if svc.external_name.is_some() {
-            continue; // DNS clusters carry their own endpoints.
+        if svc.resolution != crate::model::Resolution::Endpoints {
+            continue; // DNS and passthrough clusters need no EDS.
         }
         let eps = snapshot.endpoints.get(key).map_or(&empty, |e| e.as_ref());
         // Every subset any DestinationRule defines for this host: EDS is shared

@@ -69,6 +69,7 @@ const EXPECTED_CASES: &[&str] = &[
     "vs_routing",
     "dr_policies",
     "sidecar_scope",
+    "service_entries",
     "redirect_mode",
     "shared_port",
 ];

@@ -35,13 +35,15 @@ pub fn loopback_listener(port: u16) -> String {
 /// namespace, where it resolves), and the cluster IP.
 pub fn host_aliases(svc: &Service, client_namespace: &str) -> Vec<String> {
     let key = &svc.key;
-    let mut names = vec![
-        svc.hostname(),
-        format!("{}.{}.svc", key.name, key.namespace),
-        format!("{}.{}", key.name, key.namespace),
-    ];
-    if key.namespace == client_namespace {
-        names.push(key.name.clone());
+    let mut names = vec![svc.hostname()];
+    // Kubernetes DNS search paths make these resolve to a Service; a
+    // ServiceEntry host is only ever its own name.
+    if !svc.from_service_entry {
+        names.push(format!("{}.{}.svc", key.name, key.namespace));
+        names.push(format!("{}.{}", key.name, key.namespace));
+        if key.namespace == client_namespace {
+            names.push(key.name.clone());
+        }
     }
     if let Some(vip) = svc.vip {
         names.push(vip.to_string());

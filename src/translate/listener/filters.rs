@@ -107,6 +107,17 @@ pub fn original_dst() -> ListenerFilter {
     }
 }
 
+/// Reads SNI from a TLS ClientHello, for chains matching `server_names`.
+pub fn tls_inspector() -> ListenerFilter {
+    ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
 /// Sniffs whether a connection speaks plaintext HTTP (protocol detection).
 pub fn http_inspector() -> ListenerFilter {
     ListenerFilter {

@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::filters::{
-    http_connection_manager, http_inspector, original_dst, tcp_proxy, unknown_destination_cluster,
+    http_connection_manager, http_inspector, original_dst, tls_inspector, tcp_proxy, unknown_destination_cluster,
     RouteSource, HTTP_PROTOCOLS,
 };
 use super::{outbound_ports, port_has_http};
@@ -89,6 +89,23 @@ fn port_listener(
     // Two services claiming one cluster IP would make identical chain matches,
     // which Envoy rejects: the first by namespace/name keeps it.
     let mut taken = BTreeSet::new();
+    // TLS carries the host in SNI: a chain per host, whatever the address
+    // (how hosts without one, like DNS ServiceEntries, are reached).
+    let mut sni_hosts = BTreeSet::new();
+    for (svc, p) in services {
+        if matches!(p.protocol, Protocol::Tls | Protocol::Https) && sni_hosts.insert(svc.hostname()) {
+            let cluster = names::outbound_cluster(port, "", &svc.hostname());
+            chains.push(FilterChain {
+                filter_chain_match: Some(FilterChainMatch {
+                    server_names: vec![svc.hostname()],
+                    transport_protocol: "tls".to_string(),
+                    ..Default::default()
+                }),
+                filters: vec![tcp_proxy(&cluster, &cluster, mesh)],
+                ..Default::default()
+            });
+        }
+    }
     for (svc, p) in services {
         // Headless services have no cluster IP; their pods' own addresses fall
         // through to the default chains below.
@@ -124,13 +141,9 @@ fn port_listener(
         address: Some(socket_address("0.0.0.0", port)),
         // Reached only through virtualOutbound's hand-off.
         bind_to_port: Some(BoolValue { value: false }),
-        listener_filters: if http {
-            vec![http_inspector()]
-        } else {
-            Vec::new()
-        },
-        listener_filters_timeout: http.then(|| seconds(SNIFF_TIMEOUT_SECS)),
-        continue_on_listener_filters_timeout: http,
+        listener_filters: inspectors(http, !sni_hosts.is_empty()),
+        listener_filters_timeout: (http || !sni_hosts.is_empty()).then(|| seconds(SNIFF_TIMEOUT_SECS)),
+        continue_on_listener_filters_timeout: http || !sni_hosts.is_empty(),
         filter_chains: chains,
         default_filter_chain: Some(FilterChain {
             name: "PassthroughFilterChain".to_string(),
@@ -140,6 +153,17 @@ fn port_listener(
         traffic_direction: TrafficDirection::Outbound as i32,
         ..Default::default()
     }
+}
+
+fn inspectors(http: bool, tls: bool) -> Vec<envoy_types::pb::envoy::config::listener::v3::ListenerFilter> {
+    let mut out = Vec::new();
+    if tls {
+        out.push(tls_inspector());
+    }
+    if http {
+        out.push(http_inspector());
+    }
+    out
 }
 
 fn chain(vip: &str, protocols: &[&str], filter: Filter) -> FilterChain {
