@@ -22,7 +22,7 @@ pub use names::{
     inbound_cluster, outbound_cluster, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
 };
-pub use route::routes;
+pub use route::{routes, tcp_destinations};
 pub use shape::ProxyShape;
 
 use envoy_types::pb::envoy::config::core::v3::{

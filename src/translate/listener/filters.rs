@@ -76,9 +76,28 @@ pub fn http_connection_manager(
 }
 
 pub fn tcp_proxy(stat_prefix: &str, cluster: &str, mesh: &MeshConfig) -> Filter {
+    weighted_tcp_proxy(stat_prefix, &[(cluster.to_string(), 100)], mesh)
+}
+
+/// A TCP proxy to one cluster, or split by weight over several (a
+/// VirtualService `tcp` route).
+pub fn weighted_tcp_proxy(stat_prefix: &str, clusters: &[(String, u32)], mesh: &MeshConfig) -> Filter {
+    let specifier = match clusters {
+        [(one, _)] => tcp_proxy::ClusterSpecifier::Cluster(one.clone()),
+        many => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
+            clusters: many
+                .iter()
+                .map(|(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
+                    name: name.clone(),
+                    weight: *weight,
+                    ..Default::default()
+                })
+                .collect(),
+        }),
+    };
     let proxy = TcpProxy {
         stat_prefix: stat_prefix.to_string(),
-        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+        cluster_specifier: Some(specifier),
         access_log: access_logs(mesh),
         ..Default::default()
     };

@@ -5,7 +5,7 @@
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 
-use super::filters::{http_connection_manager, tcp_proxy, RouteSource};
+use super::filters::{http_connection_manager, weighted_tcp_proxy, RouteSource};
 use super::outbound_ports;
 use crate::model::{Service, ServicePort, Snapshot};
 use crate::translate::{names, socket_address, ProxyShape};
@@ -16,11 +16,11 @@ pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
         // The application itself listens on its own ports; binding them on
         // loopback too would fail (and Envoy would refuse the update).
         .filter(|(port, _)| !shape.inbound_ports.contains_key(port))
-        .map(|(port, services)| listener(snapshot, port, &services))
+        .map(|(port, services)| listener(snapshot, shape, port, &services))
         .collect()
 }
 
-fn listener(snapshot: &Snapshot, port: u16, services: &[(&Service, &ServicePort)]) -> Listener {
+fn listener(snapshot: &Snapshot, shape: &ProxyShape, port: u16, services: &[(&Service, &ServicePort)]) -> Listener {
     let mesh = &snapshot.mesh;
     let filter = if services.iter().any(|(_, p)| p.protocol.is_http()) {
         http_connection_manager(
@@ -30,8 +30,9 @@ fn listener(snapshot: &Snapshot, port: u16, services: &[(&Service, &ServicePort)
         )
     } else {
         // The first service by namespace/name owns the port, as in Istio's conflict rule.
-        let cluster = names::outbound_cluster(port, "", &services[0].0.hostname());
-        tcp_proxy(&cluster, &cluster, mesh)
+        let svc = services[0].0;
+        let cluster = names::outbound_cluster(port, "", &svc.hostname());
+        weighted_tcp_proxy(&cluster, &crate::translate::tcp_destinations(snapshot, shape, svc, port), mesh)
     };
     Listener {
         name: names::loopback_listener(port),

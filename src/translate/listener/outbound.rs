@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::filters::{
-    http_connection_manager, http_inspector, original_dst, tls_inspector, tcp_proxy, unknown_destination_cluster,
+    http_connection_manager, http_inspector, original_dst, tls_inspector, weighted_tcp_proxy, tcp_proxy, unknown_destination_cluster,
     RouteSource, HTTP_PROTOCOLS,
 };
 use super::{outbound_ports, port_has_http};
@@ -31,7 +31,7 @@ pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
     let policy = shape.outbound_policy(snapshot);
     let mut out = vec![virtual_outbound(&snapshot.mesh, policy)];
     for (port, services) in outbound_ports(snapshot, shape) {
-        out.push(port_listener(&snapshot.mesh, policy, port, &services));
+        out.push(port_listener(snapshot, shape, policy, port, &services));
     }
     out
 }
@@ -72,11 +72,17 @@ fn virtual_outbound(mesh: &MeshConfig, policy: OutboundPolicy) -> Listener {
 }
 
 fn port_listener(
-    mesh: &MeshConfig,
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
     policy: OutboundPolicy,
     port: u16,
     services: &[(&Service, &ServicePort)],
 ) -> Listener {
+    let mesh = &snapshot.mesh;
+    // TCP traffic may be split by a VirtualService `tcp` route.
+    let tcp = |svc: &Service, cluster: &str| {
+        weighted_tcp_proxy(cluster, &crate::translate::tcp_destinations(snapshot, shape, svc, port), mesh)
+    };
     let http = port_has_http(services);
     let hcm = || {
         http_connection_manager(
@@ -118,9 +124,9 @@ fn port_listener(
             chains.push(chain(&vip, &[], hcm()));
         } else if p.protocol == Protocol::Unknown {
             chains.push(chain(&vip, HTTP_PROTOCOLS, hcm()));
-            chains.push(chain(&vip, &[], tcp_proxy(&cluster, &cluster, mesh)));
+            chains.push(chain(&vip, &[], tcp(svc, &cluster)));
         } else {
-            chains.push(chain(&vip, &[], tcp_proxy(&cluster, &cluster, mesh)));
+            chains.push(chain(&vip, &[], tcp(svc, &cluster)));
         }
     }
     if http {
