@@ -16,10 +16,21 @@ pub struct Entry {
     pub services: Vec<(model::Service, Option<model::ServiceEndpoints>)>,
 }
 
-/// `selected`: WorkloadEntries and Pods in the entry's namespace, as
-/// (labels, address, port overrides), for a `workloadSelector`.
-pub fn service_entry(se: &ServiceEntry, selected: &[(BTreeMap<String, String>, String, BTreeMap<String, u32>)]) -> Entry {
-    let ns = se.metadata.namespace.clone().unwrap_or_else(|| "default".to_string());
+/// A Pod or WorkloadEntry a ServiceEntry's `workloadSelector` may pick.
+pub struct Selectable {
+    pub labels: BTreeMap<String, String>,
+    pub address: String,
+    /// Port overrides by port name (WorkloadEntry `ports`).
+    pub ports: BTreeMap<String, u32>,
+}
+
+/// `selected`: WorkloadEntries and Pods in the entry's namespace.
+pub fn service_entry(se: &ServiceEntry, selected: &[Selectable]) -> Entry {
+    let ns = se
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_string());
     let spec = &se.spec;
     let ports: Vec<ServicePort> = spec
         .ports
@@ -29,22 +40,36 @@ pub fn service_entry(se: &ServiceEntry, selected: &[(BTreeMap<String, String>, S
             Some(ServicePort {
                 name: p.name.clone(),
                 port,
-                target_port: TargetPort::Number(p.target_port.and_then(|t| u16::try_from(t).ok()).unwrap_or(port)),
+                target_port: TargetPort::Number(
+                    p.target_port
+                        .and_then(|t| u16::try_from(t).ok())
+                        .unwrap_or(port),
+                ),
                 protocol: Protocol::detect(p.protocol.as_deref(), &p.name, "TCP"),
             })
         })
         .collect();
     // Istio assigns one address per entry; a CIDR can't be a listener match
     // target here, so only a single IP becomes the service's VIP.
-    let vip = spec.addresses.first().and_then(|a| a.trim_end_matches("/32").parse::<IpAddr>().ok());
-    let selector = spec.workload_selector.as_ref().map(|w| w.labels.clone()).unwrap_or_default();
+    let vip = spec
+        .addresses
+        .first()
+        .and_then(|a| a.trim_end_matches("/32").parse::<IpAddr>().ok());
+    let selector = spec
+        .workload_selector
+        .as_ref()
+        .map(|w| w.labels.clone())
+        .unwrap_or_default();
     let inline: Vec<&WorkloadEntrySpec> = spec.endpoints.iter().collect();
-    let resolution = spec.resolution.clone().unwrap_or(ApiResolution::None);
+    let resolution = spec.resolution.unwrap_or(ApiResolution::None);
     let mut services = Vec::new();
     for host in &spec.hosts {
         let host = resolve_host(host, &ns);
         let (resolution, endpoints) = match resolution {
-            ApiResolution::Static => (Resolution::Endpoints, Some(static_endpoints(&inline, &selector, selected))),
+            ApiResolution::Static => (
+                Resolution::Endpoints,
+                Some(static_endpoints(&inline, &selector, selected)),
+            ),
             ApiResolution::Dns | ApiResolution::DnsRoundRobin | ApiResolution::DynamicDns => {
                 let mut targets: Vec<DnsTarget> = inline
                     .iter()
@@ -56,10 +81,19 @@ pub fn service_entry(se: &ServiceEntry, selected: &[(BTreeMap<String, String>, S
                     })
                     .collect();
                 if targets.is_empty() {
-                    targets.push(DnsTarget { host: host.clone(), ports: BTreeMap::new() });
+                    targets.push(DnsTarget {
+                        host: host.clone(),
+                        ports: BTreeMap::new(),
+                    });
                 }
                 let round_robin = !matches!(resolution, ApiResolution::Dns);
-                (Resolution::Dns { targets, round_robin }, None)
+                (
+                    Resolution::Dns {
+                        targets,
+                        round_robin,
+                    },
+                    None,
+                )
             }
             ApiResolution::None => (Resolution::Passthrough, None),
         };
@@ -80,13 +114,16 @@ pub fn service_entry(se: &ServiceEntry, selected: &[(BTreeMap<String, String>, S
 }
 
 fn port_map(ports: &BTreeMap<String, u32>) -> BTreeMap<String, u16> {
-    ports.iter().filter_map(|(k, v)| Some((k.clone(), u16::try_from(*v).ok()?))).collect()
+    ports
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), u16::try_from(*v).ok()?)))
+        .collect()
 }
 
 fn static_endpoints(
     inline: &[&WorkloadEntrySpec],
     selector: &BTreeMap<String, String>,
-    selected: &[(BTreeMap<String, String>, String, BTreeMap<String, u32>)],
+    selected: &[Selectable],
 ) -> model::ServiceEndpoints {
     let mut endpoints = Vec::new();
     let mut push = |address: &str, ports: &BTreeMap<String, u32>| {
@@ -106,9 +143,9 @@ fn static_endpoints(
         }
     }
     if !selector.is_empty() {
-        for (labels, address, ports) in selected {
-            if selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-                push(address, ports);
+        for w in selected {
+            if selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)) {
+                push(&w.address, &w.ports);
             }
         }
     }

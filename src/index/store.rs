@@ -221,7 +221,10 @@ impl Store {
         let old = self.entry_services.remove(key).unwrap_or_default();
         let entry = match self.objects.get(key).map(|s| s.object.clone()) {
             Some(obj) => match obj.as_ref() {
-                Object::ServiceEntry(se) => Some(super::convert_entry::service_entry(se, &self.selectable(&key.namespace))),
+                Object::ServiceEntry(se) => Some(super::convert_entry::service_entry(
+                    se,
+                    &self.selectable(&key.namespace),
+                )),
                 _ => None,
             },
             None => None,
@@ -261,7 +264,8 @@ impl Store {
     }
 
     /// Pods and WorkloadEntries of a namespace, for ServiceEntry selectors.
-    fn selectable(&self, namespace: &str) -> Vec<(BTreeMap<String, String>, String, BTreeMap<String, u32>)> {
+    fn selectable(&self, namespace: &str) -> Vec<super::convert_entry::Selectable> {
+        use super::convert_entry::Selectable;
         let mut out = Vec::new();
         for (k, s) in &self.objects {
             if k.namespace != namespace {
@@ -270,12 +274,20 @@ impl Store {
             match s.object.as_ref() {
                 Object::WorkloadEntry(we) => {
                     if let Some(addr) = &we.spec.address {
-                        out.push((we.spec.labels.clone(), addr.clone(), we.spec.ports.clone()));
+                        out.push(Selectable {
+                            labels: we.spec.labels.clone(),
+                            address: addr.clone(),
+                            ports: we.spec.ports.clone(),
+                        });
                     }
                 }
                 Object::Pod(pod) => {
                     if let Some(ip) = pod.status.as_ref().and_then(|st| st.pod_ip.clone()) {
-                        out.push((pod.metadata.labels.clone().unwrap_or_default(), ip, BTreeMap::new()));
+                        out.push(Selectable {
+                            labels: pod.metadata.labels.clone().unwrap_or_default(),
+                            address: ip,
+                            ports: BTreeMap::new(),
+                        });
                     }
                 }
                 _ => {}

@@ -10,8 +10,8 @@ mod snapshot;
 pub use mesh::{MeshConfig, OutboundPolicy};
 pub use proxy::{Interception, Proxy, ProxyKind};
 pub use service::{
-    DnsTarget, Endpoint, Namespace, Protocol, Resolution, Service, ServiceEndpoints, ServiceKey, ServicePort, TargetPort,
-    Workload, WorkloadKey,
+    DnsTarget, Endpoint, Namespace, Protocol, Resolution, Service, ServiceEndpoints, ServiceKey,
+    ServicePort, TargetPort, Workload, WorkloadKey,
 };
 pub use snapshot::{ChangeSet, ConfigStatus, ObjectRef, Origin, Rejection, Snapshot};
 

@@ -123,7 +123,10 @@ pub enum Resolution {
     Endpoints,
     /// Envoy resolves DNS names itself: every address (strict) or the first
     /// answer per connection (`round_robin`, Istio's DNS_ROUND_ROBIN).
-    Dns { targets: Vec<DnsTarget>, round_robin: bool },
+    Dns {
+        targets: Vec<DnsTarget>,
+        round_robin: bool,
+    },
     /// No resolution: connections go to the address the client dialled.
     Passthrough,
 }

@@ -72,9 +72,24 @@ fn outbound(
 ) -> Option<Cluster> {
     let name = names::outbound_cluster(port.port, subset, &svc.hostname());
     let mut cluster = match &svc.resolution {
-        Resolution::Dns { targets, round_robin } => {
-            let kind = if *round_robin { DiscoveryType::LogicalDns } else { DiscoveryType::StrictDns };
-            let endpoints = targets.iter().map(|t| (t.host.as_str(), t.ports.get(&port.name).copied().unwrap_or_else(|| target_number(port))));
+        Resolution::Dns {
+            targets,
+            round_robin,
+        } => {
+            let kind = if *round_robin {
+                DiscoveryType::LogicalDns
+            } else {
+                DiscoveryType::StrictDns
+            };
+            let endpoints = targets.iter().map(|t| {
+                (
+                    t.host.as_str(),
+                    t.ports
+                        .get(&port.name)
+                        .copied()
+                        .unwrap_or_else(|| target_number(port)),
+                )
+            });
             Cluster {
                 cluster_discovery_type: Some(ClusterDiscoveryType::Type(kind as i32)),
                 dns_lookup_family: DnsLookupFamily::V4Only as i32,
@@ -83,7 +98,9 @@ fn outbound(
             }
         }
         Resolution::Passthrough => Cluster {
-            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+                DiscoveryType::OriginalDst as i32,
+            )),
             lb_policy: LbPolicy::ClusterProvided as i32,
             ..base(&name)
         },
@@ -190,7 +207,10 @@ fn static_assignment(cluster: &str, host: &str, port: u16) -> ClusterLoadAssignm
     assignment_of(cluster, [(host, port)].into_iter())
 }
 
-fn assignment_of<'a>(cluster: &str, endpoints: impl Iterator<Item = (&'a str, u16)>) -> ClusterLoadAssignment {
+fn assignment_of<'a>(
+    cluster: &str,
+    endpoints: impl Iterator<Item = (&'a str, u16)>,
+) -> ClusterLoadAssignment {
     ClusterLoadAssignment {
         cluster_name: cluster.to_string(),
         endpoints: vec![LocalityLbEndpoints {

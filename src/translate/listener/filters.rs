@@ -81,17 +81,23 @@ pub fn tcp_proxy(stat_prefix: &str, cluster: &str, mesh: &MeshConfig) -> Filter 
 
 /// A TCP proxy to one cluster, or split by weight over several (a
 /// VirtualService `tcp` route).
-pub fn weighted_tcp_proxy(stat_prefix: &str, clusters: &[(String, u32)], mesh: &MeshConfig) -> Filter {
+pub fn weighted_tcp_proxy(
+    stat_prefix: &str,
+    clusters: &[(String, u32)],
+    mesh: &MeshConfig,
+) -> Filter {
     let specifier = match clusters {
         [(one, _)] => tcp_proxy::ClusterSpecifier::Cluster(one.clone()),
         many => tcp_proxy::ClusterSpecifier::WeightedClusters(tcp_proxy::WeightedCluster {
             clusters: many
                 .iter()
-                .map(|(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
-                    name: name.clone(),
-                    weight: *weight,
-                    ..Default::default()
-                })
+                .map(
+                    |(name, weight)| tcp_proxy::weighted_cluster::ClusterWeight {
+                        name: name.clone(),
+                        weight: *weight,
+                        ..Default::default()
+                    },
+                )
                 .collect(),
         }),
     };

@@ -20,7 +20,12 @@ pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
         .collect()
 }
 
-fn listener(snapshot: &Snapshot, shape: &ProxyShape, port: u16, services: &[(&Service, &ServicePort)]) -> Listener {
+fn listener(
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
+    port: u16,
+    services: &[(&Service, &ServicePort)],
+) -> Listener {
     let mesh = &snapshot.mesh;
     let filter = if services.iter().any(|(_, p)| p.protocol.is_http()) {
         http_connection_manager(
@@ -32,7 +37,11 @@ fn listener(snapshot: &Snapshot, shape: &ProxyShape, port: u16, services: &[(&Se
         // The first service by namespace/name owns the port, as in Istio's conflict rule.
         let svc = services[0].0;
         let cluster = names::outbound_cluster(port, "", &svc.hostname());
-        weighted_tcp_proxy(&cluster, &crate::translate::tcp_destinations(snapshot, shape, svc, port), mesh)
+        weighted_tcp_proxy(
+            &cluster,
+            &crate::translate::tcp_destinations(snapshot, shape, svc, port),
+            mesh,
+        )
     };
     Listener {
         name: names::loopback_listener(port),

@@ -13,8 +13,8 @@ use envoy_types::pb::envoy::config::listener::v3::{
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::filters::{
-    http_connection_manager, http_inspector, original_dst, tls_inspector, weighted_tcp_proxy, tcp_proxy, unknown_destination_cluster,
-    RouteSource, HTTP_PROTOCOLS,
+    http_connection_manager, http_inspector, original_dst, tcp_proxy, tls_inspector,
+    unknown_destination_cluster, weighted_tcp_proxy, RouteSource, HTTP_PROTOCOLS,
 };
 use super::{outbound_ports, port_has_http};
 use crate::model::{MeshConfig, OutboundPolicy, Protocol, Service, ServicePort, Snapshot};
@@ -81,7 +81,11 @@ fn port_listener(
     let mesh = &snapshot.mesh;
     // TCP traffic may be split by a VirtualService `tcp` route.
     let tcp = |svc: &Service, cluster: &str| {
-        weighted_tcp_proxy(cluster, &crate::translate::tcp_destinations(snapshot, shape, svc, port), mesh)
+        weighted_tcp_proxy(
+            cluster,
+            &crate::translate::tcp_destinations(snapshot, shape, svc, port),
+            mesh,
+        )
     };
     let http = port_has_http(services);
     let hcm = || {
@@ -99,7 +103,8 @@ fn port_listener(
     // (how hosts without one, like DNS ServiceEntries, are reached).
     let mut sni_hosts = BTreeSet::new();
     for (svc, p) in services {
-        if matches!(p.protocol, Protocol::Tls | Protocol::Https) && sni_hosts.insert(svc.hostname()) {
+        if matches!(p.protocol, Protocol::Tls | Protocol::Https) && sni_hosts.insert(svc.hostname())
+        {
             let cluster = names::outbound_cluster(port, "", &svc.hostname());
             chains.push(FilterChain {
                 filter_chain_match: Some(FilterChainMatch {
@@ -148,7 +153,8 @@ fn port_listener(
         // Reached only through virtualOutbound's hand-off.
         bind_to_port: Some(BoolValue { value: false }),
         listener_filters: inspectors(http, !sni_hosts.is_empty()),
-        listener_filters_timeout: (http || !sni_hosts.is_empty()).then(|| seconds(SNIFF_TIMEOUT_SECS)),
+        listener_filters_timeout: (http || !sni_hosts.is_empty())
+            .then(|| seconds(SNIFF_TIMEOUT_SECS)),
         continue_on_listener_filters_timeout: http || !sni_hosts.is_empty(),
         filter_chains: chains,
         default_filter_chain: Some(FilterChain {
@@ -161,7 +167,10 @@ fn port_listener(
     }
 }
 
-fn inspectors(http: bool, tls: bool) -> Vec<envoy_types::pb::envoy::config::listener::v3::ListenerFilter> {
+fn inspectors(
+    http: bool,
+    tls: bool,
+) -> Vec<envoy_types::pb::envoy::config::listener::v3::ListenerFilter> {
     let mut out = Vec::new();
     if tls {
         out.push(tls_inspector());

@@ -22,7 +22,6 @@ use crate::model::{
 
 pub use action::header_options;
 
-
 pub fn routes(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<RouteConfiguration> {
     if shape.kind != ProxyKind::Sidecar {
         return Vec::new();
@@ -101,22 +100,40 @@ fn virtual_host(
 /// Where TCP traffic for a service port goes: the first VirtualService `tcp`
 /// route whose match applies (port, source namespace and labels), or the
 /// service itself. Weighted destinations become a split.
-pub fn tcp_destinations(snapshot: &Snapshot, shape: &ProxyShape, svc: &Service, port: u16) -> Vec<(String, u32)> {
-    let namer = Namer { snapshot, shape, port };
+pub fn tcp_destinations(
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
+    svc: &Service,
+    port: u16,
+) -> Vec<(String, u32)> {
+    let namer = Namer {
+        snapshot,
+        shape,
+        port,
+    };
     let own = || vec![(names::outbound_cluster(port, "", &svc.hostname()), 100)];
     let Some(vs) = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace) else {
         return own();
     };
     let applies = |m: &crate::model::routing::L4Match| {
         m.port.is_none_or(|p| p == port)
-            && m.source_namespace.as_ref().is_none_or(|ns| *ns == shape.namespace)
-            && m.source_labels.iter().all(|(k, v)| shape.labels.get(k) == Some(v))
+            && m.source_namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == shape.namespace)
+            && m.source_labels
+                .iter()
+                .all(|(k, v)| shape.labels.get(k) == Some(v))
     };
     use action::ClusterNamer;
     vs.tcp
         .iter()
         .find(|r| r.matches.is_empty() || r.matches.iter().any(applies))
-        .map(|r| r.destinations.iter().map(|d| (namer.cluster(&d.destination), d.weight)).collect())
+        .map(|r| {
+            r.destinations
+                .iter()
+                .map(|d| (namer.cluster(&d.destination), d.weight))
+                .collect()
+        })
         .filter(|v: &Vec<(String, u32)>| !v.is_empty())
         .unwrap_or_else(own)
 }
