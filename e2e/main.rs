@@ -11,6 +11,7 @@ mod iptables;
 mod support;
 mod offline;
 mod traffic;
+mod traffic_policy;
 
 use std::time::Duration;
 

@@ -199,15 +199,17 @@ impl Envoy {
             .unwrap_or_else(|e| panic!("envoy config_dump is not JSON: {e}\n{body}"))
     }
 
-    /// The config_dump section whose `@type` ends with `suffix`, e.g.
+    /// The config_dump section whose `@type` ends with `.suffix`, e.g.
     /// `ClustersConfigDump`, `ListenersConfigDump`, `RoutesConfigDump`,
-    /// `EndpointsConfigDump`; `Value::Null` when absent.
+    /// `EndpointsConfigDump`; `Value::Null` when absent. The dot matters:
+    /// `ScopedRoutesConfigDump` comes first and also ends with `RoutesConfigDump`.
     pub fn config_section(&self, suffix: &str) -> Value {
         let dump = self.config_dump();
         let configs = dump["configs"].as_array().cloned().unwrap_or_default();
+        let dotted = format!(".{suffix}");
         let found = configs
             .into_iter()
-            .find(|c| c["@type"].as_str().is_some_and(|t| t.ends_with(suffix)));
+            .find(|c| c["@type"].as_str().is_some_and(|t| t.ends_with(&dotted)));
         found.unwrap_or(Value::Null)
     }
 

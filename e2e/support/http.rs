@@ -80,12 +80,47 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: Option<String>,
 ) -> anyhow::Result<HttpResponse> {
+    send(
+        method,
+        url,
+        headers,
+        body,
+        reqwest::redirect::Policy::default(),
+    )
+}
+
+/// Like [`http_request`], but a redirect is returned to the caller as is
+/// (status and `location`), never followed: tests check redirects Envoy
+/// answers, and following one could leave the machine.
+pub fn http_request_no_redirect(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> anyhow::Result<HttpResponse> {
+    send(
+        method,
+        url,
+        headers,
+        body,
+        reqwest::redirect::Policy::none(),
+    )
+}
+
+fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+    redirects: reqwest::redirect::Policy,
+) -> anyhow::Result<HttpResponse> {
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .with_context(|| format!("bad HTTP method {method:?}"))?;
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(HTTP_TIMEOUT)
         .pool_max_idle_per_host(0)
+        .redirect(redirects)
         .build()
         .context("building the HTTP client")?;
     let mut req = client.request(method.clone(), url);

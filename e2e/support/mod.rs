@@ -15,7 +15,10 @@ mod rudder;
 pub mod pods;
 
 pub use envoy::{envoy_validate, render_bootstrap, spawn_envoy, spawn_envoy_edited, Envoy};
-pub use http::{block_on, http_get, http_request, tcp_line, try_http_get, HttpResponse};
+pub use http::{
+    block_on, http_get, http_request, http_request_no_redirect, tcp_line, try_http_get,
+    HttpResponse,
+};
 pub use proc::{workdir, Proc};
 pub use rudder::{spawn_rudder, Rudder};
 

@@ -6,13 +6,13 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
-    socket_address as sa, BindConfig, Http2ProtocolOptions, SocketAddress,
+    socket_address as sa, BindConfig, Http1ProtocolOptions, Http2ProtocolOptions, SocketAddress,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
-    explicit_http_config, ExplicitHttpConfig, UpstreamProtocolOptions,
+    explicit_http_config, ExplicitHttpConfig, UpstreamProtocolOptions, UseDownstreamHttpConfig,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use envoy_types::util::pack_any;
@@ -121,12 +121,30 @@ fn outbound(
     }
     let mut http = HttpProtocolOptions::default();
     policy::apply(&mut cluster, policy, &mut http);
-    let upgrade = policy.connection_pool.as_ref().and_then(|p| p.h2_upgrade) == Some(true)
-        && port.protocol.is_http();
+    let pool = policy.connection_pool.as_ref();
+    let upgrade = pool.and_then(|p| p.h2_upgrade) == Some(true) && port.protocol.is_http();
     if port.protocol.is_http2() || upgrade {
         http.upstream_protocol_options = Some(http2());
     }
-    if http != HttpProtocolOptions::default() {
+    // HTTP settings mean nothing to a TCP proxy; and Envoy requires an
+    // upstream protocol whenever these options are present.
+    let may_be_http = port.protocol.is_http() || port.protocol == Protocol::Unknown;
+    if http != HttpProtocolOptions::default() && (may_be_http || http.upstream_protocol_options.is_some()) {
+        if http.upstream_protocol_options.is_none() {
+            http.upstream_protocol_options = Some(if pool.is_some_and(|p| p.use_client_protocol) {
+                UpstreamProtocolOptions::UseDownstreamProtocolConfig(UseDownstreamHttpConfig {
+                    http_protocol_options: Some(Http1ProtocolOptions::default()),
+                    http2_protocol_options: Some(Http2ProtocolOptions::default()),
+                    ..Default::default()
+                })
+            } else {
+                UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                    protocol_config: Some(explicit_http_config::ProtocolConfig::HttpProtocolOptions(
+                        Http1ProtocolOptions::default(),
+                    )),
+                })
+            });
+        }
         set_protocol_options(&mut cluster, http);
     }
     Some(cluster)

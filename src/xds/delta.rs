@@ -69,10 +69,14 @@ pub async fn run(ctx: Arc<XdsContext>, mut requests: Streaming<DeltaDiscoveryReq
                 // only differences are sent).
                 s.refresh().await;
                 for t in TypeUrl::PUSH_ORDER {
+                    let before = (t == TypeUrl::Cluster).then(|| versions(subs.get(&t)));
                     if let Some(sub) = subs.get_mut(&t) {
                         if respond(s, t, sub, BTreeSet::new(), true, &tx).await.is_err() {
                             return;
                         }
+                    }
+                    if let Some(before) = before {
+                        rewarm_endpoints(&mut subs, &before);
                     }
                 }
             }
@@ -199,4 +203,28 @@ async fn respond(
     };
     s.record_sent(t, &version, &sub.nonce, &send, sub.holds.clone(), pushed);
     tx.send(Ok(response)).await.map_err(|_| ())
+}
+
+/// Resource versions a subscription holds, by name.
+fn versions(sub: Option<&Subscription>) -> BTreeMap<String, String> {
+    sub.map(|s| s.holds.iter().map(|(n, r)| (n.clone(), r.version.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// Envoy warms a changed cluster again and waits for its load assignment,
+/// even when the assignment itself did not change (Istio pushes EDS after
+/// CDS for this reason). Forgetting that the proxy holds those assignments
+/// makes the EDS push that follows in push order resend them.
+fn rewarm_endpoints(subs: &mut BTreeMap<TypeUrl, Subscription>, before: &BTreeMap<String, String>) {
+    let after = versions(subs.get(&TypeUrl::Cluster));
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(name, version)| before.get(*name).is_some_and(|old| old != *version))
+        .map(|(name, _)| name)
+        .collect();
+    if let Some(eds) = subs.get_mut(&TypeUrl::Endpoint) {
+        for name in changed {
+            eds.holds.remove(name);
+        }
+    }
 }
