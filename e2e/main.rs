@@ -8,8 +8,8 @@
 
 mod capture;
 mod iptables;
-mod support;
 mod offline;
+mod support;
 mod traffic;
 mod traffic_policy;
 

@@ -7,7 +7,10 @@ use serde_json::Value;
 use crate::support::workdir;
 
 fn rudder(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rudder")).args(args).output().expect("running rudder");
+    let out = Command::new(env!("CARGO_BIN_EXE_rudder"))
+        .args(args)
+        .output()
+        .expect("running rudder");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -23,7 +26,10 @@ fn offline_validate_names_every_bad_document_and_fails() {
     let dir_arg = dir.path().to_str().unwrap();
     let (ok, stdout, _) = rudder(&["validate", "--config-dir", dir_arg]);
     assert!(ok, "{stdout}");
-    assert!(stdout.contains("1 objects accepted, 0 documents rejected"), "{stdout}");
+    assert!(
+        stdout.contains("1 objects accepted, 0 documents rejected"),
+        "{stdout}"
+    );
 
     let bad = format!("{good}---\napiVersion: v1\nkind: Service\nmetadata: {{name: api, namespace: demo}}\nspec:\n  ports: [{{name: http, port: 80, protocol: QUIC}}]\n");
     std::fs::write(dir.path().join("bad.yaml"), bad).unwrap();
@@ -44,14 +50,44 @@ fn offline_translate_shows_what_a_proxy_receives() {
     assert!(ok, "{stderr}");
     let v: Value = serde_json::from_str(&stdout).expect("JSON output");
     let names = |k: &str| -> Vec<String> {
-        v[k].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect()
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
     };
     assert!(names("clusters").contains(&"outbound|8080||web.demo.svc.cluster.local".to_string()));
-    assert_eq!(names("listeners"), ["0.0.0.0_7070", "0.0.0.0_8080", "virtualInbound", "virtualOutbound"]);
-    let (ok, stdout, _) = rudder(&["translate", "--config-dir", config, "--node-id", node, "--interception", "NONE", "--type", "lds"]);
+    assert_eq!(
+        names("listeners"),
+        [
+            "0.0.0.0_7070",
+            "0.0.0.0_8080",
+            "virtualInbound",
+            "virtualOutbound"
+        ]
+    );
+    let (ok, stdout, _) = rudder(&[
+        "translate",
+        "--config-dir",
+        config,
+        "--node-id",
+        node,
+        "--interception",
+        "NONE",
+        "--type",
+        "lds",
+    ]);
     assert!(ok);
     let v: Value = serde_json::from_str(&stdout).unwrap();
-    let listeners: Vec<&str> = v["listeners"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    let listeners: Vec<&str> = v["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
     assert_eq!(listeners, ["127.0.0.1_7070", "127.0.0.1_8080"]);
-    assert!(v.get("clusters").is_none(), "--type lds prints listeners only");
+    assert!(
+        v.get("clusters").is_none(),
+        "--type lds prints listeners only"
+    );
 }

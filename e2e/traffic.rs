@@ -50,7 +50,10 @@ fn service_yaml(name: &str, port: u32, target: u16, port_name: &str) -> String {
 }
 
 fn slice_yaml(service: &str, port_name: &str, port: u16, ips: &[Ipv4Addr]) -> String {
-    let endpoints: String = ips.iter().map(|ip| format!("- addresses: [\"{ip}\"]\n")).collect();
+    let endpoints: String = ips
+        .iter()
+        .map(|ip| format!("- addresses: [\"{ip}\"]\n"))
+        .collect();
     format!(
         "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-1\n  namespace: demo\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\nports: [{{name: {port_name}, port: {port}}}]\nendpoints:\n{endpoints}"
     )
@@ -65,7 +68,12 @@ fn write(dir: &Path, file: &str, text: &str) {
 }
 
 fn client_envoy(rudder: &Rudder, delta: bool) -> Envoy {
-    let envoy = spawn_envoy(CLIENT, rudder.xds_addr, delta, &["--meta", "INTERCEPTION_MODE=NONE"]);
+    let envoy = spawn_envoy(
+        CLIENT,
+        rudder.xds_addr,
+        delta,
+        &["--meta", "INTERCEPTION_MODE=NONE"],
+    );
     envoy.wait_ready();
     envoy
 }
@@ -113,27 +121,47 @@ fn requests_reach_and_spread(delta: bool) {
     let envoy = client_envoy(&rudder, delta);
 
     // Every Istio host form answers; traffic spreads over all three endpoints.
-    for host in ["web", "web.demo", "web.demo.svc", "web.demo.svc.cluster.local", &format!("web:{svc_port}")] {
+    for host in [
+        "web",
+        "web.demo",
+        "web.demo.svc",
+        "web.demo.svc.cluster.local",
+        &format!("web:{svc_port}"),
+    ] {
         let seen = spread(svc_port, host, 6);
         assert_eq!(seen.values().sum::<usize>(), 6);
-        assert!(seen.keys().all(|k| names(&web).contains(k)), "host {host}: {seen:?}{}", envoy.log_tail(20));
+        assert!(
+            seen.keys().all(|k| names(&web).contains(k)),
+            "host {host}: {seen:?}{}",
+            envoy.log_tail(20)
+        );
     }
     // Least request picks among idle hosts at random: with 60 requests the
     // chance that one of three endpoints gets none is about 1e-10.
     let seen = spread(svc_port, "web", 60);
     assert_eq!(seen.len(), 3, "all endpoints must serve: {seen:?}");
-    assert_eq!(seen.values().sum::<usize>(), 60, "every request answered by a backend: {seen:?}");
+    assert_eq!(
+        seen.values().sum::<usize>(),
+        60,
+        "every request answered by a backend: {seen:?}"
+    );
     // Unknown hosts are not routed anywhere.
     let (status, _) = http_get(&format!("http://127.0.0.1:{svc_port}/"), Some("nope.demo"));
     assert_eq!(status, 404);
 
     // Plain TCP through Envoy's tcp_proxy.
-    let reply = tcp_line(([127, 0, 0, 1], store_svc_port).into(), "ping").expect("tcp through envoy");
+    let reply =
+        tcp_line(([127, 0, 0, 1], store_svc_port).into(), "ping").expect("tcp through envoy");
     assert_eq!(reply.trim(), "store-0: ping");
 
     // Envoy's own counters prove the requests went through the outbound cluster.
-    let cluster = format!("cluster.outbound|{svc_port}||web.demo.svc.cluster.local.upstream_rq_200");
-    assert!(envoy.stat(&cluster).unwrap_or(0) >= 90, "{cluster} = {:?}", envoy.stat(&cluster));
+    let cluster =
+        format!("cluster.outbound|{svc_port}||web.demo.svc.cluster.local.upstream_rq_200");
+    assert!(
+        envoy.stat(&cluster).unwrap_or(0) >= 90,
+        "{cluster} = {:?}",
+        envoy.stat(&cluster)
+    );
 }
 
 #[test]
@@ -151,8 +179,16 @@ fn endpoint_edits_move_traffic(delta: bool) {
     let web = Backends::http("web", 3);
     let svc_port = free_port();
     let ips = web.ips();
-    write(dir.path(), "svc.yaml", &service_yaml("web", svc_port.into(), web.port, "http"));
-    write(dir.path(), "eps.yaml", &slice_yaml("web", "http", web.port, &ips[..2]));
+    write(
+        dir.path(),
+        "svc.yaml",
+        &service_yaml("web", svc_port.into(), web.port, "http"),
+    );
+    write(
+        dir.path(),
+        "eps.yaml",
+        &slice_yaml("web", "http", web.port, &ips[..2]),
+    );
     let rudder = spawn_rudder(dir.path(), &[]);
     let envoy = client_envoy(&rudder, delta);
     let all = names(&web);
@@ -160,25 +196,61 @@ fn endpoint_edits_move_traffic(delta: bool) {
 
     // Add the third endpoint: it starts taking traffic.
     let started = Instant::now();
-    write(dir.path(), "eps.yaml", &slice_yaml("web", "http", web.port, &ips));
-    let listed = |ip: Ipv4Addr| envoy.admin_get("/clusters").contains(&format!("::{ip}:{}::", web.port));
-    wait_until("Envoy to list the new endpoint", Duration::from_secs(10), || listed(ips[2]));
+    write(
+        dir.path(),
+        "eps.yaml",
+        &slice_yaml("web", "http", web.port, &ips),
+    );
+    let listed = |ip: Ipv4Addr| {
+        envoy
+            .admin_get("/clusters")
+            .contains(&format!("::{ip}:{}::", web.port))
+    };
+    wait_until(
+        "Envoy to list the new endpoint",
+        Duration::from_secs(10),
+        || listed(ips[2]),
+    );
     eprintln!("endpoint added -> in Envoy after {:?}", started.elapsed());
-    assert!(spread(svc_port, "web", 60).contains_key(&all[2]), "the new endpoint takes traffic");
+    assert!(
+        spread(svc_port, "web", 60).contains_key(&all[2]),
+        "the new endpoint takes traffic"
+    );
 
     // Remove the first: it stops receiving traffic, and nothing fails meanwhile.
     let started = Instant::now();
-    write(dir.path(), "eps.yaml", &slice_yaml("web", "http", web.port, &ips[1..]));
-    wait_until("Envoy to drop the removed endpoint", Duration::from_secs(10), || !listed(ips[0]));
-    eprintln!("endpoint removed -> gone from Envoy after {:?}", started.elapsed());
+    write(
+        dir.path(),
+        "eps.yaml",
+        &slice_yaml("web", "http", web.port, &ips[1..]),
+    );
+    wait_until(
+        "Envoy to drop the removed endpoint",
+        Duration::from_secs(10),
+        || !listed(ips[0]),
+    );
+    eprintln!(
+        "endpoint removed -> gone from Envoy after {:?}",
+        started.elapsed()
+    );
     let seen = spread(svc_port, "web", 40);
-    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), all[1..].to_vec(), "{seen:?}");
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        all[1..].to_vec(),
+        "{seen:?}"
+    );
     // Only EDS moved: one CDS and one LDS response in the whole test.
     let (_, syncz) = rudder.admin_get("/debug/syncz");
     let syncz: Value = serde_json::from_str(&syncz).unwrap();
     let pushes = rudder.admin_get("/metrics").1;
-    assert!(pushes.contains("rudder_xds_pushes_total{type=\"cds\"} 1"), "{pushes}\n{syncz}");
-    assert!(pushes.contains("rudder_xds_pushes_total{type=\"lds\"} 1"), "{pushes}");
+    assert!(
+        pushes.contains("rudder_xds_pushes_total{type=\"cds\"} 1"),
+        "{pushes}\n{syncz}"
+    );
+    assert!(
+        pushes.contains("rudder_xds_pushes_total{type=\"lds\"} 1"),
+        "{pushes}"
+    );
     drop(envoy);
 }
 
@@ -197,8 +269,16 @@ fn invalid_edit_changes_nothing_and_is_reported() {
     let dir = workdir("invalid");
     let web = Backends::http("web", 2);
     let svc_port = free_port();
-    write(dir.path(), "svc.yaml", &service_yaml("web", svc_port.into(), web.port, "http"));
-    write(dir.path(), "eps.yaml", &slice_yaml("web", "http", web.port, &web.ips()));
+    write(
+        dir.path(),
+        "svc.yaml",
+        &service_yaml("web", svc_port.into(), web.port, "http"),
+    );
+    write(
+        dir.path(),
+        "eps.yaml",
+        &slice_yaml("web", "http", web.port, &web.ips()),
+    );
     let rudder = spawn_rudder(dir.path(), &[]);
     let envoy = client_envoy(&rudder, false);
     assert_eq!(spread(svc_port, "web", 40).len(), 2);
@@ -206,27 +286,55 @@ fn invalid_edit_changes_nothing_and_is_reported() {
     let version_before: Value = serde_json::from_str(&version_before).unwrap();
 
     // Break the Service (port out of range) and add a file of garbage.
-    write(dir.path(), "svc.yaml", &service_yaml("web", 70000, web.port, "http"));
+    write(
+        dir.path(),
+        "svc.yaml",
+        &service_yaml("web", 70000, web.port, "http"),
+    );
     write(dir.path(), "junk.yaml", "kind: [unclosed\n");
-    let configz = wait_for("both rejections on /debug/configz", Duration::from_secs(10), || {
-        let v: Value = serde_json::from_str(&rudder.admin_get("/debug/configz").1).ok()?;
-        (v["rejected"].as_array()?.len() == 2).then_some(v)
-    });
-    let messages: Vec<&str> = configz["rejected"].as_array().unwrap().iter().map(|r| r["message"].as_str().unwrap()).collect();
-    let svc_error = messages.iter().find(|m| m.contains("svc.yaml")).expect("svc.yaml rejection");
+    let configz = wait_for(
+        "both rejections on /debug/configz",
+        Duration::from_secs(10),
+        || {
+            let v: Value = serde_json::from_str(&rudder.admin_get("/debug/configz").1).ok()?;
+            (v["rejected"].as_array()?.len() == 2).then_some(v)
+        },
+    );
+    let messages: Vec<&str> = configz["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
+    let svc_error = messages
+        .iter()
+        .find(|m| m.contains("svc.yaml"))
+        .expect("svc.yaml rejection");
     assert!(
         svc_error.ends_with("svc.yaml document 0 (Service demo/web): spec.ports[0].port: port must be between 1 and 65535, got 70000"),
         "{svc_error}"
     );
-    assert!(messages.iter().any(|m| m.contains("junk.yaml") && m.contains("invalid YAML")), "{messages:?}");
-    assert!(rudder.log_tail(50).contains("spec.ports[0].port"), "the error is logged too");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("junk.yaml") && m.contains("invalid YAML")),
+        "{messages:?}"
+    );
+    assert!(
+        rudder.log_tail(50).contains("spec.ports[0].port"),
+        "the error is logged too"
+    );
     // Nothing was pushed: the snapshot version did not move, traffic flows as before.
     assert_eq!(configz["version"], version_before["version"]);
     assert_eq!(spread(svc_port, "web", 40).len(), 2);
     assert!(envoy.proc.is_running());
 
     // Fixing the file clears the rejection.
-    write(dir.path(), "svc.yaml", &service_yaml("web", svc_port.into(), web.port, "http"));
+    write(
+        dir.path(),
+        "svc.yaml",
+        &service_yaml("web", svc_port.into(), web.port, "http"),
+    );
     std::fs::remove_file(dir.path().join("junk.yaml")).unwrap();
     wait_until("rejections to clear", Duration::from_secs(10), || {
         let v: Value = serde_json::from_str(&rudder.admin_get("/debug/configz").1).unwrap();
@@ -239,8 +347,16 @@ fn envoy_nack_is_reported_and_old_config_keeps_serving() {
     let dir = workdir("nack");
     let web = Backends::http("web", 2);
     let svc_port = free_port();
-    write(dir.path(), "svc.yaml", &service_yaml("web", svc_port.into(), web.port, "http"));
-    write(dir.path(), "eps.yaml", &slice_yaml("web", "http", web.port, &web.ips()));
+    write(
+        dir.path(),
+        "svc.yaml",
+        &service_yaml("web", svc_port.into(), web.port, "http"),
+    );
+    write(
+        dir.path(),
+        "eps.yaml",
+        &slice_yaml("web", "http", web.port, &web.ips()),
+    );
     let rudder = spawn_rudder(dir.path(), &[]);
     let envoy = client_envoy(&rudder, false);
     assert_eq!(spread(svc_port, "web", 40).len(), 2);
@@ -249,18 +365,39 @@ fn envoy_nack_is_reported_and_old_config_keeps_serving() {
     // listener Rudder sends for a new Service there, and NACKs the LDS update.
     let squatter = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let taken = squatter.local_addr().unwrap().port();
-    write(dir.path(), "other.yaml", &service_yaml("other", taken.into(), 9, "tcp"));
-    let nack = wait_for("an LDS NACK on /debug/syncz", Duration::from_secs(10), || {
-        let v: Value = serde_json::from_str(&rudder.admin_get("/debug/syncz").1).ok()?;
-        let nack = v.as_array()?.iter().find(|p| p["proxy"] == CLIENT)?["types"]["Listener"]["last_nack"].clone();
-        (!nack.is_null()).then_some(nack)
-    });
+    write(
+        dir.path(),
+        "other.yaml",
+        &service_yaml("other", taken.into(), 9, "tcp"),
+    );
+    let nack = wait_for(
+        "an LDS NACK on /debug/syncz",
+        Duration::from_secs(10),
+        || {
+            let v: Value = serde_json::from_str(&rudder.admin_get("/debug/syncz").1).ok()?;
+            let nack = v.as_array()?.iter().find(|p| p["proxy"] == CLIENT)?["types"]["Listener"]
+                ["last_nack"]
+                .clone();
+            (!nack.is_null()).then_some(nack)
+        },
+    );
     let message = nack["message"].as_str().unwrap();
-    assert!(message.contains(&format!("127.0.0.1:{taken}")), "NACK detail names the address: {message}");
+    assert!(
+        message.contains(&format!("127.0.0.1:{taken}")),
+        "NACK detail names the address: {message}"
+    );
     let metrics = rudder.admin_get("/metrics").1;
-    assert!(metrics.contains("rudder_xds_nacks_total{type=\"lds\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("rudder_xds_nacks_total{type=\"lds\"} 1"),
+        "{metrics}"
+    );
     // Traffic continues on the previous listeners.
     assert_eq!(spread(svc_port, "web", 40).len(), 2);
-    assert!(envoy.stat("listener_manager.lds.update_rejected").unwrap_or(0) >= 1);
+    assert!(
+        envoy
+            .stat("listener_manager.lds.update_rejected")
+            .unwrap_or(0)
+            >= 1
+    );
     drop(squatter);
 }

@@ -16,7 +16,9 @@ const ENDPOINTS: usize = 10;
 
 /// `n` services of 10 endpoints over 10 namespaces, one unit per service.
 fn mesh(n: usize) -> Vec<(String, Vec<Item>)> {
-    (0..n).map(|i| (format!("svc-{i}.yaml"), parse_text(&service(i, 0)))).collect()
+    (0..n)
+        .map(|i| (format!("svc-{i}.yaml"), parse_text(&service(i, 0))))
+        .collect()
 }
 
 fn service(i: usize, generation: usize) -> String {
@@ -27,13 +29,20 @@ fn service(i: usize, generation: usize) -> String {
     );
     for e in 0..ENDPOINTS {
         let addr = i * ENDPOINTS + e + generation;
-        let _ = writeln!(y, "- addresses: [\"198.{}.{}.{}\"]", 18 + (addr >> 16) % 2, (addr >> 8) & 255, addr & 255);
+        let _ = writeln!(
+            y,
+            "- addresses: [\"198.{}.{}.{}\"]",
+            18 + (addr >> 16) % 2,
+            (addr >> 8) & 255,
+            addr & 255
+        );
     }
     y
 }
 
 fn proxy(interception: Interception) -> Proxy {
-    let mut p = Proxy::from_node_id("sidecar~198.18.0.5~client-0.ns-0~ns-0.svc.cluster.local").unwrap();
+    let mut p =
+        Proxy::from_node_id("sidecar~198.18.0.5~client-0.ns-0~ns-0.svc.cluster.local").unwrap();
     p.interception = interception;
     p
 }
@@ -50,8 +59,15 @@ fn bench_translation(c: &mut Criterion) {
     group.sample_size(10);
     for n in [100, 1_000, 10_000] {
         let snapshot = snapshot_of(mesh(n), MeshConfig::default());
-        assert_eq!(snapshot.services.len(), n, "every generated service must be accepted");
-        for (mode, interception) in [("redirect", Interception::Redirect), ("none", Interception::None)] {
+        assert_eq!(
+            snapshot.services.len(),
+            n,
+            "every generated service must be accepted"
+        );
+        for (mode, interception) in [
+            ("redirect", Interception::Redirect),
+            ("none", Interception::None),
+        ] {
             let shape = ProxyShape::of(&snapshot, &proxy(interception));
             group.throughput(Throughput::Elements(n as u64));
             group.bench_with_input(BenchmarkId::new(mode, n), &n, |b, _| {
@@ -69,13 +85,25 @@ fn bench_index_churn(c: &mut Criterion) {
         // Build once, then measure folding one changed EndpointSlice file and
         // producing the next snapshot, as the index does per debounce.
         let base = mesh(n);
-        let changed: Vec<_> = (0..64).map(|g| (format!("svc-{}.yaml", g % n), parse_text(&service(g % n, g + 1)))).collect();
+        let changed: Vec<_> = (0..64)
+            .map(|g| {
+                (
+                    format!("svc-{}.yaml", g % n),
+                    parse_text(&service(g % n, g + 1)),
+                )
+            })
+            .collect();
         group.bench_with_input(BenchmarkId::new("services", n), &n, |b, _| {
             b.iter_batched(
                 || base.clone(),
                 |mut units| {
                     units.push(changed[0].clone());
-                    black_box(snapshot_of(units, MeshConfig::default()).changes.endpoints.len())
+                    black_box(
+                        snapshot_of(units, MeshConfig::default())
+                            .changes
+                            .endpoints
+                            .len(),
+                    )
                 },
                 criterion::BatchSize::LargeInput,
             )

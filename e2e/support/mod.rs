@@ -10,9 +10,9 @@
 
 mod envoy;
 mod http;
+pub mod pods;
 mod proc;
 mod rudder;
-pub mod pods;
 
 pub use envoy::{envoy_validate, render_bootstrap, spawn_envoy, spawn_envoy_edited, Envoy};
 pub use http::{
