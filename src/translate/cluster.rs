@@ -129,7 +129,9 @@ fn outbound(
     // HTTP settings mean nothing to a TCP proxy; and Envoy requires an
     // upstream protocol whenever these options are present.
     let may_be_http = port.protocol.is_http() || port.protocol == Protocol::Unknown;
-    if http != HttpProtocolOptions::default() && (may_be_http || http.upstream_protocol_options.is_some()) {
+    if http != HttpProtocolOptions::default()
+        && (may_be_http || http.upstream_protocol_options.is_some())
+    {
         if http.upstream_protocol_options.is_none() {
             http.upstream_protocol_options = Some(if pool.is_some_and(|p| p.use_client_protocol) {
                 UpstreamProtocolOptions::UseDownstreamProtocolConfig(UseDownstreamHttpConfig {
@@ -139,9 +141,11 @@ fn outbound(
                 })
             } else {
                 UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-                    protocol_config: Some(explicit_http_config::ProtocolConfig::HttpProtocolOptions(
-                        Http1ProtocolOptions::default(),
-                    )),
+                    protocol_config: Some(
+                        explicit_http_config::ProtocolConfig::HttpProtocolOptions(
+                            Http1ProtocolOptions::default(),
+                        ),
+                    ),
                 })
             });
         }

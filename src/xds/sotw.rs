@@ -217,8 +217,13 @@ async fn respond(
 
 /// Resource versions a subscription holds, by name.
 fn versions(sub: Option<&Subscription>) -> BTreeMap<String, String> {
-    sub.map(|s| s.sent.iter().map(|(n, r)| (n.clone(), r.version.clone())).collect())
-        .unwrap_or_default()
+    sub.map(|s| {
+        s.sent
+            .iter()
+            .map(|(n, r)| (n.clone(), r.version.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Envoy warms a changed cluster again and waits for its load assignment,
