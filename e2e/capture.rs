@@ -140,6 +140,32 @@ fn capture_three_service_mesh_traverses_both_sidecars() {
     api.wait_stat_at_least(&cstat(&outbound(7070, "store"), "upstream_cx_total"), 1);
     store.wait_stat_at_least(&cstat(&inbound(7070), "upstream_cx_total"), 1);
     assert_all_acked(&rudder);
+
+    // What a newcomer should see (`-- --nocapture`): apps that only know names.
+    eprintln!("\ntransparent capture, four pods (network namespaces), each with a sidecar:");
+    eprintln!("  client-0 -> GET http://front.demo:8080/chain   (app knows only the name)");
+    eprintln!(
+        "  front-0 answered; it called http://api.demo:9090/chain -> {}",
+        api_body["backend"]
+    );
+    eprintln!(
+        "  api-0 called tcp store.demo:7070 -> {:?}",
+        api_body["tcp_upstream"]["reply"]
+    );
+    for (pod, stat) in [
+        (&client, cstat(&outbound(8080, "front"), "upstream_rq_200")),
+        (&front, cstat(&inbound(8080), "upstream_rq_200")),
+        (&front, cstat(&outbound(9090, "api"), "upstream_rq_200")),
+        (&api, cstat(&inbound(9091), "upstream_rq_200")),
+        (&api, cstat(&outbound(7070, "store"), "upstream_cx_total")),
+        (&store, cstat(&inbound(7070), "upstream_cx_total")),
+    ] {
+        eprintln!(
+            "  {:<9} envoy {stat} = {}",
+            pod.name(),
+            pod.stat_or_zero(&stat)
+        );
+    }
 }
 
 /// A client with a sidecar, a registered `web` service (HTTP on 8080, pod

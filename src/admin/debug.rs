@@ -124,8 +124,8 @@ pub async fn config_dump(State(s): State<AdminState>, Query(q): Query<DumpQuery>
     };
     let mut types = BTreeMap::new();
     for (t, ts) in &status.types {
-        let resources: Vec<Value> = ts
-            .resources
+        let held = ts.resources.upgrade().unwrap_or_default();
+        let resources: Vec<Value> = held
             .values()
             .map(|r| {
                 let body = any_to_json(&r.body).unwrap_or_else(|e| json!({"error": e.to_string()}));

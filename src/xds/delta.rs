@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use super::resources::{Resource, TypeUrl};
+use super::resources::{Resource, ResourceMap, TypeUrl};
 use super::server::XdsContext;
 use super::session::Session;
 
@@ -22,7 +22,9 @@ struct Subscription {
     names: BTreeSet<String>,
     /// What the proxy holds, by name: its initial versions, then what we sent.
     /// A NACKed resource stays here, so the refused content is not resent.
-    holds: BTreeMap<String, Arc<Resource>>,
+    holds: Arc<BTreeMap<String, Arc<Resource>>>,
+    /// The resource map last diffed (see sotw.rs).
+    seen: Option<Arc<ResourceMap>>,
     /// Versions the proxy reported on reconnect, before we sent anything.
     initial: BTreeMap<String, String>,
     nonce: String,
@@ -121,7 +123,8 @@ async fn on_request(
             sub.wildcard = false;
         } else {
             sub.names.remove(&name);
-            sub.holds.remove(&name);
+            Arc::make_mut(&mut sub.holds).remove(&name);
+            sub.seen = None;
             sub.initial.remove(&name);
         }
     }
@@ -145,6 +148,14 @@ async fn respond(
         return Ok(());
     };
     let all = resources.of(t);
+    if pushed
+        && added.is_empty()
+        && sub.answered
+        && sub.seen.as_ref().is_some_and(|m| Arc::ptr_eq(m, all))
+    {
+        return Ok(());
+    }
+    sub.seen = Some(Arc::clone(all));
     let wanted = |name: &str| sub.wildcard || sub.names.contains(name);
     let mut send: Vec<Arc<Resource>> = Vec::new();
     for (name, r) in all.iter().filter(|(n, _)| wanted(n)) {
@@ -173,13 +184,18 @@ async fn respond(
     if send.is_empty() && removed.is_empty() && sub.answered {
         return Ok(());
     }
+    let holds = Arc::make_mut(&mut sub.holds);
     for name in &removed {
-        sub.holds.remove(name);
+        holds.remove(name);
         sub.initial.remove(name);
     }
     for r in &send {
         sub.initial.remove(&r.name);
-        sub.holds.insert(r.name.clone(), Arc::clone(r));
+        holds.insert(r.name.clone(), Arc::clone(r));
+    }
+    if sub.wildcard && sub.initial.is_empty() && sub.holds.len() == all.len() {
+        // Holding exactly the cache's map: share it rather than keep a copy.
+        sub.holds = Arc::clone(all);
     }
     sub.nonce = s.next_nonce();
     sub.answered = true;
@@ -201,7 +217,7 @@ async fn respond(
         nonce: sub.nonce.clone(),
         ..Default::default()
     };
-    s.record_sent(t, &version, &sub.nonce, &send, sub.holds.clone(), pushed);
+    s.record_sent(t, &version, &sub.nonce, &send, &sub.holds, pushed);
     tx.send(Ok(response)).await.map_err(|_| ())
 }
 
@@ -229,7 +245,8 @@ fn rewarm_endpoints(subs: &mut BTreeMap<TypeUrl, Subscription>, before: &BTreeMa
         .collect();
     if let Some(eds) = subs.get_mut(&TypeUrl::Endpoint) {
         for name in changed {
-            eds.holds.remove(name);
+            Arc::make_mut(&mut eds.holds).remove(name);
+            eds.seen = None;
         }
     }
 }

@@ -84,7 +84,7 @@ impl Session {
         version: &str,
         nonce: &str,
         sent: &[Arc<Resource>],
-        holds: BTreeMap<String, Arc<Resource>>,
+        holds: &Arc<BTreeMap<String, Arc<Resource>>>,
         pushed: bool,
     ) {
         let label = TypeLabel { r#type: t.short() };
@@ -107,7 +107,7 @@ impl Session {
         entry.sent_version = version.to_string();
         entry.sent_nonce = nonce.to_string();
         entry.resource_count = holds.len();
-        entry.resources = holds;
+        entry.resources = Arc::downgrade(holds);
         // Converged when this response is ACKed; measured from the oldest
         // change not yet ACKed, so a superseded push still counts.
         let oldest = entry.pending.as_ref().map(|(_, c)| *c);

@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use super::resources::{Resource, TypeUrl};
+use super::resources::{Resource, ResourceMap, TypeUrl};
 use super::server::XdsContext;
 use super::session::Session;
 
@@ -19,8 +19,12 @@ type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
 struct Subscription {
     /// `None` is a wildcard subscription (all listeners or clusters).
     names: Option<BTreeSet<String>>,
-    /// Name -> version of everything sent and not since unsubscribed.
-    sent: BTreeMap<String, Arc<Resource>>,
+    /// Name -> version of everything sent and not since unsubscribed. For
+    /// wildcard types this is the cache's own map, shared by every proxy.
+    sent: Arc<BTreeMap<String, Arc<Resource>>>,
+    /// The resource map last diffed: a push with the very same map (the
+    /// cache reuses it when this type did not change) has nothing to send.
+    seen: Option<Arc<ResourceMap>>,
     nonce: String,
     /// A first response is owed even if it is empty.
     answered: bool,
@@ -129,7 +133,7 @@ async fn on_request(
         )
     };
     if let Some(names) = &names {
-        sub.sent.retain(|n, _| names.contains(n));
+        Arc::make_mut(&mut sub.sent).retain(|n, _| names.contains(n));
     }
     sub.names = names;
     respond(s, t, sub, resend, false, tx).await
@@ -159,6 +163,13 @@ async fn respond(
         return Ok(()); // Not synced yet; the push after the initial load answers.
     };
     let all = resources.of(t);
+    if matches!(resend, Resend::Changed)
+        && sub.answered
+        && sub.seen.as_ref().is_some_and(|m| Arc::ptr_eq(m, all))
+    {
+        return Ok(());
+    }
+    sub.seen = Some(Arc::clone(all));
     let desired: Vec<&Arc<Resource>> = match &sub.names {
         None => all.values().collect(),
         Some(names) => names.iter().filter_map(|n| all.get(n)).collect(),
@@ -195,11 +206,17 @@ async fn respond(
     if to_send.is_empty() && !(t.is_wildcard_type() && (force || removed)) {
         return Ok(());
     }
-    if t.is_wildcard_type() {
-        sub.sent.clear();
-    }
-    for r in &to_send {
-        sub.sent.insert(r.name.clone(), Arc::clone(r));
+    if t.is_wildcard_type() && sub.names.is_none() {
+        // The whole map was sent: share it rather than copy it.
+        sub.sent = Arc::clone(all);
+    } else {
+        let sent = Arc::make_mut(&mut sub.sent);
+        if t.is_wildcard_type() {
+            sent.clear();
+        }
+        for r in &to_send {
+            sent.insert(r.name.clone(), Arc::clone(r));
+        }
     }
     sub.nonce = s.next_nonce();
     sub.answered = true;
@@ -211,7 +228,7 @@ async fn respond(
         nonce: sub.nonce.clone(),
         ..Default::default()
     };
-    s.record_sent(t, &version, &sub.nonce, &to_send, sub.sent.clone(), pushed);
+    s.record_sent(t, &version, &sub.nonce, &to_send, &sub.sent, pushed);
     tx.send(Ok(response)).await.map_err(|_| ())
 }
 
@@ -239,7 +256,8 @@ fn rewarm_endpoints(subs: &mut BTreeMap<TypeUrl, Subscription>, before: &BTreeMa
         .collect();
     if let Some(eds) = subs.get_mut(&TypeUrl::Endpoint) {
         for name in changed {
-            eds.sent.remove(name);
+            Arc::make_mut(&mut eds.sent).remove(name);
+            eds.seen = None;
         }
     }
 }

@@ -29,8 +29,10 @@ pub struct TypeStatus {
     pub resource_count: usize,
     pub nack_count: u64,
     pub last_nack: Option<Nack>,
+    /// What the stream holds, shared with it (weak: the stream owns it, and
+    /// a copy per proxy per push would cost more than the config itself).
     #[serde(skip)]
-    pub resources: BTreeMap<String, Arc<Resource>>,
+    pub resources: std::sync::Weak<BTreeMap<String, Arc<Resource>>>,
     /// Snapshot creation time of the response awaiting an ACK, for convergence.
     #[serde(skip)]
     pub pending: Option<(String, Instant)>,
