@@ -4,17 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as WireResource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::resources::{Resource, ResourceMap, TypeUrl};
 use super::server::XdsContext;
 use super::session::Session;
+use super::wire::DeltaResponse;
 
-type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+type Tx = mpsc::Sender<Result<DeltaResponse, Status>>;
 
 #[derive(Default)]
 struct Subscription {
@@ -201,21 +200,12 @@ async fn respond(
     sub.answered = true;
     let version = s.snapshot.version.to_string();
     sub.nonce_version = version.clone();
-    let response = DeltaDiscoveryResponse {
+    let response = DeltaResponse {
         system_version_info: version.clone(),
-        resources: send
-            .iter()
-            .map(|r| WireResource {
-                name: r.name.clone(),
-                version: r.version.clone(),
-                resource: Some(r.body.clone()),
-                ..Default::default()
-            })
-            .collect(),
+        resources: send.iter().map(|r| r.delta.clone()).collect(),
         type_url: t.url().to_string(),
         removed_resources: removed,
         nonce: sub.nonce.clone(),
-        ..Default::default()
     };
     s.record_sent(t, &version, &sub.nonce, &send, &sub.holds, pushed);
     tx.send(Ok(response)).await.map_err(|_| ())

@@ -11,6 +11,7 @@ mod server;
 mod session;
 mod sotw;
 pub mod status;
+mod wire;
 
 #[cfg(test)]
 mod tests;

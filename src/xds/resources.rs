@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use envoy_types::pb::envoy::service::discovery::v3::Resource as WireResource;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use prost::{Message, Name};
@@ -65,15 +67,28 @@ pub struct Resource {
     pub name: String,
     pub version: String,
     pub body: Any,
+    /// `body` encoded as a SotW response entry (an `Any`).
+    pub sotw: Bytes,
+    /// `body` with name and version, encoded as a Delta `Resource`.
+    pub delta: Bytes,
 }
 
 impl Resource {
     pub fn new<M: Message + Name>(name: String, message: M) -> Arc<Resource> {
         let body = pack_any(message);
         let digest = Sha256::digest(&body.value);
+        let version = hex::encode(&digest[..8]);
+        let delta = WireResource {
+            name: name.clone(),
+            version: version.clone(),
+            resource: Some(body.clone()),
+            ..Default::default()
+        };
         Arc::new(Resource {
+            sotw: body.encode_to_vec().into(),
+            delta: delta.encode_to_vec().into(),
             name,
-            version: hex::encode(&digest[..8]),
+            version,
             body,
         })
     }

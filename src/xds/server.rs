@@ -4,18 +4,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::cache::ConfigCache;
 use super::status::Registry;
+use super::wire::{DeltaResponse, SotwResponse};
 use crate::metrics::Metrics;
 use crate::model::Snapshot;
 
@@ -67,29 +64,90 @@ impl XdsContext {
     }
 }
 
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// The ADS gRPC service. Written out rather than generated so responses can
+/// be the pre-encoded types of `wire.rs` (the generated service fixes the
+/// response type to prost's `DiscoveryResponse`, which owns its bytes).
+#[derive(Clone)]
 struct Ads(Arc<XdsContext>);
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for Ads {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+impl tonic::server::NamedService for Ads {
+    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+}
 
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        tokio::spawn(super::sotw::run(self.0.clone(), request.into_inner(), tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+impl<B> Service<http::Request<B>> for Ads
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        tokio::spawn(super::delta::run(self.0.clone(), request.into_inner(), tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let ctx = self.0.clone();
+        match req.uri().path() {
+            SOTW_PATH => Box::pin(async move {
+                let codec = tonic_prost::ProstCodec::<SotwResponse, DiscoveryRequest>::default();
+                let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
+                    Some(MAX_MESSAGE_BYTES),
+                    Some(MAX_MESSAGE_BYTES),
+                );
+                Ok(grpc.streaming(Sotw(ctx), req).await)
+            }),
+            DELTA_PATH => Box::pin(async move {
+                let codec =
+                    tonic_prost::ProstCodec::<DeltaResponse, DeltaDiscoveryRequest>::default();
+                let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
+                    Some(MAX_MESSAGE_BYTES),
+                    Some(MAX_MESSAGE_BYTES),
+                );
+                Ok(grpc.streaming(Delta(ctx), req).await)
+            }),
+            _ => Box::pin(async move { Ok(Status::unimplemented("unknown method").into_http()) }),
+        }
+    }
+}
+
+struct Sotw(Arc<XdsContext>);
+
+impl tonic::server::StreamingService<DiscoveryRequest> for Sotw {
+    type Response = SotwResponse;
+    type ResponseStream = ReceiverStream<Result<SotwResponse, Status>>;
+    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
+        let ctx = self.0.clone();
+        Box::pin(async move {
+            let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+            tokio::spawn(super::sotw::run(ctx, request.into_inner(), tx));
+            Ok(Response::new(ReceiverStream::new(rx)))
+        })
+    }
+}
+
+struct Delta(Arc<XdsContext>);
+
+impl tonic::server::StreamingService<DeltaDiscoveryRequest> for Delta {
+    type Response = DeltaResponse;
+    type ResponseStream = ReceiverStream<Result<DeltaResponse, Status>>;
+    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<DeltaDiscoveryRequest>>) -> Self::Future {
+        let ctx = self.0.clone();
+        Box::pin(async move {
+            let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+            tokio::spawn(super::delta::run(ctx, request.into_inner(), tx));
+            Ok(Response::new(ReceiverStream::new(rx)))
+        })
     }
 }
 
@@ -102,9 +160,7 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let service = AggregatedDiscoveryServiceServer::new(Ads(ctx))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let service = Ads(ctx);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

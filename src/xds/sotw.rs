@@ -4,15 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use super::resources::{Resource, ResourceMap, TypeUrl};
 use super::server::XdsContext;
 use super::session::Session;
+use super::wire::SotwResponse;
 
-type Tx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+type Tx = mpsc::Sender<Result<SotwResponse, Status>>;
 
 /// One resource type's subscription on one stream.
 #[derive(Default)]
@@ -221,12 +222,11 @@ async fn respond(
     sub.nonce = s.next_nonce();
     sub.answered = true;
     let version = s.snapshot.version.to_string();
-    let response = DiscoveryResponse {
+    let response = SotwResponse {
         version_info: version.clone(),
-        resources: to_send.iter().map(|r| r.body.clone()).collect(),
+        resources: to_send.iter().map(|r| r.sotw.clone()).collect(),
         type_url: t.url().to_string(),
         nonce: sub.nonce.clone(),
-        ..Default::default()
     };
     s.record_sent(t, &version, &sub.nonce, &to_send, &sub.sent, pushed);
     tx.send(Ok(response)).await.map_err(|_| ())
