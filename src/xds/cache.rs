@@ -20,6 +20,16 @@ pub struct ProxyResources {
     pub endpoints: Arc<ResourceMap>,
     pub listeners: Arc<ResourceMap>,
     pub routes: Arc<ResourceMap>,
+    /// How `endpoints` differs from the map it replaced, so a stream that
+    /// holds that map checks only these names instead of all of them.
+    pub endpoints_delta: Option<EndpointsDelta>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointsDelta {
+    pub from: Arc<ResourceMap>,
+    /// Names added, changed or removed.
+    pub changed: Arc<std::collections::BTreeSet<String>>,
 }
 
 impl ProxyResources {
@@ -42,6 +52,7 @@ struct State {
     /// Which EDS resources each service produced, to replace them on change.
     eds_names: BTreeMap<ServiceKey, Vec<String>>,
     shapes: HashMap<ProxyShape, Slot>,
+    endpoints_delta: Option<EndpointsDelta>,
     /// The previous version's shapes, when only endpoints changed since: every
     /// shape, not just the first one asked for, reuses its CDS/LDS/RDS.
     reusable: HashMap<ProxyShape, Slot>,
@@ -59,6 +70,7 @@ impl Default for ConfigCache {
                 endpoints: Arc::default(),
                 eds_names: BTreeMap::new(),
                 shapes: HashMap::new(),
+                endpoints_delta: None,
                 reusable: HashMap::new(),
             }),
         }
@@ -76,8 +88,13 @@ impl ConfigCache {
             }
             let slot = state.shapes.entry(shape.clone()).or_default().clone();
             let previous = state.reusable.get(shape).and_then(|s| s.get().cloned());
-            (slot, previous, state.endpoints.clone())
+            (
+                slot,
+                previous,
+                (state.endpoints.clone(), state.endpoints_delta.clone()),
+            )
         };
+        let (endpoints, endpoints_delta) = endpoints;
         if snapshot.version < self.state.lock().version {
             // A stream still on an older snapshot: translate for it alone.
             let endpoints = to_map(translate::endpoints(snapshot), |c| c.cluster_name.clone());
@@ -92,8 +109,13 @@ impl ConfigCache {
                     listeners: prev.listeners.clone(),
                     routes: prev.routes.clone(),
                     endpoints,
+                    endpoints_delta,
                 }),
-                None => Arc::new(translate_all(snapshot, shape, endpoints)),
+                None => {
+                    let mut all = translate_all(snapshot, shape, endpoints);
+                    all.endpoints_delta = endpoints_delta;
+                    Arc::new(all)
+                }
             }
         })
         .await
@@ -116,6 +138,7 @@ fn advance(state: &mut State, snapshot: &Snapshot) {
         state.endpoints = Arc::default();
         state.eds_names.clear();
         update_endpoints(state, snapshot, snapshot.services.keys());
+        state.endpoints_delta = None;
     }
     state.version = snapshot.version;
     let old = std::mem::take(&mut state.shapes);
@@ -131,10 +154,13 @@ fn update_endpoints<'a>(
     snapshot: &Snapshot,
     services: impl Iterator<Item = &'a ServiceKey>,
 ) {
+    let before = Arc::clone(&state.endpoints);
     let mut map = (*state.endpoints).clone();
+    let mut touched = std::collections::BTreeSet::new();
     for key in services {
         for name in state.eds_names.remove(key).unwrap_or_default() {
             map.remove(&name);
+            touched.insert(name);
         }
         let fresh = to_map(translate::endpoints_for(snapshot, [key]), |c| {
             c.cluster_name.clone()
@@ -144,9 +170,19 @@ fn update_endpoints<'a>(
                 .eds_names
                 .insert(key.clone(), fresh.keys().cloned().collect());
         }
+        touched.extend(fresh.keys().cloned());
         map.extend(fresh);
     }
+    // Only what really differs: a touched service often keeps most CLAs.
+    let changed = touched
+        .into_iter()
+        .filter(|n| before.get(n).map(|r| &r.version) != map.get(n).map(|r| &r.version))
+        .collect();
     state.endpoints = Arc::new(map);
+    state.endpoints_delta = Some(EndpointsDelta {
+        from: before,
+        changed: Arc::new(changed),
+    });
 }
 
 fn translate_all(
@@ -166,5 +202,6 @@ fn translate_all(
             r.name.clone()
         })),
         endpoints,
+        endpoints_delta: None,
     }
 }

@@ -154,10 +154,28 @@ async fn respond(
     {
         return Ok(());
     }
+    // Endpoints changed since the map this stream last diffed: only the
+    // changed names can differ.
+    let fast = match (
+        t,
+        pushed && added.is_empty() && sub.answered,
+        resources.endpoints_delta.as_ref(),
+    ) {
+        (TypeUrl::Endpoint, true, Some(d))
+            if sub.seen.as_ref().is_some_and(|m| Arc::ptr_eq(m, &d.from)) =>
+        {
+            Some(Arc::clone(&d.changed))
+        }
+        _ => None,
+    };
     sub.seen = Some(Arc::clone(all));
     let wanted = |name: &str| sub.wildcard || sub.names.contains(name);
     let mut send: Vec<Arc<Resource>> = Vec::new();
-    for (name, r) in all.iter().filter(|(n, _)| wanted(n)) {
+    let candidates: Box<dyn Iterator<Item = (&String, &Arc<Resource>)>> = match &fast {
+        Some(changed) => Box::new(changed.iter().filter_map(|n| all.get_key_value(n))),
+        None => Box::new(all.iter()),
+    };
+    for (name, r) in candidates.filter(|(n, _)| wanted(n)) {
         let known = match sub.holds.get(name) {
             Some(held) => Some(&held.version),
             None => sub.initial.get(name),
@@ -166,15 +184,22 @@ async fn respond(
             send.push(Arc::clone(r));
         }
     }
-    let mut removed: Vec<String> = sub
-        .holds
-        .keys()
-        .chain(sub.initial.keys())
-        .filter(|n| !all.contains_key(*n) || !wanted(n))
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let mut removed: Vec<String> = match &fast {
+        Some(changed) => changed
+            .iter()
+            .filter(|n| sub.holds.contains_key(*n) && !all.contains_key(*n))
+            .cloned()
+            .collect(),
+        None => sub
+            .holds
+            .keys()
+            .chain(sub.initial.keys())
+            .filter(|n| !all.contains_key(*n) || !wanted(n))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
     let missing: Vec<String> = added
         .into_iter()
         .filter(|n| !all.contains_key(n) && !removed.contains(n))

@@ -170,6 +170,35 @@ async fn respond(
     {
         return Ok(());
     }
+    // Endpoints changed since the map this stream last diffed: only the
+    // changed names can differ (the common case, one endpoint change).
+    if let (TypeUrl::Endpoint, Resend::Changed, true, Some(names), Some(delta)) = (
+        t,
+        &resend,
+        sub.answered,
+        sub.names.as_ref(),
+        resources.endpoints_delta.as_ref(),
+    ) {
+        if sub
+            .seen
+            .as_ref()
+            .is_some_and(|m| Arc::ptr_eq(m, &delta.from))
+        {
+            sub.seen = Some(Arc::clone(all));
+            let to_send: Vec<Arc<Resource>> = delta
+                .changed
+                .iter()
+                .filter(|n| names.contains(*n))
+                .filter_map(|n| all.get(n))
+                .filter(|r| sub.sent.get(&r.name).map(|o| &o.version) != Some(&r.version))
+                .cloned()
+                .collect();
+            if to_send.is_empty() {
+                return Ok(());
+            }
+            return send(s, t, sub, all, to_send, pushed, tx).await;
+        }
+    }
     sub.seen = Some(Arc::clone(all));
     let desired: Vec<&Arc<Resource>> = match &sub.names {
         None => all.values().collect(),
@@ -197,9 +226,10 @@ async fn respond(
             Resend::Added(names) => names.clone(),
             _ => BTreeSet::new(),
         };
+        let changed: BTreeSet<&str> = changed.iter().map(|c| c.name.as_str()).collect();
         desired
             .iter()
-            .filter(|r| added.contains(&r.name) || changed.iter().any(|c| c.name == r.name))
+            .filter(|r| added.contains(&r.name) || changed.contains(r.name.as_str()))
             .map(|r| Arc::clone(r))
             .collect()
     };
@@ -207,6 +237,19 @@ async fn respond(
     if to_send.is_empty() && !(t.is_wildcard_type() && (force || removed)) {
         return Ok(());
     }
+    send(s, t, sub, all, to_send, pushed, tx).await
+}
+
+/// Records what the stream now holds and writes the response.
+async fn send(
+    s: &Session,
+    t: TypeUrl,
+    sub: &mut Subscription,
+    all: &Arc<ResourceMap>,
+    to_send: Vec<Arc<Resource>>,
+    pushed: bool,
+    tx: &Tx,
+) -> Result<(), ()> {
     if t.is_wildcard_type() && sub.names.is_none() {
         // The whole map was sent: share it rather than copy it.
         sub.sent = Arc::clone(all);
