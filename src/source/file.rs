@@ -103,16 +103,18 @@ impl FileSource {
 
     /// Loads everything, reports `Synced`, then follows edits until the index goes away.
     pub async fn run(mut self) -> Result<(), FileSourceError> {
-        let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
+        // `Some(paths)`: these files changed; `None`: look at everything
+        // (a watcher error, or a directory event).
+        let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<Option<Vec<PathBuf>>>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            // Reading a file is an event too (inotify reports opens): ignoring
-            // those keeps our own rescans from triggering rescans forever.
-            if matches!(&res, Ok(e) if matches!(e.kind, notify::EventKind::Access(_))) {
-                return;
-            }
-            // Any other event (or a watcher error) means "look again"; the
-            // rescan finds out what changed.
-            let _ = raw_tx.send(());
+            let paths = match res {
+                // Reading a file is an event too (inotify reports opens):
+                // ignoring those keeps our own reads from causing more reads.
+                Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => return,
+                Ok(e) if !e.need_rescan() => Some(e.paths),
+                _ => None,
+            };
+            let _ = raw_tx.send(paths);
         })
         .map_err(|e| FileSourceError::Watch(self.dir.clone(), e))?;
         watcher
@@ -123,11 +125,26 @@ impl FileSource {
         if self.tx.send(SourceEvent::Synced).await.is_err() {
             return Ok(());
         }
-        while raw_rx.recv().await.is_some() {
+        while let Some(first) = raw_rx.recv().await {
             // Editors write in several steps (truncate, write, rename): let them finish.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            while raw_rx.try_recv().is_ok() {}
-            if self.rescan().await {
+            let mut paths = first;
+            while let Ok(more) = raw_rx.try_recv() {
+                paths = match (paths, more) {
+                    (Some(mut a), Some(b)) => {
+                        a.extend(b);
+                        Some(a)
+                    }
+                    _ => None,
+                };
+            }
+            // Re-reading only the files an event names keeps a one-file edit
+            // cheap in a directory of thousands.
+            let stop = match paths.and_then(|p| self.files_to_reload(p)) {
+                Some(files) => self.reload(files).await,
+                None => self.rescan().await,
+            };
+            if stop {
                 return Ok(());
             }
         }
@@ -159,30 +176,67 @@ impl FileSource {
             }
         }
         for path in files {
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(file = %path.display(), "cannot read config file: {e}");
-                    continue;
-                }
-            };
-            let hash: [u8; 32] = Sha256::digest(&bytes).into();
-            if self.seen.get(&path) == Some(&hash) {
-                continue;
-            }
-            self.seen.insert(path.clone(), hash);
-            let items = match std::str::from_utf8(&bytes) {
-                Ok(text) => parse_text(text),
-                Err(e) => vec![Item::Invalid {
-                    document: 0,
-                    error: DocumentError {
-                        object: None,
-                        error: api::FieldError::new("", format!("file is not UTF-8: {e}")),
-                    },
-                }],
-            };
-            if self.send(&path, items).await {
+            if self.load(&path).await {
                 return true;
+            }
+        }
+        false
+    }
+
+    /// Reads one file and reports it if its content changed.
+    async fn load(&mut self, path: &Path) -> bool {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(file = %path.display(), "cannot read config file: {e}");
+                return false;
+            }
+        };
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        if self.seen.get(path) == Some(&hash) {
+            return false;
+        }
+        self.seen.insert(path.to_path_buf(), hash);
+        let items = match std::str::from_utf8(&bytes) {
+            Ok(text) => parse_text(text),
+            Err(e) => vec![Item::Invalid {
+                document: 0,
+                error: DocumentError {
+                    object: None,
+                    error: api::FieldError::new("", format!("file is not UTF-8: {e}")),
+                },
+            }],
+        };
+        self.send(path, items).await
+    }
+
+    /// The config files an event touched, or `None` when only a full rescan
+    /// can tell (a directory appeared or vanished). Other files, such as an
+    /// editor's temporary copy, are ignored.
+    fn files_to_reload(&self, paths: Vec<PathBuf>) -> Option<BTreeSet<PathBuf>> {
+        let mut files = BTreeSet::new();
+        for path in paths {
+            if is_config_file(&path) && !path.is_dir() {
+                files.insert(path);
+            } else if path.is_dir() || self.seen.keys().any(|known| known.starts_with(&path)) {
+                return None;
+            }
+        }
+        Some(files)
+    }
+
+    /// Reloads some files: changed ones are re-read, vanished ones removed.
+    async fn reload(&mut self, paths: BTreeSet<PathBuf>) -> bool {
+        for path in paths {
+            if path.is_file() {
+                if self.load(&path).await {
+                    return true;
+                }
+            } else if self.seen.remove(&path).is_some() {
+                tracing::info!(file = %path.display(), "config file removed");
+                if self.send(&path, Vec::new()).await {
+                    return true;
+                }
             }
         }
         false
@@ -250,5 +304,50 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(removal, SourceEvent::Replace { items, .. } if items.is_empty()));
+    }
+
+    async fn next_replace(rx: &mut mpsc::Receiver<SourceEvent>) -> (String, Vec<Item>) {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(SourceEvent::Replace { unit, items })) => (unit, items),
+            other => panic!("expected a Replace event, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn follows_renames_new_directories_and_their_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(FileSource::new(dir.path().to_path_buf(), tx).unwrap().run());
+        assert!(matches!(rx.recv().await.unwrap(), SourceEvent::Synced));
+
+        // An editor-style save: write a temporary file, rename it into place.
+        let tmp = dir.path().join(".ns.yaml.tmp");
+        std::fs::write(
+            &tmp,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+        )
+        .unwrap();
+        std::fs::rename(&tmp, dir.path().join("ns.yaml")).unwrap();
+        let (unit, items) = next_replace(&mut rx).await;
+        assert!(unit.ends_with("ns.yaml") && items.len() == 1, "{unit}");
+
+        // A new directory holding a file is found by a rescan.
+        let sub = dir.path().join("team");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(
+            sub.join("svc.yaml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n",
+        )
+        .unwrap();
+        let (unit, _) = next_replace(&mut rx).await;
+        assert!(unit.ends_with("team/svc.yaml"), "{unit}");
+
+        // Removing the directory removes what its files held.
+        std::fs::remove_dir_all(&sub).unwrap();
+        let (unit, items) = next_replace(&mut rx).await;
+        assert!(
+            unit.ends_with("team/svc.yaml") && items.is_empty(),
+            "{unit}"
+        );
     }
 }

@@ -36,6 +36,23 @@ impl ProxyShape {
         }
     }
 
+    /// Whether this shape still describes `proxy` at `snapshot`, which follows
+    /// the snapshot it was computed from. After an endpoints-only change it
+    /// does, unless an endpoint of a service selecting the proxy moved (named
+    /// target ports resolve through the proxy's own endpoint).
+    pub fn still_valid(&self, snapshot: &Snapshot, proxy: &Proxy) -> bool {
+        let changes = &snapshot.changes;
+        if !changes.endpoints_only() {
+            return false;
+        }
+        let labels = workload_labels(snapshot, proxy);
+        !changes
+            .endpoints
+            .iter()
+            .filter_map(|k| snapshot.services.get(k))
+            .any(|svc| svc.selects(&proxy.namespace, labels))
+    }
+
     pub fn scope<'a>(&self, snapshot: &'a Snapshot) -> Option<&'a SidecarScope> {
         self.sidecar
             .as_ref()

@@ -27,6 +27,7 @@ pub struct Session {
     /// `None` until the mesh has finished its initial load: serving an empty
     /// config to a proxy that already has one would wipe it.
     pub resources: Option<Arc<ProxyResources>>,
+    shape: Option<ProxyShape>,
 }
 
 impl Session {
@@ -58,6 +59,7 @@ impl Session {
             connection,
             status,
             resources: None,
+            shape: None,
         })
     }
 
@@ -67,8 +69,18 @@ impl Session {
         if !latest.synced || (self.resources.is_some() && latest.version == self.snapshot.version) {
             return false;
         }
-        let shape = ProxyShape::of(&latest, &self.proxy);
+        // Computing a shape reads every service; endpoint changes rarely alter it.
+        let reuse = latest.version == self.snapshot.version + 1
+            && self
+                .shape
+                .as_ref()
+                .is_some_and(|s| s.still_valid(&latest, &self.proxy));
+        let shape = match self.shape.take() {
+            Some(shape) if reuse => shape,
+            _ => ProxyShape::of(&latest, &self.proxy),
+        };
         let resources = self.ctx.cache.get(&latest, &shape).await;
+        self.shape = Some(shape);
         self.snapshot = latest;
         self.status.lock().snapshot_version = self.snapshot.version;
         self.resources = Some(resources);
