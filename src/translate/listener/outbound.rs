@@ -126,7 +126,11 @@ fn port_listener(
         let vip = vip.to_string();
         let cluster = names::outbound_cluster(port, "", &svc.hostname());
         if p.protocol.is_http() {
-            chains.push(chain(&vip, &[], hcm()));
+            // Declared HTTP needs no chain of its own: the port's HTTP chain
+            // below routes by Host, and the route table lists the cluster IP
+            // as a domain. A chain per IP would repeat the whole connection
+            // manager per service (most of LDS at a thousand services).
+            continue;
         } else if p.protocol == Protocol::Unknown {
             chains.push(chain(&vip, HTTP_PROTOCOLS, hcm()));
             chains.push(chain(&vip, &[], tcp(svc, &cluster)));
