@@ -333,14 +333,14 @@ impl action::ClusterNamer for Namer<'_> {
     /// Istio: an unset destination port means the service's only port, or
     /// else the port the request arrived on.
     fn cluster(&self, d: &Destination) -> String {
-        let svc = self
-            .snapshot
-            .services
-            .values()
-            .find(|s| s.hostname() == d.host);
-        let port = d.port.unwrap_or_else(|| match svc {
-            Some(s) if s.ports.len() == 1 => s.ports[0].port,
-            _ => self.port,
+        // Only a destination without a port needs its service (a scan, so
+        // not done for the common case: done per route it made translation
+        // quadratic in the number of services).
+        let port = d.port.unwrap_or_else(|| {
+            match self.snapshot.services.values().find(|s| s.host == d.host) {
+                Some(s) if s.ports.len() == 1 => s.ports[0].port,
+                _ => self.port,
+            }
         });
         names::outbound_cluster(port, d.subset.as_deref().unwrap_or(""), &d.host)
     }
