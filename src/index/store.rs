@@ -31,6 +31,9 @@ pub struct Store {
     pub virtual_services: BTreeMap<ConfigKey, Arc<routing::VirtualService>>,
     pub destination_rules: BTreeMap<ConfigKey, Arc<routing::DestinationRule>>,
     pub sidecars: BTreeMap<ConfigKey, Arc<routing::SidecarScope>>,
+    /// EndpointSlices by the Service they belong to, so rebuilding one
+    /// Service's endpoints reads only its own slices.
+    slices: BTreeMap<ServiceKey, BTreeSet<ObjectKey>>,
     /// Services each ServiceEntry contributed, to replace them on change.
     entry_services: BTreeMap<ObjectKey, Vec<ServiceKey>>,
     /// Changes not yet published.
@@ -120,10 +123,29 @@ impl Store {
                 return;
             }
         }
+        let new_service = match object.as_ref() {
+            Object::EndpointSlice(slice) => slice_service(&key, slice),
+            _ => None,
+        };
+        if let Some(svc) = &old_service {
+            self.unindex_slice(svc, &key);
+        }
+        if let Some(svc) = new_service {
+            self.slices.entry(svc).or_default().insert(key.clone());
+        }
         self.objects.insert(key.clone(), Stored { origin, object });
         self.refresh(&key);
         if let Some(svc) = old_service {
             self.refresh_endpoints(svc);
+        }
+    }
+
+    fn unindex_slice(&mut self, svc: &ServiceKey, key: &ObjectKey) {
+        if let Some(set) = self.slices.get_mut(svc) {
+            set.remove(key);
+            if set.is_empty() {
+                self.slices.remove(svc);
+            }
         }
     }
 
@@ -133,6 +155,7 @@ impl Store {
             // The slice's Service label is only readable from the object.
             if let Object::EndpointSlice(slice) = stored.object.as_ref() {
                 if let Some(svc) = slice_service(key, slice) {
+                    self.unindex_slice(&svc, key);
                     self.refresh_endpoints(svc);
                 }
             }
@@ -299,12 +322,12 @@ impl Store {
     /// EndpointSlices win; legacy Endpoints count only for a Service without slices.
     fn refresh_endpoints(&mut self, svc: ServiceKey) {
         let slices: Vec<_> = self
-            .objects
-            .range(slice_range(&svc.namespace))
-            .filter_map(|(k, s)| match s.object.as_ref() {
-                Object::EndpointSlice(slice) if slice_service(k, slice).as_ref() == Some(&svc) => {
-                    Some(slice)
-                }
+            .slices
+            .get(&svc)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| match self.objects.get(k).map(|s| s.object.as_ref()) {
+                Some(Object::EndpointSlice(slice)) => Some(slice),
                 _ => None,
             })
             .collect();
@@ -396,15 +419,4 @@ fn slice_service(
     let labels = slice.metadata.labels.as_ref()?;
     let name = labels.get(api::SERVICE_NAME_LABEL)?;
     Some(ServiceKey::new(&key.namespace, name))
-}
-
-/// All EndpointSlice keys of one namespace, using the store's key order.
-fn slice_range(namespace: &str) -> std::ops::RangeInclusive<ObjectKey> {
-    let at = |name: &str| ObjectKey {
-        kind: Kind::EndpointSlice,
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    };
-    // Names are DNS subdomains, so "\u{10FFFF}" sorts after all of them.
-    at("")..=at("\u{10FFFF}")
 }
