@@ -395,6 +395,42 @@ fn capture_undeclared_inbound_port_reaches_the_app() {
     assert_all_acked(&rudder);
 }
 
+/// Istio since 1.10: the inbound sidecar connects to the pod IP (from
+/// 127.0.0.6), so an application listening only on localhost is not exposed
+/// to the mesh even behind a Service port.
+#[test]
+fn capture_localhost_only_app_is_not_exposed() {
+    let net = Network::new("capture_localhost_only");
+    net.add_service("private", NS, &[("http", 8080, 8080)]);
+    let server = net.pod("private-0", NS, &[("app", "private")]);
+    let client = net.pod("client-0", NS, &[("app", "client")]);
+    let rudder = net.rudder();
+    server.serve_http_loopback(8080);
+    server.start_sidecar(&rudder);
+    client.start_sidecar(&rudder);
+
+    // The application works for its own pod, on loopback.
+    let (status, body) = server.curl(&["http://127.0.0.1:8080/self"]);
+    assert_eq!(status, 200, "{body}{}", server.context());
+
+    // Through both sidecars it is refused: the server's sidecar dials the pod
+    // IP, where nothing listens, and the client gets a 503.
+    let refused = cstat(&inbound(8080), "upstream_cx_connect_fail");
+    let mut last = (0, String::new());
+    let failed = poll(SETTLE, || {
+        last = client.curl(&["http://private.demo:8080/"]);
+        (last.0 == 503 && server.stat_or_zero(&refused) > 0).then_some(())
+    });
+    assert!(
+        failed.is_some(),
+        "a localhost-only app must not be reachable through the mesh; last: {} {}{}",
+        last.0,
+        last.1,
+        server.context()
+    );
+    assert_all_acked(&rudder);
+}
+
 #[test]
 fn capture_sniffs_undeclared_protocol() {
     let net = Network::new("capture_sniffing");

@@ -20,7 +20,7 @@ use envoy_types::util::pack_any;
 use super::names::{self, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
 use super::{ads_config_source, policy, seconds, socket_address, ProxyShape};
 use crate::model::routing::TrafficPolicy;
-use crate::model::{Protocol, ProxyKind, Resolution, Service, ServicePort, Snapshot};
+use crate::model::{Interception, Protocol, ProxyKind, Resolution, Service, ServicePort, Snapshot};
 
 /// Istio's default connect timeout for mesh clusters.
 const CONNECT_TIMEOUT_SECS: i64 = 10;
@@ -51,10 +51,9 @@ pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
     }
     if shape.kind == ProxyKind::Sidecar {
         out.extend(
-            shape
-                .inbound_ports
-                .iter()
-                .map(|(port, proto)| inbound(*port, *proto)),
+            shape.inbound_ports.iter().map(|(port, proto)| {
+                inbound(*port, *proto, shape.interception != Interception::None)
+            }),
         );
         out.push(inbound_passthrough());
     }
@@ -154,13 +153,28 @@ fn outbound(
     Some(cluster)
 }
 
-/// The local application, reached on loopback at the port it listens on.
-fn inbound(port: u16, protocol: Protocol) -> Cluster {
+/// The local application at the port it listens on. With capture, as Istio
+/// does since 1.10: the connection's original destination (the pod IP), from
+/// 127.0.0.6 so the capture rules let it through; an application listening
+/// only on localhost is then not exposed to the mesh. Without capture there
+/// is no inbound listener, and the application is on loopback.
+fn inbound(port: u16, protocol: Protocol, captured: bool) -> Cluster {
     let name = names::inbound_cluster(port);
-    let mut cluster = Cluster {
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
-        load_assignment: Some(static_assignment(&name, "127.0.0.1", port)),
-        ..base(&name)
+    let mut cluster = if captured {
+        Cluster {
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+                DiscoveryType::OriginalDst as i32,
+            )),
+            lb_policy: LbPolicy::ClusterProvided as i32,
+            upstream_bind_config: Some(inbound_source()),
+            ..base(&name)
+        }
+    } else {
+        Cluster {
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+            load_assignment: Some(static_assignment(&name, "127.0.0.1", port)),
+            ..base(&name)
+        }
     };
     if protocol.is_http2() {
         set_protocol_options(
@@ -193,15 +207,21 @@ fn inbound_passthrough() -> Cluster {
             DiscoveryType::OriginalDst as i32,
         )),
         lb_policy: LbPolicy::ClusterProvided as i32,
-        upstream_bind_config: Some(BindConfig {
-            source_address: Some(SocketAddress {
-                address: names::INBOUND_PASSTHROUGH_SOURCE.to_string(),
-                port_specifier: Some(sa::PortSpecifier::PortValue(0)),
-                ..Default::default()
-            }),
+        upstream_bind_config: Some(inbound_source()),
+        ..base(names::INBOUND_PASSTHROUGH_CLUSTER)
+    }
+}
+
+/// Inbound connections to the application leave from 127.0.0.6, which the
+/// capture rules exempt (otherwise they would be captured again).
+fn inbound_source() -> BindConfig {
+    BindConfig {
+        source_address: Some(SocketAddress {
+            address: names::INBOUND_PASSTHROUGH_SOURCE.to_string(),
+            port_specifier: Some(sa::PortSpecifier::PortValue(0)),
             ..Default::default()
         }),
-        ..base(names::INBOUND_PASSTHROUGH_CLUSTER)
+        ..Default::default()
     }
 }
 

@@ -241,12 +241,20 @@ impl Pod {
         self.serve(port, true, &[])
     }
 
+    /// Starts a rudder-echo HTTP server listening on 127.0.0.1:`port` only.
+    pub fn serve_http_loopback(&self, port: u16) {
+        self.serve_at(&format!("127.0.0.1:{port}"), port, false, &[])
+    }
+
     fn serve(&self, port: u16, tcp: bool, extra: &[&str]) {
-        let listen = format!("0.0.0.0:{port}");
+        self.serve_at(&format!("0.0.0.0:{port}"), port, tcp, extra)
+    }
+
+    fn serve_at(&self, listen: &str, port: u16, tcp: bool, extra: &[&str]) {
         let mut args = vec![
             env!("CARGO_BIN_EXE_rudder-echo"),
             "--listen",
-            &listen,
+            listen,
             "--name",
             &self.name,
         ];
