@@ -51,16 +51,32 @@ fn is_config_file(path: &Path) -> bool {
     )
 }
 
-/// Every config file under `dir`, recursively, in a stable order.
+/// Hidden entries are skipped: editors' temporary files, and kubelet's
+/// `..data` / `..2026_...` directories behind a mounted ConfigMap, whose
+/// files are also reachable through the visible `name.yaml` symlinks.
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+/// Every config file under `dir`, recursively, in a stable order. File
+/// symlinks are followed (a ConfigMap mount is all symlinks); directory
+/// symlinks are not, so a link cycle cannot loop.
 fn list_files(dir: &Path) -> std::io::Result<BTreeSet<PathBuf>> {
     let mut out = BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d)? {
-            let path = entry?.path();
-            if path.is_dir() {
+            let entry = entry?;
+            let path = entry.path();
+            if is_hidden(&path) {
+                continue;
+            }
+            let real_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if real_dir {
                 stack.push(path);
-            } else if is_config_file(&path) {
+            } else if is_config_file(&path) && path.is_file() {
                 out.insert(path);
             }
         }
@@ -216,7 +232,9 @@ impl FileSource {
     fn files_to_reload(&self, paths: Vec<PathBuf>) -> Option<BTreeSet<PathBuf>> {
         let mut files = BTreeSet::new();
         for path in paths {
-            if is_config_file(&path) && !path.is_dir() {
+            if is_hidden(&path) && !path.is_dir() {
+                continue;
+            } else if is_config_file(&path) && !path.is_dir() {
                 files.insert(path);
             } else if path.is_dir() || self.seen.keys().any(|known| known.starts_with(&path)) {
                 return None;
@@ -348,6 +366,28 @@ mod tests {
         assert!(
             unit.ends_with("team/svc.yaml") && items.is_empty(),
             "{unit}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_a_configmap_mount_once() {
+        // What kubelet makes of a ConfigMap with key mesh.yaml.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("..2026_11_21_00_00_00.123");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(
+            data.join("mesh.yaml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&data, dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/mesh.yaml", dir.path().join("mesh.yaml")).unwrap();
+        // A directory symlink cycle must not loop.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        let files = list_files(dir.path()).unwrap();
+        assert_eq!(
+            files.into_iter().collect::<Vec<_>>(),
+            [dir.path().join("mesh.yaml")]
         );
     }
 }
