@@ -22,7 +22,7 @@ pub use names::{
     inbound_cluster, outbound_cluster, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
 };
-pub use route::{routes, tcp_destinations};
+pub use route::{routes, tcp_destinations, tls_routes};
 pub use shape::ProxyShape;
 
 use envoy_types::pb::envoy::config::core::v3::{

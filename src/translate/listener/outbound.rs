@@ -102,6 +102,33 @@ fn port_listener(
     // TLS carries the host in SNI: a chain per host, whatever the address
     // (how hosts without one, like DNS ServiceEntries, are reached).
     let mut sni_hosts = BTreeSet::new();
+    // VirtualService `tls` routes first: their SNI names go to their
+    // destinations. Envoy refuses two chains with one match, so a name is
+    // claimed once (first route wins).
+    for (svc, p) in services
+        .iter()
+        .filter(|(_, p)| matches!(p.protocol, Protocol::Tls | Protocol::Https))
+    {
+        for (names, dests) in crate::translate::tls_routes(snapshot, shape, svc, p.port) {
+            let names: Vec<String> = names
+                .into_iter()
+                .filter(|n| sni_hosts.insert(n.clone()))
+                .collect();
+            if names.is_empty() {
+                continue;
+            }
+            let stat = names::outbound_cluster(port, "", &svc.hostname());
+            chains.push(FilterChain {
+                filter_chain_match: Some(FilterChainMatch {
+                    server_names: names,
+                    transport_protocol: "tls".to_string(),
+                    ..Default::default()
+                }),
+                filters: vec![weighted_tcp_proxy(&stat, &dests, mesh)],
+                ..Default::default()
+            });
+        }
+    }
     for (svc, p) in services {
         if matches!(p.protocol, Protocol::Tls | Protocol::Https) && sni_hosts.insert(svc.hostname())
         {

@@ -138,6 +138,50 @@ pub fn tcp_destinations(
         .unwrap_or_else(own)
 }
 
+/// VirtualService `tls` routes for a TLS service port: (SNI names, weighted
+/// clusters) per route, in order, for the matches that apply to this proxy.
+pub fn tls_routes(
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
+    svc: &Service,
+    port: u16,
+) -> Vec<(Vec<String>, Vec<(String, u32)>)> {
+    let Some(vs) = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace) else {
+        return Vec::new();
+    };
+    let namer = Namer {
+        snapshot,
+        shape,
+        port,
+    };
+    use action::ClusterNamer;
+    vs.tls
+        .iter()
+        .filter_map(|r| {
+            let sni: Vec<String> = r
+                .matches
+                .iter()
+                .filter(|m| {
+                    m.port.is_none_or(|p| p == port)
+                        && m.source_namespace
+                            .as_ref()
+                            .is_none_or(|ns| *ns == shape.namespace)
+                        && m.source_labels
+                            .iter()
+                            .all(|(k, v)| shape.labels.get(k) == Some(v))
+                })
+                .flat_map(|m| m.sni_hosts.iter().cloned())
+                .collect();
+            let dests: Vec<(String, u32)> = r
+                .destinations
+                .iter()
+                .map(|d| (namer.cluster(&d.destination), d.weight))
+                .collect();
+            (!sni.is_empty() && !dests.is_empty()).then_some((sni, dests))
+        })
+        .collect()
+}
+
 /// Istio's choice among VirtualServices for one host: visible from the
 /// proxy's namespace and bound to sidecars; an exact host before a wildcard;
 /// then the oldest; then by namespace/name.
