@@ -109,8 +109,10 @@ fn port_listener(
         .iter()
         .filter(|(_, p)| matches!(p.protocol, Protocol::Tls | Protocol::Https))
     {
-        for (names, dests) in crate::translate::tls_routes(snapshot, shape, svc, p.port) {
-            let names: Vec<String> = names
+        for route in crate::translate::tls_routes(snapshot, shape, svc, p.port) {
+            let dests = route.clusters;
+            let names: Vec<String> = route
+                .sni
                 .into_iter()
                 .filter(|n| sni_hosts.insert(n.clone()))
                 .collect();

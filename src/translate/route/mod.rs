@@ -138,14 +138,21 @@ pub fn tcp_destinations(
         .unwrap_or_else(own)
 }
 
-/// VirtualService `tls` routes for a TLS service port: (SNI names, weighted
-/// clusters) per route, in order, for the matches that apply to this proxy.
+/// One VirtualService `tls` route, resolved for a proxy and port.
+pub struct TlsRoute {
+    pub sni: Vec<String>,
+    /// (cluster, weight)
+    pub clusters: Vec<(String, u32)>,
+}
+
+/// VirtualService `tls` routes for a TLS service port, in order, for the
+/// matches that apply to this proxy.
 pub fn tls_routes(
     snapshot: &Snapshot,
     shape: &ProxyShape,
     svc: &Service,
     port: u16,
-) -> Vec<(Vec<String>, Vec<(String, u32)>)> {
+) -> Vec<TlsRoute> {
     let Some(vs) = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace) else {
         return Vec::new();
     };
@@ -177,7 +184,10 @@ pub fn tls_routes(
                 .iter()
                 .map(|d| (namer.cluster(&d.destination), d.weight))
                 .collect();
-            (!sni.is_empty() && !dests.is_empty()).then_some((sni, dests))
+            (!sni.is_empty() && !dests.is_empty()).then_some(TlsRoute {
+                sni,
+                clusters: dests,
+            })
         })
         .collect()
 }
