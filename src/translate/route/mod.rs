@@ -115,19 +115,10 @@ pub fn tcp_destinations(
     let Some(vs) = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace) else {
         return own();
     };
-    let applies = |m: &crate::model::routing::L4Match| {
-        m.port.is_none_or(|p| p == port)
-            && m.source_namespace
-                .as_ref()
-                .is_none_or(|ns| *ns == shape.namespace)
-            && m.source_labels
-                .iter()
-                .all(|(k, v)| shape.labels.get(k) == Some(v))
-    };
     use action::ClusterNamer;
     vs.tcp
         .iter()
-        .find(|r| r.matches.is_empty() || r.matches.iter().any(applies))
+        .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| namer.applies_l4(m)))
         .map(|r| {
             r.destinations
                 .iter()
@@ -168,15 +159,7 @@ pub fn tls_routes(
             let sni: Vec<String> = r
                 .matches
                 .iter()
-                .filter(|m| {
-                    m.port.is_none_or(|p| p == port)
-                        && m.source_namespace
-                            .as_ref()
-                            .is_none_or(|ns| *ns == shape.namespace)
-                        && m.source_labels
-                            .iter()
-                            .all(|(k, v)| shape.labels.get(k) == Some(v))
-                })
+                .filter(|m| namer.applies_l4(m))
                 .flat_map(|m| m.sni_hosts.iter().cloned())
                 .collect();
             let dests: Vec<(String, u32)> = r
@@ -358,11 +341,23 @@ struct Namer<'a> {
 impl Namer<'_> {
     /// `sourceLabels`/`sourceNamespace`/`port` restrict a match to some proxies and ports.
     fn applies(&self, m: &HttpMatch) -> bool {
-        m.port.is_none_or(|p| p == self.port)
-            && m.source_namespace
-                .as_ref()
-                .is_none_or(|ns| *ns == self.shape.namespace)
-            && m.source_labels
+        self.applies_to_proxy(m.port, m.source_namespace.as_deref(), &m.source_labels)
+    }
+
+    /// The same restrictions on a TCP or TLS route match.
+    fn applies_l4(&self, m: &crate::model::routing::L4Match) -> bool {
+        self.applies_to_proxy(m.port, m.source_namespace.as_deref(), &m.source_labels)
+    }
+
+    fn applies_to_proxy(
+        &self,
+        port: Option<u16>,
+        source_namespace: Option<&str>,
+        source_labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        port.is_none_or(|p| p == self.port)
+            && source_namespace.is_none_or(|ns| ns == self.shape.namespace)
+            && source_labels
                 .iter()
                 .all(|(k, v)| self.shape.labels.get(k) == Some(v))
     }
