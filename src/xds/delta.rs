@@ -2,21 +2,21 @@
 //! resource, with removals named explicitly.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
 
 use super::resources::{Resource, ResourceMap, TypeUrl};
-use super::server::XdsContext;
 use super::session::Session;
+use super::stream::{self, Held, Protocol};
 use super::wire::DeltaResponse;
 
-type Tx = mpsc::Sender<Result<DeltaResponse, Status>>;
+type Tx = stream::Tx<DeltaResponse>;
 
 #[derive(Default)]
-struct Subscription {
+pub struct Subscription {
     wildcard: bool,
     names: BTreeSet<String>,
     /// What the proxy holds, by name: its initial versions, then what we sent.
@@ -32,56 +32,46 @@ struct Subscription {
     answered: bool,
 }
 
-pub async fn run(ctx: Arc<XdsContext>, mut requests: Streaming<DeltaDiscoveryRequest>, tx: Tx) {
-    let mut snapshots = ctx.snapshots.clone();
-    let mut session: Option<Session> = None;
-    let mut subs: BTreeMap<TypeUrl, Subscription> = BTreeMap::new();
-    loop {
-        tokio::select! {
-            msg = requests.message() => {
-                let req = match msg {
-                    Ok(Some(req)) => req,
-                    Ok(None) => return,
-                    Err(status) => {
-                        tracing::debug!("delta stream ended: {status}");
-                        return;
-                    }
-                };
-                if session.is_none() {
-                    match Session::start(ctx.clone(), req.node.as_ref(), "delta") {
-                        Ok(s) => session = Some(s),
-                        Err(status) => {
-                            tracing::warn!("refusing delta ADS stream: {}", status.message());
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
-                    }
-                }
-                let s = session.as_mut().expect("session started above");
-                s.refresh().await;
-                if on_request(s, &mut subs, req, &tx).await.is_err() {
-                    return;
-                }
-            }
-            Ok(()) = snapshots.changed(), if session.is_some() => {
-                let s = session.as_mut().expect("guarded by if");
-                // A request may already have moved the session to this snapshot
-                // while answering one type; diff every type regardless (cheap:
-                // only differences are sent).
-                s.refresh().await;
-                for t in TypeUrl::PUSH_ORDER {
-                    let before = (t == TypeUrl::Cluster).then(|| versions(subs.get(&t)));
-                    if let Some(sub) = subs.get_mut(&t) {
-                        if respond(s, t, sub, BTreeSet::new(), true, &tx).await.is_err() {
-                            return;
-                        }
-                    }
-                    if let Some(before) = before {
-                        rewarm_endpoints(&mut subs, &before);
-                    }
-                }
-            }
-        }
+/// The delta variant of an ADS stream (see `stream.rs`).
+pub struct Delta;
+
+impl Protocol for Delta {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaResponse;
+    type Sub = Subscription;
+    const NAME: &'static str = "delta";
+
+    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+
+    fn on_request<'a>(
+        s: &'a mut Session,
+        subs: &'a mut BTreeMap<TypeUrl, Subscription>,
+        req: DeltaDiscoveryRequest,
+        tx: &'a Tx,
+    ) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+        on_request(s, subs, req, tx)
+    }
+
+    fn push<'a>(
+        s: &'a Session,
+        t: TypeUrl,
+        sub: &'a mut Subscription,
+        tx: &'a Tx,
+    ) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+        respond(s, t, sub, BTreeSet::new(), true, tx)
+    }
+}
+
+impl Held for Subscription {
+    fn held(&self) -> &ResourceMap {
+        &self.holds
+    }
+
+    fn forget(&mut self, name: &str) {
+        Arc::make_mut(&mut self.holds).remove(name);
+        self.seen = None;
     }
 }
 
@@ -234,34 +224,4 @@ async fn respond(
     };
     s.record_sent(t, &version, &sub.nonce, &send, &sub.holds, pushed);
     tx.send(Ok(response)).await.map_err(|_| ())
-}
-
-/// Resource versions a subscription holds, by name.
-fn versions(sub: Option<&Subscription>) -> BTreeMap<String, String> {
-    sub.map(|s| {
-        s.holds
-            .iter()
-            .map(|(n, r)| (n.clone(), r.version.clone()))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-/// Envoy warms a changed cluster again and waits for its load assignment,
-/// even when the assignment itself did not change (Istio pushes EDS after
-/// CDS for this reason). Forgetting that the proxy holds those assignments
-/// makes the EDS push that follows in push order resend them.
-fn rewarm_endpoints(subs: &mut BTreeMap<TypeUrl, Subscription>, before: &BTreeMap<String, String>) {
-    let after = versions(subs.get(&TypeUrl::Cluster));
-    let changed: Vec<&String> = after
-        .iter()
-        .filter(|(name, version)| before.get(*name).is_some_and(|old| old != *version))
-        .map(|(name, _)| name)
-        .collect();
-    if let Some(eds) = subs.get_mut(&TypeUrl::Endpoint) {
-        for name in changed {
-            Arc::make_mut(&mut eds.holds).remove(name);
-            eds.seen = None;
-        }
-    }
 }

@@ -11,6 +11,7 @@ mod server;
 mod session;
 mod sotw;
 pub mod status;
+mod stream;
 mod wire;
 
 #[cfg(test)]

@@ -128,7 +128,11 @@ impl tonic::server::StreamingService<DiscoveryRequest> for Sotw {
         let ctx = self.0.clone();
         Box::pin(async move {
             let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-            tokio::spawn(super::sotw::run(ctx, request.into_inner(), tx));
+            tokio::spawn(super::stream::run::<super::sotw::Sotw>(
+                ctx,
+                request.into_inner(),
+                tx,
+            ));
             Ok(Response::new(ReceiverStream::new(rx)))
         })
     }
@@ -145,7 +149,11 @@ impl tonic::server::StreamingService<DeltaDiscoveryRequest> for Delta {
         let ctx = self.0.clone();
         Box::pin(async move {
             let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-            tokio::spawn(super::delta::run(ctx, request.into_inner(), tx));
+            tokio::spawn(super::stream::run::<super::delta::Delta>(
+                ctx,
+                request.into_inner(),
+                tx,
+            ));
             Ok(Response::new(ReceiverStream::new(rx)))
         })
     }

@@ -2,22 +2,22 @@
 //! routes are sent per resource, only those that changed, as the protocol allows.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
 
 use super::resources::{Resource, ResourceMap, TypeUrl};
-use super::server::XdsContext;
 use super::session::Session;
+use super::stream::{self, Held, Protocol};
 use super::wire::SotwResponse;
 
-type Tx = mpsc::Sender<Result<SotwResponse, Status>>;
+type Tx = stream::Tx<SotwResponse>;
 
 /// One resource type's subscription on one stream.
 #[derive(Default)]
-struct Subscription {
+pub struct Subscription {
     /// `None` is a wildcard subscription (all listeners or clusters).
     names: Option<BTreeSet<String>>,
     /// Name -> version of everything sent and not since unsubscribed. For
@@ -31,56 +31,46 @@ struct Subscription {
     answered: bool,
 }
 
-pub async fn run(ctx: Arc<XdsContext>, mut requests: Streaming<DiscoveryRequest>, tx: Tx) {
-    let mut snapshots = ctx.snapshots.clone();
-    let mut session: Option<Session> = None;
-    let mut subs: BTreeMap<TypeUrl, Subscription> = BTreeMap::new();
-    loop {
-        tokio::select! {
-            msg = requests.message() => {
-                let req = match msg {
-                    Ok(Some(req)) => req,
-                    Ok(None) => return,
-                    Err(status) => {
-                        tracing::debug!("sotw stream ended: {status}");
-                        return;
-                    }
-                };
-                if session.is_none() {
-                    match Session::start(ctx.clone(), req.node.as_ref(), "sotw") {
-                        Ok(s) => session = Some(s),
-                        Err(status) => {
-                            tracing::warn!("refusing ADS stream: {}", status.message());
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
-                    }
-                }
-                let s = session.as_mut().expect("session started above");
-                s.refresh().await;
-                if on_request(s, &mut subs, req, &tx).await.is_err() {
-                    return;
-                }
-            }
-            Ok(()) = snapshots.changed(), if session.is_some() => {
-                let s = session.as_mut().expect("guarded by if");
-                // A request may already have moved the session to this snapshot
-                // while answering one type; diff every type regardless (cheap:
-                // only differences are sent).
-                s.refresh().await;
-                for t in TypeUrl::PUSH_ORDER {
-                    let before = (t == TypeUrl::Cluster).then(|| versions(subs.get(&t)));
-                    if let Some(sub) = subs.get_mut(&t) {
-                        if respond(s, t, sub, Resend::Changed, true, &tx).await.is_err() {
-                            return;
-                        }
-                    }
-                    if let Some(before) = before {
-                        rewarm_endpoints(&mut subs, &before);
-                    }
-                }
-            }
-        }
+/// The sotw variant of an ADS stream (see `stream.rs`).
+pub struct Sotw;
+
+impl Protocol for Sotw {
+    type Request = DiscoveryRequest;
+    type Response = SotwResponse;
+    type Sub = Subscription;
+    const NAME: &'static str = "sotw";
+
+    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+
+    fn on_request<'a>(
+        s: &'a mut Session,
+        subs: &'a mut BTreeMap<TypeUrl, Subscription>,
+        req: DiscoveryRequest,
+        tx: &'a Tx,
+    ) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+        on_request(s, subs, req, tx)
+    }
+
+    fn push<'a>(
+        s: &'a Session,
+        t: TypeUrl,
+        sub: &'a mut Subscription,
+        tx: &'a Tx,
+    ) -> impl Future<Output = Result<(), ()>> + Send + 'a {
+        respond(s, t, sub, Resend::Changed, true, tx)
+    }
+}
+
+impl Held for Subscription {
+    fn held(&self) -> &ResourceMap {
+        &self.sent
+    }
+
+    fn forget(&mut self, name: &str) {
+        Arc::make_mut(&mut self.sent).remove(name);
+        self.seen = None;
     }
 }
 
@@ -273,34 +263,4 @@ async fn send(
     };
     s.record_sent(t, &version, &sub.nonce, &to_send, &sub.sent, pushed);
     tx.send(Ok(response)).await.map_err(|_| ())
-}
-
-/// Resource versions a subscription holds, by name.
-fn versions(sub: Option<&Subscription>) -> BTreeMap<String, String> {
-    sub.map(|s| {
-        s.sent
-            .iter()
-            .map(|(n, r)| (n.clone(), r.version.clone()))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-/// Envoy warms a changed cluster again and waits for its load assignment,
-/// even when the assignment itself did not change (Istio pushes EDS after
-/// CDS for this reason). Forgetting that the proxy holds those assignments
-/// makes the EDS push that follows in push order resend them.
-fn rewarm_endpoints(subs: &mut BTreeMap<TypeUrl, Subscription>, before: &BTreeMap<String, String>) {
-    let after = versions(subs.get(&TypeUrl::Cluster));
-    let changed: Vec<&String> = after
-        .iter()
-        .filter(|(name, version)| before.get(*name).is_some_and(|old| old != *version))
-        .map(|(name, _)| name)
-        .collect();
-    if let Some(eds) = subs.get_mut(&TypeUrl::Endpoint) {
-        for name in changed {
-            Arc::make_mut(&mut eds.sent).remove(name);
-            eds.seen = None;
-        }
-    }
 }

@@ -1,0 +1,137 @@
+//! What every ADS stream does, whichever protocol variant: start a session
+//! on the first request, answer requests, and push in order on each new
+//! snapshot. `sotw.rs` and `delta.rs` supply the variant-specific parts.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::resources::{ResourceMap, TypeUrl};
+use super::server::XdsContext;
+use super::session::Session;
+
+pub type Tx<R> = mpsc::Sender<Result<R, Status>>;
+
+/// One ADS protocol variant (State-of-the-World or Delta).
+pub trait Protocol {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    /// Per-type subscription state on one stream.
+    type Sub: Held + Send;
+    /// For logs and metrics: `sotw` or `delta`.
+    const NAME: &'static str;
+
+    fn node(req: &Self::Request) -> Option<&Node>;
+
+    fn on_request<'a>(
+        s: &'a mut Session,
+        subs: &'a mut BTreeMap<TypeUrl, Self::Sub>,
+        req: Self::Request,
+        tx: &'a Tx<Self::Response>,
+    ) -> impl Future<Output = Result<(), ()>> + Send + 'a;
+
+    /// Sends what changed for one type after a snapshot change.
+    fn push<'a>(
+        s: &'a Session,
+        t: TypeUrl,
+        sub: &'a mut Self::Sub,
+        tx: &'a Tx<Self::Response>,
+    ) -> impl Future<Output = Result<(), ()>> + Send + 'a;
+}
+
+/// What a subscription holds, for bookkeeping shared by both variants.
+pub trait Held {
+    fn held(&self) -> &ResourceMap;
+    /// Forget that the proxy holds `name`, so the next push resends it.
+    fn forget(&mut self, name: &str);
+}
+
+pub async fn run<P: Protocol>(
+    ctx: Arc<XdsContext>,
+    mut requests: Streaming<P::Request>,
+    tx: Tx<P::Response>,
+) {
+    let mut snapshots = ctx.snapshots.clone();
+    let mut session: Option<Session> = None;
+    let mut subs: BTreeMap<TypeUrl, P::Sub> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            msg = requests.message() => {
+                let req = match msg {
+                    Ok(Some(req)) => req,
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!("{} stream ended: {status}", P::NAME);
+                        return;
+                    }
+                };
+                if session.is_none() {
+                    match Session::start(ctx.clone(), P::node(&req), P::NAME) {
+                        Ok(s) => session = Some(s),
+                        Err(status) => {
+                            tracing::warn!("refusing {} ADS stream: {}", P::NAME, status.message());
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    }
+                }
+                let s = session.as_mut().expect("session started above");
+                s.refresh().await;
+                if P::on_request(s, &mut subs, req, &tx).await.is_err() {
+                    return;
+                }
+            }
+            Ok(()) = snapshots.changed(), if session.is_some() => {
+                let s = session.as_mut().expect("guarded by if");
+                // A request may already have moved the session to this snapshot
+                // while answering one type; diff every type regardless (cheap:
+                // only differences are sent).
+                s.refresh().await;
+                for t in TypeUrl::PUSH_ORDER {
+                    let before = (t == TypeUrl::Cluster).then(|| versions(subs.get(&t)));
+                    if let Some(sub) = subs.get_mut(&t) {
+                        if P::push(s, t, sub, &tx).await.is_err() {
+                            return;
+                        }
+                    }
+                    if let Some(before) = before {
+                        rewarm_endpoints(&mut subs, &before);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resource versions a subscription holds, by name.
+fn versions<S: Held>(sub: Option<&S>) -> BTreeMap<String, String> {
+    sub.map(|s| {
+        s.held()
+            .iter()
+            .map(|(n, r)| (n.clone(), r.version.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Envoy warms a changed cluster again and waits for its load assignment,
+/// even when the assignment itself did not change (Istio pushes EDS after
+/// CDS for this reason). Forgetting that the proxy holds those assignments
+/// makes the EDS push that follows in push order resend them.
+fn rewarm_endpoints<S: Held>(subs: &mut BTreeMap<TypeUrl, S>, before: &BTreeMap<String, String>) {
+    let after = versions(subs.get(&TypeUrl::Cluster));
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(name, version)| before.get(*name).is_some_and(|old| old != *version))
+        .map(|(name, _)| name)
+        .collect();
+    if let Some(eds) = subs.get_mut(&TypeUrl::Endpoint) {
+        for name in changed {
+            eds.forget(name);
+        }
+    }
+}
