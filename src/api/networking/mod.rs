@@ -131,6 +131,55 @@ pub(crate) mod testing {
         docs
     }
 
+    /// Every fixture of `kind` parses as `K`, passes `validate`, and survives a
+    /// round trip with its spec unchanged (which also proves every field name
+    /// in it is one we know: an unknown one would be dropped on the way).
+    pub fn assert_fixtures_round_trip<K>(
+        kind: &str,
+        at_least: usize,
+        validate: impl Fn(&K) -> Result<(), crate::api::FieldError>,
+    ) where
+        K: serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug,
+    {
+        let docs = fixtures(kind);
+        assert!(docs.len() >= at_least, "only {} fixtures", docs.len());
+        for (file, doc) in docs {
+            let name = format!("{file}/{}", doc["metadata"]["name"].as_str().unwrap_or("?"));
+            let object: K =
+                serde_yaml::from_value(doc.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            validate(&object).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let back = serde_yaml::to_value(&object).unwrap();
+            pretty_assertions::assert_eq!(
+                serde_yaml::from_value::<K>(back.clone()).unwrap(),
+                object,
+                "{name}"
+            );
+            pretty_assertions::assert_eq!(
+                back["spec"],
+                doc["spec"],
+                "{name}: spec changed in a round trip"
+            );
+            assert_eq!(back["apiVersion"], "networking.istio.io/v1", "{name}");
+        }
+    }
+
+    /// Each (document, field, reason) is refused naming exactly that field,
+    /// with a reason containing that text.
+    pub fn assert_rejected<D: AsRef<str>>(
+        cases: &[(D, &str, &str)],
+        validate: impl Fn(&str) -> Result<(), crate::api::FieldError>,
+    ) {
+        for (yaml, field, reason) in cases {
+            let yaml = yaml.as_ref();
+            let err = validate(yaml).expect_err(yaml);
+            pretty_assertions::assert_eq!((err.field.as_str(), yaml), (*field, yaml), "{err}");
+            assert!(
+                err.reason.contains(reason),
+                "{yaml}: {err} (want {reason:?})"
+            );
+        }
+    }
+
     /// Asserts the Kubernetes structural-schema rules we rely on: no `$ref`,
     /// every node typed (or explicitly open), and a description on every
     /// property below `spec` (they are `kubectl explain` text).

@@ -153,7 +153,9 @@ pub(crate) fn check_workload_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::networking::testing::{assert_structural, fixtures};
+    use crate::api::networking::testing::{
+        assert_fixtures_round_trip, assert_rejected, assert_structural,
+    };
     use kube::CustomResourceExt;
     use pretty_assertions::assert_eq;
 
@@ -163,21 +165,7 @@ mod tests {
 
     #[test]
     fn istio_examples_parse_validate_and_round_trip() {
-        for (file, doc) in fixtures("workload_entry") {
-            let we: WorkloadEntry =
-                serde_yaml::from_value(doc.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
-            validate(&we.spec).unwrap_or_else(|e| panic!("{file}: {e}"));
-            let back = serde_yaml::to_value(&we).unwrap();
-            assert_eq!(
-                serde_yaml::from_value::<WorkloadEntry>(back.clone()).unwrap(),
-                we,
-                "{file}"
-            );
-            assert_eq!(
-                back["spec"], doc["spec"],
-                "{file}: spec changed in a round trip"
-            );
-        }
+        assert_fixtures_round_trip("workload_entry", 1, |o: &WorkloadEntry| validate(&o.spec));
     }
 
     #[test]
@@ -231,11 +219,7 @@ mod tests {
                 "invalid label value",
             ),
         ];
-        for (yaml, field, reason) in cases {
-            let err = validate(&parse(yaml)).expect_err(yaml);
-            assert_eq!(err.field, field, "{yaml}: {err}");
-            assert!(err.reason.contains(reason), "{yaml}: {err}");
-        }
+        assert_rejected(&cases, |yaml| validate(&parse(yaml)));
         let long = format!("{{address: 1.2.3.4, serviceAccount: {}}}", "a".repeat(254));
         assert_eq!(
             validate(&parse(&long)).unwrap_err().field,

@@ -2,7 +2,9 @@ use kube::CustomResourceExt;
 use pretty_assertions::assert_eq;
 
 use super::*;
-use crate::api::networking::testing::{assert_structural, fixtures};
+use crate::api::networking::testing::{
+    assert_fixtures_round_trip, assert_rejected, assert_structural,
+};
 
 fn spec(yaml: &str) -> ServiceEntrySpec {
     serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
@@ -10,24 +12,7 @@ fn spec(yaml: &str) -> ServiceEntrySpec {
 
 #[test]
 fn istio_examples_parse_validate_and_round_trip() {
-    let docs = fixtures("service_entry");
-    assert!(docs.len() >= 12, "only {} fixtures", docs.len());
-    for (file, doc) in docs {
-        let name = format!("{file}/{}", doc["metadata"]["name"].as_str().unwrap_or("?"));
-        let se: ServiceEntry =
-            serde_yaml::from_value(doc.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        validate(&se.spec).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let back = serde_yaml::to_value(&se).unwrap();
-        assert_eq!(
-            serde_yaml::from_value::<ServiceEntry>(back.clone()).unwrap(),
-            se,
-            "{name}"
-        );
-        assert_eq!(
-            back["spec"], doc["spec"],
-            "{name}: spec changed in a round trip"
-        );
-    }
+    assert_fixtures_round_trip("service_entry", 12, |o: &ServiceEntry| validate(&o.spec));
 }
 
 const HTTP: &str = "ports: [{number: 80, name: http, protocol: HTTP}]";
@@ -63,18 +48,7 @@ fn invalid_service_entries() {
         ("{hosts: [a.com], exportTo: ['~', 'ns1']}".into(), "spec.exportTo", "no one (~) and to someone"),
         ("{hosts: [a.com], exportTo: [ns_1]}".into(), "spec.exportTo[0]", "namespace name"),
     ];
-    for (yaml, field, reason) in &cases {
-        let err = validate(&spec(yaml)).expect_err(yaml);
-        assert_eq!(
-            (err.field.as_str(), yaml.as_str()),
-            (*field, yaml.as_str()),
-            "{err}"
-        );
-        assert!(
-            err.reason.contains(reason),
-            "{yaml}: {err} (want {reason:?})"
-        );
-    }
+    assert_rejected(&cases, |yaml| validate(&spec(yaml)));
 }
 
 #[test]
