@@ -8,11 +8,10 @@ use crate::api::networking::destination_rule::{
 };
 use crate::api::networking::sidecar::OutboundMode;
 use crate::api::networking::{DestinationRule as ApiRule, Sidecar as ApiSidecar};
-use crate::api::parse_duration;
 use crate::model::routing::*;
 use crate::model::OutboundPolicy;
 
-use super::convert_routing::{created, key, visibility};
+use super::convert_routing::{created, duration, key, visibility};
 
 pub fn destination_rule(dr: &ApiRule) -> DestinationRule {
     let key = key(&dr.metadata);
@@ -67,10 +66,6 @@ fn policy(p: &ApiPolicy) -> TrafficPolicy {
     }
 }
 
-fn dur(field: &str, v: &Option<String>) -> Option<std::time::Duration> {
-    v.as_deref().and_then(|s| parse_duration(field, s).ok())
-}
-
 fn load_balancer(lb: &LoadBalancerSettings) -> Option<LoadBalancer> {
     if let Some(ch) = &lb.consistent_hash {
         let key = if let Some(h) = &ch.http_header_name {
@@ -79,7 +74,7 @@ fn load_balancer(lb: &LoadBalancerSettings) -> Option<LoadBalancer> {
             HashKey::Cookie {
                 name: c.name.clone(),
                 path: c.path.clone(),
-                ttl: dur("ttl", &c.ttl),
+                ttl: duration("ttl", &c.ttl),
             }
         } else if let Some(q) = &ch.http_query_parameter_name {
             HashKey::QueryParameter(q.clone())
@@ -118,18 +113,22 @@ fn connection_pool(p: &ConnectionPoolSettings) -> ConnectionPool {
     let http = p.http.as_ref();
     ConnectionPool {
         max_connections: pos(tcp.and_then(|t| t.max_connections)),
-        connect_timeout: tcp.and_then(|t| dur("connectTimeout", &t.connect_timeout)),
-        tcp_keepalive: tcp
-            .and_then(|t| t.tcp_keepalive.as_ref())
-            .map(|k| (k.probes, dur("time", &k.time), dur("interval", &k.interval))),
+        connect_timeout: tcp.and_then(|t| duration("connectTimeout", &t.connect_timeout)),
+        tcp_keepalive: tcp.and_then(|t| t.tcp_keepalive.as_ref()).map(|k| {
+            (
+                k.probes,
+                duration("time", &k.time),
+                duration("interval", &k.interval),
+            )
+        }),
         max_connection_duration: tcp
-            .and_then(|t| dur("maxConnectionDuration", &t.max_connection_duration)),
-        tcp_idle_timeout: tcp.and_then(|t| dur("idleTimeout", &t.idle_timeout)),
+            .and_then(|t| duration("maxConnectionDuration", &t.max_connection_duration)),
+        tcp_idle_timeout: tcp.and_then(|t| duration("idleTimeout", &t.idle_timeout)),
         http1_max_pending_requests: pos(http.and_then(|h| h.http1_max_pending_requests)),
         http2_max_requests: pos(http.and_then(|h| h.http2_max_requests)),
         max_requests_per_connection: pos(http.and_then(|h| h.max_requests_per_connection)),
         max_retries: pos(http.and_then(|h| h.max_retries)),
-        http_idle_timeout: http.and_then(|h| dur("idleTimeout", &h.idle_timeout)),
+        http_idle_timeout: http.and_then(|h| duration("idleTimeout", &h.idle_timeout)),
         h2_upgrade: http.and_then(|h| match h.h2_upgrade_policy {
             Some(H2UpgradePolicy::Upgrade) => Some(true),
             Some(H2UpgradePolicy::DoNotUpgrade) => Some(false),
@@ -150,8 +149,8 @@ fn outlier(o: &ApiOutlier) -> OutlierDetection {
         consecutive_gateway_errors: o.consecutive_gateway_errors,
         consecutive_local_origin_failures: o.consecutive_local_origin_failures,
         split_external_local_origin_errors: o.split_external_local_origin_errors.unwrap_or(false),
-        interval: dur("interval", &o.interval),
-        base_ejection_time: dur("baseEjectionTime", &o.base_ejection_time),
+        interval: duration("interval", &o.interval),
+        base_ejection_time: duration("baseEjectionTime", &o.base_ejection_time),
         max_ejection_percent: o.max_ejection_percent.map(|n| n.clamp(0, 100) as u32),
         min_health_percent: o.min_health_percent.map(|n| n.clamp(0, 100) as u32),
     }

@@ -164,22 +164,16 @@ fn http_route(r: &ApiRoute, _index: usize, ns: &str) -> Option<HttpRoute> {
                 )
             }),
         }),
-        timeout: r
-            .timeout
-            .as_deref()
-            .and_then(|t| parse_duration("timeout", t).ok()),
+        timeout: duration("timeout", &r.timeout),
         retries: r.retries.as_ref().map(|x| Retry {
             attempts: x.attempts.unwrap_or(2).max(0) as u32,
-            per_try_timeout: x
-                .per_try_timeout
-                .as_deref()
-                .and_then(|t| parse_duration("perTryTimeout", t).ok()),
+            per_try_timeout: duration("perTryTimeout", &x.per_try_timeout),
             retry_on: x.retry_on.clone(),
             retry_remote_localities: x.retry_remote_localities.unwrap_or(false),
         }),
         fault: r.fault.as_ref().map(|f| Fault {
             delay: f.delay.as_ref().and_then(|d| {
-                let fixed = parse_duration("fixedDelay", d.fixed_delay.as_deref()?).ok()?;
+                let fixed = duration("fixedDelay", &d.fixed_delay)?;
                 let pct = d
                     .percentage
                     .as_ref()
@@ -206,10 +200,7 @@ fn http_route(r: &ApiRoute, _index: usize, ns: &str) -> Option<HttpRoute> {
             allow_methods: c.allow_methods.clone(),
             allow_headers: c.allow_headers.clone(),
             expose_headers: c.expose_headers.clone(),
-            max_age: c
-                .max_age
-                .as_deref()
-                .and_then(|t| parse_duration("maxAge", t).ok()),
+            max_age: duration("maxAge", &c.max_age),
             allow_credentials: c.allow_credentials,
         }),
         headers: header_ops(r.headers.as_ref()),
@@ -322,6 +313,12 @@ fn header_ops(h: Option<&Headers>) -> HeaderOps {
         request: edits(h.and_then(|h| h.request.as_ref())),
         response: edits(h.and_then(|h| h.response.as_ref())),
     }
+}
+
+/// An optional Go-style duration. Validation already accepted it, so a
+/// parse failure cannot happen here; it reads as unset.
+pub fn duration(field: &str, v: &Option<String>) -> Option<std::time::Duration> {
+    v.as_deref().and_then(|s| parse_duration(field, s).ok())
 }
 
 /// Istio's Percent (0-100, fractional) in millionths of requests.
