@@ -51,6 +51,10 @@ pub enum CaError {
     /// PEM handed in memory (e.g. `CertInfo::parse`), so there is no file to name.
     #[error("invalid certificate PEM: {0}")]
     InvalidPem(String),
+    /// A CSR that cannot be signed: not PEM or PKCS#10, a self-signature that
+    /// does not verify, or a key type the CA does not certify.
+    #[error("invalid certificate signing request: {0}")]
+    InvalidCsr(String),
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
 }

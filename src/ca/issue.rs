@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -71,14 +71,34 @@ impl Signer {
     }
 
     /// Issues a leaf with a fresh ECDSA P-256 key; returns (cert PEM, PKCS#8 key
-    /// PEM, notBefore, notAfter). `notAfter` is capped at the signer's own expiry,
-    /// as Istio does, since a leaf outliving its issuer fails verification anyway.
+    /// PEM, notBefore, notAfter).
     pub(crate) fn issue_leaf(
         &self,
         leaf: Leaf,
         ttl: Duration,
         now: SystemTime,
     ) -> Result<Issued, CaError> {
+        let key = generate_key()?;
+        let (cert_pem, not_before, not_after) = self.issue_leaf_for(leaf, &key, ttl, now)?;
+        Ok(Issued {
+            cert_pem,
+            key_pem: key.serialize_pem(),
+            not_before,
+            not_after,
+        })
+    }
+
+    /// Issues a leaf over `key`, a public key the caller holds (e.g. from a
+    /// CSR); returns (cert PEM, notBefore, notAfter). `notAfter` is capped at
+    /// the signer's own expiry, as Istio does, since a leaf outliving its
+    /// issuer fails verification anyway.
+    pub(crate) fn issue_leaf_for(
+        &self,
+        leaf: Leaf,
+        key: &impl PublicKeyData,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<(String, SystemTime, SystemTime), CaError> {
         if ttl.is_zero() {
             return Err(CaError::InvalidTtl("must be positive".into()));
         }
@@ -91,7 +111,6 @@ impl Signer {
         if not_after <= now {
             return Err(CaError::SignerExpired(fmt_time(self.not_after)));
         }
-        let key = generate_key()?;
         let mut params = CertificateParams::default();
         // Istio leaves an empty subject; rcgen then marks the SAN critical, as
         // RFC 5280 4.2.1.6 requires and Istio's BuildSANExtension does.
@@ -108,14 +127,9 @@ impl Signer {
         params.use_authority_key_identifier_extension = true;
         params.not_before = to_offset(not_before);
         params.not_after = to_offset(not_after);
-        params.serial_number = Some(serial_for(&key, not_before));
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            not_before,
-            not_after,
-        })
+        params.serial_number = Some(serial_for(key, not_before));
+        let cert = params.signed_by(key, &self.issuer)?;
+        Ok((cert.pem(), not_before, not_after))
     }
 }
 
@@ -230,14 +244,16 @@ pub(crate) fn check_validity(
     Ok(())
 }
 
-/// A 128-bit serial. The bits come from the fresh key, which is CSPRNG output,
-/// so this is as unpredictable as a random draw without another RNG
-/// dependency. The nonce keeps serials unique when a key is reused (a
-/// persisted root key re-certified), even within the same second.
-fn serial_for(key: &KeyPair, not_before: SystemTime) -> SerialNumber {
+/// A 128-bit serial. For a key generated here the bits come from CSPRNG
+/// output, so this is as unpredictable as a random draw without another RNG
+/// dependency; for a CSR's key, which the client chose, it rests on the nonce,
+/// hashed under std's secret random keys. The nonce also keeps serials unique
+/// when a key is reused (a persisted root key re-certified, a CSR sent twice),
+/// even within the same second.
+fn serial_for(key: &impl PublicKeyData, not_before: SystemTime) -> SerialNumber {
     let mut h = Sha256::new();
     h.update(b"rudder-serial-v1\0");
-    h.update(key.public_key_raw());
+    h.update(key.der_bytes());
     h.update(to_unix_secs(not_before).to_be_bytes());
     h.update(nonce().to_be_bytes());
     SerialNumber::from_slice(&h.finalize()[..16])

@@ -11,7 +11,8 @@
 //! Workload leaves follow Istio's: empty subject, the SPIFFE URI as the only
 //! SAN (critical, because the subject is empty), keyUsage digitalSignature +
 //! keyEncipherment, extKeyUsage serverAuth + clientAuth, CA:FALSE, a random
-//! 128-bit serial, a fresh ECDSA P-256 key, `notBefore` backdated by
+//! 128-bit serial, a fresh ECDSA P-256 key (or, with [`Ca::sign_csr`], the
+//! requester's own key), `notBefore` backdated by
 //! [`issue::CLOCK_SKEW`]. The chain served is leaf first, then intermediates up
 //! to (not including) the root, as Istio's cert-chain order.
 //!
@@ -31,6 +32,7 @@
 //! identifier, so verifiers pick the right root while two are trusted.
 
 mod codec;
+mod csr;
 mod error;
 mod identity;
 mod info;
@@ -72,8 +74,9 @@ pub enum CaSource {
 pub struct Ca {
     trust_domain: String,
     signer: Signer,
-    /// Intermediates appended after every leaf (empty for a self-signed root).
-    chain_pem: String,
+    /// Intermediates served after every leaf, one PEM each (none for a
+    /// self-signed root).
+    intermediates_pem: Vec<String>,
     /// Every trusted root, signing root(s) first.
     bundle_pem: String,
     source: CaSource,
@@ -164,6 +167,36 @@ impl Ca {
         ttl: Duration,
         now: SystemTime,
     ) -> Result<WorkloadCert, CaError> {
+        let leaf = self.workload_leaf(identity)?;
+        self.issue(leaf, ttl, now)
+    }
+
+    /// Signs a PKCS#10 CSR (Istio's CreateCertificate) for `identity`, which
+    /// the caller has authenticated. Only the request's public key is used,
+    /// once its self-signature verifies; the subject and SANs it asks for are
+    /// ignored, and the leaf has the [`Ca::sign_workload`] profile. Returns
+    /// Istio's `cert_chain`: the leaf, each intermediate, and last the trust
+    /// bundle (every trusted root in one PEM string, as Istio sends its
+    /// root-cert.pem), which Istio's agent takes as its root.
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        identity: &Identity,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<String>, CaError> {
+        let leaf = self.workload_leaf(identity)?;
+        let key = csr::public_key(csr_pem)?;
+        let (leaf_pem, _, _) = self.signer.issue_leaf_for(leaf, &key, ttl, now)?;
+        let mut chain = Vec::with_capacity(self.intermediates_pem.len() + 2);
+        chain.push(leaf_pem);
+        chain.extend(self.intermediates_pem.iter().cloned());
+        chain.push(self.bundle_pem.clone());
+        Ok(chain)
+    }
+
+    /// The workload profile for `identity`, once it is valid and ours.
+    fn workload_leaf(&self, identity: &Identity) -> Result<Leaf, CaError> {
         identity.validate()?;
         // A CA only vouches for its own trust domain; anything else would let
         // one mesh mint identities that another mesh's policies name.
@@ -175,17 +208,13 @@ impl Ca {
         }
         let uri = identity.spiffe_id();
         let san = SanType::URI(ia5("SPIFFE ID", &uri)?);
-        self.issue(
-            Leaf {
-                sans: vec![san],
-                ekus: vec![
-                    ExtendedKeyUsagePurpose::ServerAuth,
-                    ExtendedKeyUsagePurpose::ClientAuth,
-                ],
-            },
-            ttl,
-            now,
-        )
+        Ok(Leaf {
+            sans: vec![san],
+            ekus: vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        })
     }
 
     /// Issues Rudder's own xDS serving certificate. Each name is a DNS SAN
@@ -220,8 +249,12 @@ impl Ca {
 
     fn issue(&self, leaf: Leaf, ttl: Duration, now: SystemTime) -> Result<WorkloadCert, CaError> {
         let issued = self.signer.issue_leaf(leaf, ttl, now)?;
+        let mut cert_chain_pem = issued.cert_pem;
+        for pem in &self.intermediates_pem {
+            cert_chain_pem.push_str(pem);
+        }
         Ok(WorkloadCert {
-            cert_chain_pem: issued.cert_pem + &self.chain_pem,
+            cert_chain_pem,
             key_pem: issued.key_pem,
             root_pem: self.bundle_pem.clone(),
             not_before: issued.not_before,
@@ -231,17 +264,18 @@ impl Ca {
     }
 
     /// Whether `cert` should be replaced at `now`: once
-    /// [`ROTATE_AT_LIFETIME_PERCENT`] of its lifetime (notBefore..notAfter) has
-    /// passed, or right away if another signer issued it (root rotation).
+    /// [`ROTATE_AT_LIFETIME_PERCENT`] of its lifetime has passed, or right away
+    /// if another signer issued it (root rotation). The lifetime runs from the
+    /// issue time, not from the backdated notBefore: counting the clock-skew
+    /// allowance would make a leaf whose TTL is under a quarter of it due the
+    /// moment it is issued, and re-issued forever.
     pub fn rotation_due(&self, cert: &WorkloadCert, now: SystemTime) -> bool {
         if cert.signer_fingerprint != self.signer.fingerprint {
             return true;
         }
-        let lifetime = cert
-            .not_after
-            .duration_since(cert.not_before)
-            .unwrap_or_default();
-        now >= cert.not_before + lifetime * ROTATE_AT_LIFETIME_PERCENT / 100
+        let issued_at = (cert.not_before + issue::CLOCK_SKEW).min(cert.not_after);
+        let lifetime = cert.not_after.duration_since(issued_at).unwrap_or_default();
+        now >= issued_at + lifetime * ROTATE_AT_LIFETIME_PERCENT / 100
     }
 }
 

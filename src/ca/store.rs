@@ -61,7 +61,7 @@ pub(crate) fn load_or_create(
     Ok(Ca {
         trust_domain: trust_domain.to_string(),
         signer,
-        chain_pem: chain.iter().map(|d| pem_encode("CERTIFICATE", d)).collect(),
+        intermediates_pem: chain.iter().map(|d| pem_encode("CERTIFICATE", d)).collect(),
         bundle_pem: roots.iter().map(|d| pem_encode("CERTIFICATE", d)).collect(),
         source,
     })

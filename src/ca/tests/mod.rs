@@ -1,6 +1,7 @@
 //! CA tests. Certificates are checked by parsing them back with x509-parser
 //! and verifying every signature in the chain with the issuer's public key.
 
+mod csr;
 mod errors;
 mod load;
 mod sign;

@@ -145,6 +145,20 @@ fn rotation_due_at_80_percent() {
 }
 
 #[test]
+fn short_lived_leaf_is_not_due_at_once() {
+    // The 5-minute backdating is not lifetime: measured from notBefore, a 60 s
+    // leaf would be 80 % through its life the moment it is issued.
+    let now = SystemTime::now();
+    let (_dir, ca) = new_ca(now);
+    let wc = ca
+        .sign_workload(&identity(), Duration::from_secs(60), now)
+        .unwrap();
+    assert!(!ca.rotation_due(&wc, now));
+    assert!(!ca.rotation_due(&wc, now + Duration::from_secs(10)));
+    assert!(ca.rotation_due(&wc, now + Duration::from_secs(49)));
+}
+
+#[test]
 fn serving_cert_has_dns_and_ip_sans() {
     let now = SystemTime::now();
     let (_dir, ca) = new_ca(now);
