@@ -27,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Translate(args) => crate::cli::offline::translate(args),
         Command::Validate(args) => crate::cli::offline::validate(args),
         Command::Crds(args) => crate::cli::crds::run(args),
+        Command::Token(args) => crate::cli::token::run(args),
     }
 }
 

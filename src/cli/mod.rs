@@ -4,6 +4,7 @@ pub mod crds;
 pub mod iptables;
 pub mod offline;
 pub mod serve;
+pub mod token;
 
 #[derive(clap::Parser, Debug)]
 #[command(
@@ -30,4 +31,6 @@ pub enum Command {
     Validate(offline::ValidateArgs),
     /// Print (or write with --out) the CRDs of the Istio kinds Rudder serves.
     Crds(crds::CrdsArgs),
+    /// Make the key pair and service-account tokens that file mode authenticates proxies with.
+    Token(token::TokenArgs),
 }
