@@ -42,13 +42,17 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         WorkloadEntry::crd(),
     ]
     .into_iter()
-    .map(as_istio_installs_it)
+    .map(|crd| as_istio_installs_it(crd, &ALIAS_VERSIONS))
     .collect()
 }
 
 /// Post-processes a derived CRD into the shape Istio installs: without kube's
-/// `nullable` marks, and with Istio's older versions served alongside `v1`.
-fn as_istio_installs_it(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+/// `nullable` marks, and with Istio's older `aliases` served alongside `v1`.
+/// Shared with the other Istio API groups (`security.istio.io`).
+pub(crate) fn as_istio_installs_it(
+    mut crd: CustomResourceDefinition,
+    aliases: &[&str],
+) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(schema) = version
             .schema
@@ -61,7 +65,7 @@ fn as_istio_installs_it(mut crd: CustomResourceDefinition) -> CustomResourceDefi
     let Some(v1) = crd.spec.versions.first().cloned() else {
         return crd;
     };
-    for name in ALIAS_VERSIONS {
+    for name in aliases {
         let mut alias = v1.clone();
         alias.name = name.to_string();
         alias.served = true;
@@ -102,13 +106,17 @@ fn drop_nullable(schema: &mut JSONSchemaProps) {
 /// Helpers shared by the per-kind tests.
 #[cfg(test)]
 pub(crate) mod testing {
+    use super::GROUP;
     use serde_json::Value;
     use std::path::PathBuf;
 
-    /// Every document of every `testdata/<kind>/*.yaml` fixture, with its file name.
-    pub fn fixtures(kind: &str) -> Vec<(String, serde_yaml::Value)> {
+    /// Every document of every `src/api/<module>/testdata/<kind>/*.yaml`
+    /// fixture, with its file name (`module` is e.g. `security`).
+    pub fn fixtures_in(module: &str, kind: &str) -> Vec<(String, serde_yaml::Value)> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("src/api/networking/testdata")
+            .join("src/api")
+            .join(module)
+            .join("testdata")
             .join(kind);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -141,7 +149,21 @@ pub(crate) mod testing {
     ) where
         K: serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug,
     {
-        let docs = fixtures(kind);
+        assert_module_fixtures_round_trip("networking", GROUP, kind, at_least, validate);
+    }
+
+    /// [`assert_fixtures_round_trip`] for the fixtures of another API module
+    /// (`src/api/<module>/testdata/<kind>`), whose kinds are stored as `<group>/v1`.
+    pub fn assert_module_fixtures_round_trip<K>(
+        module: &str,
+        group: &str,
+        kind: &str,
+        at_least: usize,
+        validate: impl Fn(&K) -> Result<(), crate::api::FieldError>,
+    ) where
+        K: serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug,
+    {
+        let docs = fixtures_in(module, kind);
         assert!(docs.len() >= at_least, "only {} fixtures", docs.len());
         for (file, doc) in docs {
             let name = format!("{file}/{}", doc["metadata"]["name"].as_str().unwrap_or("?"));
@@ -159,7 +181,7 @@ pub(crate) mod testing {
                 doc["spec"],
                 "{name}: spec changed in a round trip"
             );
-            assert_eq!(back["apiVersion"], "networking.istio.io/v1", "{name}");
+            assert_eq!(back["apiVersion"], format!("{group}/v1").as_str(), "{name}");
         }
     }
 
