@@ -7,10 +7,12 @@ mod core;
 mod field;
 mod mesh;
 pub mod networking;
+pub mod security;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use networking::{DestinationRule, ServiceEntry, Sidecar, VirtualService, WorkloadEntry};
+use security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 use serde::de::DeserializeOwned;
 
 pub use core::SERVICE_NAME_LABEL;
@@ -38,6 +40,9 @@ pub enum Object {
     ServiceEntry(ServiceEntry),
     WorkloadEntry(WorkloadEntry),
     Sidecar(Sidecar),
+    PeerAuthentication(PeerAuthentication),
+    RequestAuthentication(RequestAuthentication),
+    AuthorizationPolicy(AuthorizationPolicy),
 }
 
 /// The kinds Rudder serves, with the apiVersion each must carry.
@@ -53,6 +58,9 @@ pub enum Kind {
     ServiceEntry,
     WorkloadEntry,
     Sidecar,
+    PeerAuthentication,
+    RequestAuthentication,
+    AuthorizationPolicy,
 }
 
 impl Kind {
@@ -68,6 +76,9 @@ impl Kind {
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::Sidecar => "Sidecar",
+            Kind::PeerAuthentication => "PeerAuthentication",
+            Kind::RequestAuthentication => "RequestAuthentication",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
         }
     }
 
@@ -84,6 +95,10 @@ impl Kind {
                 "networking.istio.io/v1beta1",
                 "networking.istio.io/v1alpha3",
             ],
+            // Istio serves every security kind at two versions, one schema.
+            Kind::PeerAuthentication | Kind::RequestAuthentication | Kind::AuthorizationPolicy => {
+                &["security.istio.io/v1", "security.istio.io/v1beta1"]
+            }
             _ => &["v1"],
         }
     }
@@ -100,6 +115,9 @@ impl Kind {
             Kind::ServiceEntry,
             Kind::WorkloadEntry,
             Kind::Sidecar,
+            Kind::PeerAuthentication,
+            Kind::RequestAuthentication,
+            Kind::AuthorizationPolicy,
         ]
         .into_iter()
         .find(|k| k.name() == kind)
@@ -205,6 +223,17 @@ pub fn parse(doc: serde_yaml::Value) -> Result<Parsed, DocumentError> {
         );
         return Err(with_object(FieldError::new("apiVersion", reason)));
     }
+    // Istio's security kinds do not require `spec` (an AuthorizationPolicy
+    // without one allows nothing); the derived types do, so supply it.
+    let mut doc = doc;
+    if matches!(
+        kind,
+        Kind::PeerAuthentication | Kind::RequestAuthentication | Kind::AuthorizationPolicy
+    ) {
+        if let Some(map) = doc.as_mapping_mut().filter(|m| !m.contains_key("spec")) {
+            map.insert("spec".into(), serde_yaml::Mapping::new().into());
+        }
+    }
     let object = match kind {
         Kind::Namespace => typed(doc).map(Object::Namespace),
         Kind::Service => typed(doc).map(Object::Service),
@@ -216,6 +245,9 @@ pub fn parse(doc: serde_yaml::Value) -> Result<Parsed, DocumentError> {
         Kind::ServiceEntry => typed(doc).map(Object::ServiceEntry),
         Kind::WorkloadEntry => typed(doc).map(Object::WorkloadEntry),
         Kind::Sidecar => typed(doc).map(Object::Sidecar),
+        Kind::PeerAuthentication => typed(doc).map(Object::PeerAuthentication),
+        Kind::RequestAuthentication => typed(doc).map(Object::RequestAuthentication),
+        Kind::AuthorizationPolicy => typed(doc).map(Object::AuthorizationPolicy),
     }
     .map_err(with_object)?;
     Ok(Parsed::Object(key, Box::new(object)))
@@ -243,6 +275,9 @@ pub fn validate(object: &Object) -> Result<(), FieldError> {
         Object::ServiceEntry(o) => networking::service_entry::validate(&o.spec),
         Object::WorkloadEntry(o) => networking::workload_entry::validate(&o.spec),
         Object::Sidecar(o) => networking::sidecar::validate(&o.spec),
+        Object::PeerAuthentication(o) => security::validate_peer_authentication(o),
+        Object::RequestAuthentication(o) => security::validate_request_authentication(o),
+        Object::AuthorizationPolicy(o) => security::authorization_policy::validate_object(o),
     }
 }
 

@@ -229,6 +229,8 @@ impl Store {
             Kind::ServiceEntry => self.refresh_entry(key),
             // Entries with a workloadSelector may select this one.
             Kind::WorkloadEntry => self.refresh_selecting_entries(),
+            // Stored only: translated by the security modules.
+            Kind::PeerAuthentication | Kind::RequestAuthentication | Kind::AuthorizationPolicy => {}
             Kind::Namespace => {
                 let new = match object.as_deref() {
                     Some(Object::Namespace(ns)) => Some(Arc::new(convert::namespace(ns))),
