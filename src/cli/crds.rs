@@ -21,6 +21,7 @@ pub struct CrdsArgs {
 pub fn render() -> anyhow::Result<Vec<(String, String)>> {
     let mut files = crate::api::networking::all()
         .into_iter()
+        .chain(crate::api::security::all())
         .map(|crd| {
             let file = format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural);
             let yaml = serde_yaml::to_string(&crd).with_context(|| format!("rendering {file}"))?;
@@ -99,9 +100,14 @@ mod tests {
     #[test]
     fn files_are_named_by_group_and_plural_and_parse_back() {
         let files = render().unwrap();
-        assert!(files
-            .iter()
-            .any(|(n, _)| n == "networking.istio.io_destinationrules.yaml"));
+        for expected in [
+            "networking.istio.io_destinationrules.yaml",
+            "security.istio.io_authorizationpolicies.yaml",
+            "security.istio.io_peerauthentications.yaml",
+            "security.istio.io_requestauthentications.yaml",
+        ] {
+            assert!(files.iter().any(|(n, _)| n == expected), "{expected}");
+        }
         for (name, yaml) in files {
             assert!(yaml.starts_with(HEADER), "{name}");
             let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
