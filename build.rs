@@ -19,7 +19,10 @@ const INCLUDES: &[&str] = &[
 fn main() {
     println!("cargo:rerun-if-changed=proto");
 
-    let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    // Read at run time: the compiled script is cached in a target directory
+    // that clones at other paths share, so a baked-in path would be stale.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let proto = Path::new(&manifest_dir).join("proto");
     let roots_file = proto.join("roots.txt");
     let roots: Vec<String> = std::fs::read_to_string(&roots_file)
         .unwrap_or_else(|e| panic!("reading {}: {e}", roots_file.display()))
