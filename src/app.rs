@@ -6,11 +6,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::mpsc;
 
+use crate::auth::TokenVerifier;
 use crate::cli::{serve::ServeArgs, Cli, Command};
 use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::source::file::FileSource;
-use crate::xds::XdsContext;
+use crate::xds::{Authenticate, ServingCert, WorkloadSecrets, XdsContext};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -57,6 +58,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => crate::model::MeshConfig::default(),
     };
     tracing::info!(?mesh, "mesh config");
+    let identity = match &args.ca_dir {
+        Some(dir) => Some(MeshIdentity::start(&args, dir, &mesh.trust_domain)?),
+        None => {
+            tracing::warn!("no --ca-dir: running without a CA, so no workload certificates, no mutual TLS and no TLS xDS port");
+            None
+        }
+    };
     let (index, snapshots) = Index::with_mesh(1, args.debounce, mesh);
 
     // Bind before spawning anything, so a taken port is a clean startup error.
@@ -66,10 +74,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding --admin-addr {}", args.admin_addr))?;
-    tracing::warn!(addr = %args.xds_addr, "serving plaintext xDS: proxies are not authenticated; use for local work only");
+    let tls_listener = match &identity {
+        Some(_) => Some(
+            tokio::net::TcpListener::bind(args.xds_tls_addr)
+                .await
+                .with_context(|| format!("binding --xds-tls-addr {}", args.xds_tls_addr))?,
+        ),
+        None => None,
+    };
+    tracing::warn!(addr = %args.xds_addr, "serving plaintext xDS: proxies are not authenticated and get no certificates; use for local work only");
     tracing::info!(admin = %args.admin_addr, config_dir = %args.config_dir.display(), "rudder starting");
 
-    let ctx = XdsContext::new(snapshots.clone(), metrics.clone());
+    let ctx = XdsContext::new(
+        snapshots.clone(),
+        identity.as_ref().map(|i| i.secrets.clone()),
+        metrics.clone(),
+    );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let wait_shutdown = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -87,9 +107,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             snapshots,
             xds: ctx.clone(),
             metrics,
+            serving_cert: identity.as_ref().map(|i| i.serving.clone()),
         },
         wait_shutdown(shutdown_rx.clone()),
     ));
+    let mut tls_task = match (identity, tls_listener) {
+        (Some(identity), Some(listener)) => {
+            tracing::info!(addr = %args.xds_tls_addr, trust_domain = identity.secrets.ca().trust_domain(), "serving TLS xDS; proxies authenticate with service-account tokens");
+            let rotation = tokio::spawn(identity.secrets.clone().run_rotation());
+            let serve = crate::xds::serve_tls(
+                listener,
+                ctx.clone(),
+                identity.serving,
+                identity.auth,
+                wait_shutdown(shutdown_rx.clone()),
+            );
+            Some((tokio::spawn(serve), rotation))
+        }
+        _ => None,
+    };
     let xds_task = tokio::spawn(crate::xds::serve(
         xds_listener,
         ctx,
@@ -113,8 +149,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         let _ = xds_task.await;
         let _ = admin_task.await;
+        if let Some((tls, _)) = &mut tls_task {
+            let _ = tls.await;
+        }
     })
     .await;
+    if let Some((_, rotation)) = tls_task {
+        rotation.abort();
+    }
     metrics_task.abort();
     outcome
 }
@@ -135,4 +177,64 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// The CA and what hangs off it: workload certificates, the TLS xDS port's
+/// certificate, and how that port authenticates proxies.
+struct MeshIdentity {
+    secrets: Arc<WorkloadSecrets>,
+    serving: Arc<ServingCert>,
+    auth: Arc<dyn Authenticate>,
+}
+
+/// Names every serving certificate carries, besides `--tls-san`.
+const SERVING_NAMES: [&str; 4] = [
+    "rudder",
+    "rudder.rudder-system.svc",
+    "localhost",
+    "127.0.0.1",
+];
+/// Rudder's own certificate lives a year and is renewed at 80 % of that.
+const SERVING_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+impl MeshIdentity {
+    fn start(args: &ServeArgs, dir: &std::path::Path, trust_domain: &str) -> anyhow::Result<Self> {
+        let ca = crate::ca::Ca::load_or_create(dir, trust_domain)
+            .with_context(|| format!("loading the CA from --ca-dir {}", dir.display()))?;
+        tracing::info!(ca = ?ca, dir = %dir.display(), "mesh CA ready");
+        let ca = Arc::new(ca);
+        let mut names: Vec<String> = SERVING_NAMES.iter().map(|n| n.to_string()).collect();
+        names.extend(args.tls_sans.iter().cloned());
+        let serving = ServingCert::new(ca.clone(), names, SERVING_CERT_TTL)?;
+        let key_path = args.token_public_key.as_ref().context(
+            "--ca-dir needs --token-public-key: the TLS xDS port authenticates every proxy by its \
+             service-account token (make a key pair with `rudder token keygen`)",
+        )?;
+        let key = std::fs::read_to_string(key_path)
+            .with_context(|| format!("reading --token-public-key {}", key_path.display()))?;
+        let verifier = TokenVerifier::new(
+            args.token_issuer.clone(),
+            args.token_audiences.clone(),
+            &key,
+        )
+        .map_err(|e| anyhow::anyhow!("--token-public-key {}: {e}", key_path.display()))?;
+        Ok(MeshIdentity {
+            secrets: WorkloadSecrets::new(ca, args.workload_cert_ttl),
+            serving: Arc::new(serving),
+            auth: Arc::new(verifier),
+        })
+    }
+}
+
+// File mode: the token is a JWT checked against the configured issuer key.
+impl Authenticate for TokenVerifier {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<crate::auth::TokenIdentity, crate::auth::AuthError>>
+    {
+        Box::pin(std::future::ready(
+            self.verify(token, std::time::SystemTime::now()),
+        ))
+    }
 }

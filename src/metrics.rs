@@ -35,6 +35,14 @@ pub struct Metrics {
     pub snapshot_version: Gauge,
     pub config_rejected: Gauge,
     pub config_accepted: Gauge,
+    /// xDS calls refused for a missing or bad token.
+    pub xds_auth_failures: Counter,
+    /// Expiry (Unix seconds) of the CA's signing certificate.
+    pub ca_cert_expiry: Gauge,
+    /// Expiry (Unix seconds) of the xDS serving certificate.
+    pub serving_cert_expiry: Gauge,
+    /// Earliest expiry (Unix seconds) among issued workload certificates.
+    pub workload_cert_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -50,6 +58,10 @@ impl Default for Metrics {
             snapshot_version: Gauge::default(),
             config_rejected: Gauge::default(),
             config_accepted: Gauge::default(),
+            xds_auth_failures: Counter::default(),
+            ca_cert_expiry: Gauge::default(),
+            serving_cert_expiry: Gauge::default(),
+            workload_cert_expiry: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -92,6 +104,26 @@ impl Default for Metrics {
             "config_accepted_objects",
             "Config objects currently accepted",
             m.config_accepted.clone(),
+        );
+        registry.register(
+            "xds_auth_failures",
+            "xDS calls refused for a missing, invalid or mismatched token",
+            m.xds_auth_failures.clone(),
+        );
+        registry.register(
+            "ca_cert_expiry_timestamp",
+            "Unix time the CA signing certificate expires",
+            m.ca_cert_expiry.clone(),
+        );
+        registry.register(
+            "xds_serving_cert_expiry_timestamp",
+            "Unix time the xDS TLS serving certificate expires",
+            m.serving_cert_expiry.clone(),
+        );
+        registry.register(
+            "workload_cert_earliest_expiry_timestamp",
+            "Unix time the first issued workload certificate expires",
+            m.workload_cert_expiry.clone(),
         );
         Metrics { registry, ..m }
     }

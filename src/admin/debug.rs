@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::AdminState;
 use crate::translate;
 use crate::xds::json::any_to_json;
+use crate::xds::TypeUrl;
 
 /// Per proxy stream and type: sent and ACKed version and nonce, NACK detail.
 pub async fn syncz(State(s): State<AdminState>) -> Json<Value> {
@@ -128,6 +129,10 @@ pub async fn config_dump(State(s): State<AdminState>, Query(q): Query<DumpQuery>
         let resources: Vec<Value> = held
             .values()
             .map(|r| {
+                if *t == TypeUrl::Secret {
+                    // Never over HTTP: /debug/certz has the certificate's dates.
+                    return json!({"name": r.name, "version": r.version, "resource": "[redacted]"});
+                }
                 let body = any_to_json(&r.body).unwrap_or_else(|e| json!({"error": e.to_string()}));
                 json!({"name": r.name, "version": r.version, "resource": body})
             })
@@ -135,4 +140,25 @@ pub async fn config_dump(State(s): State<AdminState>, Query(q): Query<DumpQuery>
         types.insert(t.short(), resources);
     }
     Json(json!({"proxy": proxy, "connection": status.connection, "snapshot_version": status.snapshot_version, "resources": types})).into_response()
+}
+
+/// The CA, the xDS serving certificate and every issued workload certificate:
+/// dates and holders, never a key.
+pub async fn certz(State(s): State<AdminState>) -> Json<Value> {
+    let now = std::time::SystemTime::now();
+    let time = |t| humantime::format_rfc3339_seconds(t).to_string();
+    let Some(store) = &s.xds.secrets else {
+        return Json(json!({"ca": null, "note": "Rudder runs without a CA (no --ca-dir)"}));
+    };
+    let ca = store.ca();
+    Json(json!({
+        "ca": {
+            "trust_domain": ca.trust_domain(),
+            "source": format!("{:?}", ca.source()),
+            "not_after": time(ca.signer_not_after()),
+        },
+        "workload_ttl": humantime::format_duration(store.ttl()).to_string(),
+        "serving_cert": s.serving_cert.as_ref().map(|c| json!({"not_after": time(c.not_after())})),
+        "workloads": store.status(now),
+    }))
 }

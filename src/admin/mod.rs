@@ -14,13 +14,15 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::model::Snapshot;
-use crate::xds::XdsContext;
+use crate::xds::{ServingCert, XdsContext};
 
 #[derive(Clone)]
 pub struct AdminState {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub xds: Arc<XdsContext>,
     pub metrics: Arc<Metrics>,
+    /// The TLS xDS port's certificate, when that port is on.
+    pub serving_cert: Option<Arc<ServingCert>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -33,6 +35,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/debug/endpointz", get(debug::endpointz))
         .route("/debug/configz", get(debug::configz))
         .route("/debug/config_dump", get(debug::config_dump))
+        .route("/debug/certz", get(debug::certz))
         .with_state(state)
 }
 
@@ -64,6 +67,7 @@ async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
+    refresh_cert_gauges(&s);
     (
         [(
             header::CONTENT_TYPE,
@@ -71,6 +75,26 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
         )],
         s.metrics.encode(),
     )
+}
+
+/// Certificate expiries change on issue and rotation, which happen in several
+/// places; reading them when scraped keeps one source of truth.
+fn refresh_cert_gauges(s: &AdminState) {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    };
+    if let Some(store) = &s.xds.secrets {
+        s.metrics
+            .ca_cert_expiry
+            .set(unix(store.ca().signer_not_after()));
+        s.metrics
+            .workload_cert_expiry
+            .set(store.earliest_expiry().map_or(0, unix));
+    }
+    if let Some(cert) = &s.serving_cert {
+        s.metrics.serving_cert_expiry.set(unix(cert.not_after()));
+    }
 }
 
 /// Keeps snapshot-derived gauges current.

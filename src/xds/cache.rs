@@ -33,12 +33,15 @@ pub struct EndpointsDelta {
 }
 
 impl ProxyResources {
-    pub fn of(&self, t: TypeUrl) -> &Arc<ResourceMap> {
+    /// The shape's resources of type `t`; `None` for secrets, which belong
+    /// to an identity rather than a shape (see `secrets.rs`).
+    pub fn of(&self, t: TypeUrl) -> Option<&Arc<ResourceMap>> {
         match t {
-            TypeUrl::Cluster => &self.clusters,
-            TypeUrl::Endpoint => &self.endpoints,
-            TypeUrl::Listener => &self.listeners,
-            TypeUrl::Route => &self.routes,
+            TypeUrl::Secret => None,
+            TypeUrl::Cluster => Some(&self.clusters),
+            TypeUrl::Endpoint => Some(&self.endpoints),
+            TypeUrl::Listener => Some(&self.listeners),
+            TypeUrl::Route => Some(&self.routes),
         }
     }
 }

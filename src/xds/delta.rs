@@ -133,10 +133,9 @@ async fn respond(
     pushed: bool,
     tx: &Tx,
 ) -> Result<(), ()> {
-    let Some(resources) = &s.resources else {
+    let (Some(resources), Some(all)) = (&s.resources, s.resources_of(t)) else {
         return Ok(());
     };
-    let all = resources.of(t);
     if pushed
         && added.is_empty()
         && sub.answered

@@ -7,11 +7,13 @@ mod delta;
 pub mod json;
 mod node;
 mod resources;
+pub mod secrets;
 mod server;
 mod session;
 mod sotw;
 pub mod status;
 mod stream;
+mod tls;
 mod wire;
 
 #[cfg(test)]
@@ -19,5 +21,8 @@ mod tests;
 
 pub use cache::{ConfigCache, ProxyResources};
 pub use resources::{Resource, ResourceMap, TypeUrl};
-pub use server::{serve, XdsContext, XdsError};
+pub use secrets::{CertStatus, WorkloadSecrets};
+pub use server::{serve, serve_tls, Authenticate, XdsContext, XdsError};
+pub use session::Caller;
 pub use status::{Registry, SyncStatus};
+pub use tls::{ServingCert, TlsError};

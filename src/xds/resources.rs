@@ -13,6 +13,9 @@ use sha2::{Digest, Sha256};
 /// something it has not been given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum TypeUrl {
+    /// SDS: the proxy's certificate and trust bundle. First, so a listener or
+    /// cluster that names a secret finds it already there.
+    Secret,
     Cluster,
     Endpoint,
     Listener,
@@ -20,7 +23,8 @@ pub enum TypeUrl {
 }
 
 impl TypeUrl {
-    pub const PUSH_ORDER: [TypeUrl; 4] = [
+    pub const PUSH_ORDER: [TypeUrl; 5] = [
+        TypeUrl::Secret,
         TypeUrl::Cluster,
         TypeUrl::Endpoint,
         TypeUrl::Listener,
@@ -29,6 +33,9 @@ impl TypeUrl {
 
     pub fn url(self) -> &'static str {
         match self {
+            TypeUrl::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
             TypeUrl::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
             TypeUrl::Endpoint => {
                 "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -42,9 +49,10 @@ impl TypeUrl {
         Self::PUSH_ORDER.into_iter().find(|t| t.url() == url)
     }
 
-    /// Short name for metrics and debug output: cds, eds, lds, rds.
+    /// Short name for metrics and debug output: sds, cds, eds, lds, rds.
     pub fn short(self) -> &'static str {
         match self {
+            TypeUrl::Secret => "sds",
             TypeUrl::Cluster => "cds",
             TypeUrl::Endpoint => "eds",
             TypeUrl::Listener => "lds",

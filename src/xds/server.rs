@@ -11,8 +11,12 @@ use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::cache::ConfigCache;
+use super::secrets::WorkloadSecrets;
+use super::session::Caller;
 use super::status::Registry;
+use super::tls::ServingCert;
 use super::wire::{DeltaResponse, SotwResponse};
+use crate::auth::{AuthError, TokenIdentity};
 use crate::metrics::Metrics;
 use crate::model::Snapshot;
 
@@ -23,6 +27,15 @@ const STREAM_QUEUE: usize = 4;
 /// Envoy rejects messages over 4 MiB by default; we accept large requests too.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// Proves who a bearer token belongs to: a configured JWT issuer in file
+/// mode, Kubernetes TokenReview in a cluster.
+pub trait Authenticate: Send + Sync {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<TokenIdentity, AuthError>>;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum XdsError {
     #[error("xDS server on {0}: {1}")]
@@ -31,6 +44,8 @@ pub enum XdsError {
 
 pub struct XdsContext {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Workload certificates; `None` when Rudder runs without a CA.
+    pub secrets: Option<Arc<WorkloadSecrets>>,
     pub cache: ConfigCache,
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
@@ -41,10 +56,12 @@ pub struct XdsContext {
 impl XdsContext {
     pub fn new(
         snapshots: watch::Receiver<Arc<Snapshot>>,
+        secrets: Option<Arc<WorkloadSecrets>>,
         metrics: Arc<Metrics>,
     ) -> Arc<XdsContext> {
         Arc::new(XdsContext {
             snapshots,
+            secrets,
             cache: ConfigCache::default(),
             registry: Registry::default(),
             metrics,
@@ -73,7 +90,11 @@ const DELTA_PATH: &str =
 /// be the pre-encoded types of `wire.rs` (the generated service fixes the
 /// response type to prost's `DiscoveryResponse`, which owns its bytes).
 #[derive(Clone)]
-struct Ads(Arc<XdsContext>);
+struct Ads {
+    ctx: Arc<XdsContext>,
+    /// Required on the TLS port; `None` on the plaintext one.
+    auth: Option<Arc<dyn Authenticate>>,
+}
 
 impl tonic::server::NamedService for Ads {
     const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
@@ -93,31 +114,83 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let ctx = self.0.clone();
-        match req.uri().path() {
-            SOTW_PATH => Box::pin(async move {
-                let codec = tonic_prost::ProstCodec::<SotwResponse, DiscoveryRequest>::default();
-                let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
-                    Some(MAX_MESSAGE_BYTES),
-                    Some(MAX_MESSAGE_BYTES),
-                );
-                Ok(grpc.streaming(Sotw(ctx), req).await)
-            }),
-            DELTA_PATH => Box::pin(async move {
-                let codec =
-                    tonic_prost::ProstCodec::<DeltaResponse, DeltaDiscoveryRequest>::default();
-                let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
-                    Some(MAX_MESSAGE_BYTES),
-                    Some(MAX_MESSAGE_BYTES),
-                );
-                Ok(grpc.streaming(Delta(ctx), req).await)
-            }),
-            _ => Box::pin(async move { Ok(Status::unimplemented("unknown method").into_http()) }),
-        }
+        let ctx = self.ctx.clone();
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let caller = match authenticate(auth.as_deref(), req.headers()).await {
+                Ok(caller) => caller,
+                Err(status) => {
+                    ctx.metrics.xds_auth_failures.inc();
+                    tracing::warn!(
+                        path = req.uri().path(),
+                        "refusing xDS call: {}",
+                        status.message()
+                    );
+                    return Ok(status.into_http());
+                }
+            };
+            route(ctx, caller, req).await
+        })
     }
 }
 
-struct Sotw(Arc<XdsContext>);
+/// Who the caller is: anonymous on the plaintext port; on the TLS port, the
+/// service account its bearer token proves, or a refusal.
+async fn authenticate(
+    auth: Option<&dyn Authenticate>,
+    headers: &http::HeaderMap,
+) -> Result<Caller, Status> {
+    let Some(auth) = auth else {
+        return Ok(Caller::Anonymous);
+    };
+    let token = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "no service-account token: send `authorization: Bearer <token>` \
+                 (Envoy: google_grpc with envoy.grpc_credentials.file_based_metadata)",
+            )
+        })?;
+    auth.authenticate(token)
+        .await
+        .map(Caller::Authenticated)
+        .map_err(|e| Status::unauthenticated(format!("service-account token refused: {e}")))
+}
+
+async fn route<B>(
+    ctx: Arc<XdsContext>,
+    caller: Caller,
+    req: http::Request<B>,
+) -> Result<http::Response<tonic::body::Body>, std::convert::Infallible>
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    match req.uri().path() {
+        SOTW_PATH => {
+            let codec = tonic_prost::ProstCodec::<SotwResponse, DiscoveryRequest>::default();
+            let mut grpc = tonic::server::Grpc::new(codec)
+                .apply_max_message_size_config(Some(MAX_MESSAGE_BYTES), Some(MAX_MESSAGE_BYTES));
+            Ok(grpc.streaming(Sotw { ctx, caller }, req).await)
+        }
+        DELTA_PATH => {
+            let codec = tonic_prost::ProstCodec::<DeltaResponse, DeltaDiscoveryRequest>::default();
+            let mut grpc = tonic::server::Grpc::new(codec)
+                .apply_max_message_size_config(Some(MAX_MESSAGE_BYTES), Some(MAX_MESSAGE_BYTES));
+            Ok(grpc.streaming(Delta { ctx, caller }, req).await)
+        }
+        _ => Ok(Status::unimplemented("unknown method").into_http()),
+    }
+}
+
+struct Sotw {
+    ctx: Arc<XdsContext>,
+    caller: Caller,
+}
 
 impl tonic::server::StreamingService<DiscoveryRequest> for Sotw {
     type Response = SotwResponse;
@@ -125,11 +198,12 @@ impl tonic::server::StreamingService<DiscoveryRequest> for Sotw {
     type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
-        let ctx = self.0.clone();
+        let (ctx, caller) = (self.ctx.clone(), self.caller.clone());
         Box::pin(async move {
             let (tx, rx) = mpsc::channel(STREAM_QUEUE);
             tokio::spawn(super::stream::run::<super::sotw::Sotw>(
                 ctx,
+                caller,
                 request.into_inner(),
                 tx,
             ));
@@ -138,7 +212,10 @@ impl tonic::server::StreamingService<DiscoveryRequest> for Sotw {
     }
 }
 
-struct Delta(Arc<XdsContext>);
+struct Delta {
+    ctx: Arc<XdsContext>,
+    caller: Caller,
+}
 
 impl tonic::server::StreamingService<DeltaDiscoveryRequest> for Delta {
     type Response = DeltaResponse;
@@ -146,11 +223,12 @@ impl tonic::server::StreamingService<DeltaDiscoveryRequest> for Delta {
     type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: Request<Streaming<DeltaDiscoveryRequest>>) -> Self::Future {
-        let ctx = self.0.clone();
+        let (ctx, caller) = (self.ctx.clone(), self.caller.clone());
         Box::pin(async move {
             let (tx, rx) = mpsc::channel(STREAM_QUEUE);
             tokio::spawn(super::stream::run::<super::delta::Delta>(
                 ctx,
+                caller,
                 request.into_inner(),
                 tx,
             ));
@@ -159,21 +237,49 @@ impl tonic::server::StreamingService<DeltaDiscoveryRequest> for Delta {
     }
 }
 
-/// Serves ADS on an already-bound listener until `shutdown` resolves.
+/// Serves plaintext ADS on an already-bound listener until `shutdown`
+/// resolves. Nobody is authenticated, so no stream gets a private key.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Arc<XdsContext>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), XdsError> {
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let service = Ads(ctx);
+    let addr = local_addr(&listener);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .add_service(service)
+    server()
+        .add_service(Ads { ctx, auth: None })
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| XdsError::Serve(addr, e))
+}
+
+/// Serves ADS over TLS, every call authenticated by its bearer token.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<XdsContext>,
+    cert: Arc<ServingCert>,
+    auth: Arc<dyn Authenticate>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), XdsError> {
+    let addr = local_addr(&listener);
+    let incoming = super::tls::incoming(listener, super::tls::server_config(cert));
+    server()
+        .add_service(Ads {
+            ctx,
+            auth: Some(auth),
+        })
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| XdsError::Serve(addr, e))
+}
+
+fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+}
+
+fn local_addr(listener: &tokio::net::TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }

@@ -10,16 +10,32 @@ use parking_lot::Mutex;
 use tonic::Status;
 
 use super::cache::ProxyResources;
-use super::resources::{Resource, TypeUrl};
+use super::resources::{Resource, ResourceMap, TypeUrl};
+use super::secrets::SecretLease;
 use super::server::XdsContext;
 use super::status::{Nack, SyncStatus};
+use crate::auth::TokenIdentity;
+use crate::ca::Identity;
 use crate::metrics::{StreamLabel, TypeLabel};
 use crate::model::{Proxy, Snapshot};
 use crate::translate::ProxyShape;
 
+/// Who opened a stream, as far as the transport proved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The plaintext port: nobody is proven, so no private key is ever sent.
+    Anonymous,
+    /// A verified service-account token (the TLS port).
+    Authenticated(TokenIdentity),
+}
+
 pub struct Session {
     pub ctx: Arc<XdsContext>,
     pub proxy: Proxy,
+    /// The proven identity's certificate, held while the stream lives.
+    lease: Option<SecretLease>,
+    /// What SDS serves this stream: the identity's secrets, or ROOTCA alone.
+    secrets: Option<Arc<ResourceMap>>,
     pub protocol: &'static str,
     pub connection: u64,
     status: Arc<Mutex<SyncStatus>>,
@@ -35,9 +51,22 @@ impl Session {
         ctx: Arc<XdsContext>,
         node: Option<&Node>,
         protocol: &'static str,
+        caller: &Caller,
     ) -> Result<Session, Status> {
-        let proxy = super::node::proxy_from_node(node)
+        let mut proxy = super::node::proxy_from_node(node)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let lease = match caller {
+            Caller::Anonymous => None,
+            Caller::Authenticated(token) => Some(lease_for(&ctx, &proxy, token)?),
+        }
+        .flatten();
+        // Only a proxy holding a certificate may be given TLS config that names it.
+        proxy.mtls = lease.is_some();
+        let secrets = match (&lease, &ctx.secrets) {
+            (Some(lease), _) => Some(lease.secrets()),
+            (None, Some(store)) => Some(store.root_only()),
+            (None, None) => None,
+        };
         let connection = ctx.next_connection();
         let status = ctx.registry.register(SyncStatus {
             proxy: proxy.id.clone(),
@@ -55,6 +84,8 @@ impl Session {
             snapshot: Arc::new(Snapshot::empty()),
             ctx,
             proxy,
+            lease,
+            secrets,
             protocol,
             connection,
             status,
@@ -87,6 +118,31 @@ impl Session {
         true
     }
 
+    /// Picks up a rotated certificate. True when the secrets changed.
+    pub fn refresh_secrets(&mut self) -> bool {
+        let Some(lease) = &self.lease else {
+            return false;
+        };
+        let current = lease.secrets();
+        if self
+            .secrets
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &current))
+        {
+            return false;
+        }
+        self.secrets = Some(current);
+        true
+    }
+
+    /// What this stream serves of type `t`, once the mesh is loaded.
+    pub fn resources_of(&self, t: TypeUrl) -> Option<&Arc<ResourceMap>> {
+        match t {
+            TypeUrl::Secret => self.secrets.as_ref(),
+            _ => self.resources.as_ref()?.of(t),
+        }
+    }
+
     /// `pushed`: caused by a snapshot change, so it counts toward push latency
     /// and convergence. Answers to requests (a proxy connecting late, a grown
     /// subscription) say nothing about how fast changes propagate.
@@ -107,7 +163,9 @@ impl Session {
             .push_bytes
             .get_or_create(&label)
             .inc_by(bytes as u64);
-        if pushed {
+        // A rotated secret is not a config change: it says nothing of how
+        // fast changes propagate.
+        if pushed && t != TypeUrl::Secret {
             self.ctx
                 .metrics
                 .push_latency
@@ -190,4 +248,35 @@ impl Drop for Session {
             .dec();
         tracing::info!(proxy = %self.proxy, connection = self.connection, "proxy disconnected");
     }
+}
+
+/// Checks that the node claims the identity its token proves, and leases that
+/// identity's certificate. Without a CA there is nothing to lease.
+fn lease_for(
+    ctx: &XdsContext,
+    proxy: &Proxy,
+    token: &TokenIdentity,
+) -> Result<Option<SecretLease>, Status> {
+    if proxy.namespace != token.namespace || proxy.service_account != token.service_account {
+        return Err(Status::permission_denied(format!(
+            "node {} claims namespace {:?} and service account {:?}, but its token is for \
+             namespace {:?} and service account {:?}",
+            proxy.id,
+            proxy.namespace,
+            proxy.service_account,
+            token.namespace,
+            token.service_account
+        )));
+    }
+    let Some(store) = &ctx.secrets else {
+        return Ok(None);
+    };
+    let identity = Identity::new(
+        store.ca().trust_domain(),
+        &token.namespace,
+        &token.service_account,
+    )
+    .and_then(|id| store.acquire(id))
+    .map_err(|e| Status::internal(format!("issuing a certificate for node {}: {e}", proxy.id)))?;
+    Ok(Some(identity))
 }

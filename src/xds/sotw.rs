@@ -150,10 +150,10 @@ async fn respond(
     pushed: bool,
     tx: &Tx,
 ) -> Result<(), ()> {
-    let Some(resources) = &s.resources else {
-        return Ok(()); // Not synced yet; the push after the initial load answers.
+    // Not synced yet: the push after the initial load answers.
+    let (Some(resources), Some(all)) = (&s.resources, s.resources_of(t)) else {
+        return Ok(());
     };
-    let all = resources.of(t);
     if matches!(resend, Resend::Changed)
         && sub.answered
         && sub.seen.as_ref().is_some_and(|m| Arc::ptr_eq(m, all))

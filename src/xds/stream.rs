@@ -12,7 +12,7 @@ use tonic::{Status, Streaming};
 
 use super::resources::{ResourceMap, TypeUrl};
 use super::server::XdsContext;
-use super::session::Session;
+use super::session::{Caller, Session};
 
 pub type Tx<R> = mpsc::Sender<Result<R, Status>>;
 
@@ -52,10 +52,12 @@ pub trait Held {
 
 pub async fn run<P: Protocol>(
     ctx: Arc<XdsContext>,
+    caller: Caller,
     mut requests: Streaming<P::Request>,
     tx: Tx<P::Response>,
 ) {
     let mut snapshots = ctx.snapshots.clone();
+    let mut rotations = ctx.secrets.as_ref().map(|s| s.generation());
     let mut session: Option<Session> = None;
     let mut subs: BTreeMap<TypeUrl, P::Sub> = BTreeMap::new();
     loop {
@@ -70,7 +72,7 @@ pub async fn run<P: Protocol>(
                     }
                 };
                 if session.is_none() {
-                    match Session::start(ctx.clone(), P::node(&req), P::NAME) {
+                    match Session::start(ctx.clone(), P::node(&req), P::NAME, &caller) {
                         Ok(s) => session = Some(s),
                         Err(status) => {
                             tracing::warn!("refusing {} ADS stream: {}", P::NAME, status.message());
@@ -100,6 +102,16 @@ pub async fn run<P: Protocol>(
                     }
                     if let Some(before) = before {
                         rewarm_endpoints(&mut subs, &before);
+                    }
+                }
+            }
+            Some(()) = rotated(&mut rotations), if session.is_some() => {
+                let s = session.as_mut().expect("guarded by if");
+                if s.refresh_secrets() {
+                    if let Some(sub) = subs.get_mut(&TypeUrl::Secret) {
+                        if P::push(s, TypeUrl::Secret, sub, &tx).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
@@ -133,5 +145,13 @@ fn rewarm_endpoints<S: Held>(subs: &mut BTreeMap<TypeUrl, S>, before: &BTreeMap<
         for name in changed {
             eds.forget(name);
         }
+    }
+}
+
+/// Resolves when some certificate was rotated; never without a CA.
+async fn rotated(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
     }
 }

@@ -7,5 +7,6 @@ mod cache;
 mod delta;
 mod envoy;
 mod harness;
+mod identity;
 mod races;
 mod sotw;

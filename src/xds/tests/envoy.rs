@@ -57,6 +57,15 @@ impl<Req, Resp: Send + 'static> Wire<Req, Resp> {
     }
 }
 
+fn bearer<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().expect("token is ASCII");
+        req.metadata_mut().insert("authorization", value);
+    }
+    req
+}
+
 async fn client(endpoint: Endpoint) -> AggregatedDiscoveryServiceClient<Channel> {
     let channel = tokio::time::timeout(TIMEOUT, endpoint.connect())
         .await
@@ -80,16 +89,27 @@ pub struct Envoy {
 
 impl Envoy {
     pub async fn connect(endpoint: Endpoint, id: &str) -> Envoy {
+        Envoy::open(endpoint, id, None)
+            .await
+            .expect("open the ADS stream")
+    }
+
+    /// Opens a stream carrying `authorization: Bearer TOKEN` when given, as
+    /// Envoy's file_based_metadata credentials do; a refusal is returned.
+    pub async fn open(
+        endpoint: Endpoint,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<Envoy, tonic::Status> {
         let mut client = client(endpoint).await;
         let (tx, rx) = mpsc::channel(16);
         let response = tokio::time::timeout(
             TIMEOUT,
-            client.stream_aggregated_resources(ReceiverStream::new(rx)),
+            client.stream_aggregated_resources(bearer(ReceiverStream::new(rx), token)),
         )
         .await
-        .expect("opening the ADS stream timed out")
-        .expect("open the ADS stream");
-        Envoy {
+        .expect("opening the ADS stream timed out")?;
+        Ok(Envoy {
             id: id.to_string(),
             wire: Wire {
                 tx,
@@ -100,7 +120,7 @@ impl Envoy {
             names: BTreeMap::new(),
             accepted: BTreeMap::new(),
             nonces: BTreeMap::new(),
-        }
+        })
     }
 
     /// Sends a request as is, adding the node to the stream's first one (as
@@ -264,16 +284,25 @@ pub struct DeltaEnvoy {
 
 impl DeltaEnvoy {
     pub async fn connect(endpoint: Endpoint, id: &str) -> DeltaEnvoy {
+        DeltaEnvoy::open(endpoint, id, None)
+            .await
+            .expect("open the delta ADS stream")
+    }
+
+    pub async fn open(
+        endpoint: Endpoint,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<DeltaEnvoy, tonic::Status> {
         let mut client = client(endpoint).await;
         let (tx, rx) = mpsc::channel(16);
         let response = tokio::time::timeout(
             TIMEOUT,
-            client.delta_aggregated_resources(ReceiverStream::new(rx)),
+            client.delta_aggregated_resources(bearer(ReceiverStream::new(rx), token)),
         )
         .await
-        .expect("opening the delta ADS stream timed out")
-        .expect("open the delta ADS stream");
-        DeltaEnvoy {
+        .expect("opening the delta ADS stream timed out")?;
+        Ok(DeltaEnvoy {
             id: id.to_string(),
             wire: Wire {
                 tx,
@@ -281,7 +310,7 @@ impl DeltaEnvoy {
                 _client: client,
             },
             sent_node: false,
-        }
+        })
     }
 
     pub async fn send(&mut self, mut req: DeltaDiscoveryRequest) {

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
 };
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::{value::Kind, Any, Struct, Value};
 use prost::Message;
@@ -191,7 +192,7 @@ impl Harness {
         let (index, snapshots) = Index::new(1, Duration::from_millis(10));
         let (events, rx) = mpsc::channel(64);
         tokio::spawn(index.run(rx));
-        let ctx = XdsContext::new(snapshots, Arc::new(Metrics::default()));
+        let ctx = XdsContext::new(snapshots, None, Arc::new(Metrics::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -345,6 +346,7 @@ pub fn name_of(any: &Any) -> String {
         Some(TypeUrl::Endpoint) => decode::<ClusterLoadAssignment>(any).cluster_name,
         Some(TypeUrl::Listener) => decode::<Listener>(any).name,
         Some(TypeUrl::Route) => decode::<RouteConfiguration>(any).name,
+        Some(TypeUrl::Secret) => decode::<Secret>(any).name,
         None => panic!("unexpected resource type {}", any.type_url),
     }
 }
