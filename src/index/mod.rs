@@ -7,6 +7,7 @@ mod convert;
 mod convert_entry;
 mod convert_policy;
 mod convert_routing;
+mod convert_security;
 mod store;
 
 #[cfg(test)]
@@ -129,6 +130,7 @@ impl Index {
             virtual_services: self.store.virtual_services.clone(),
             destination_rules: self.store.destination_rules.clone(),
             sidecars: self.store.sidecars.clone(),
+            peer_authentications: self.store.peer_authentications.clone(),
             mesh: self.mesh.clone(),
             changes,
             status,
@@ -157,6 +159,7 @@ pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshCon
         virtual_services: store.virtual_services.clone(),
         destination_rules: store.destination_rules.clone(),
         sidecars: store.sidecars.clone(),
+        peer_authentications: store.peer_authentications.clone(),
         mesh: Arc::new(mesh),
         changes,
         status: Arc::new(store.status()),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::api::{self, Kind, Object, ObjectKey};
 use crate::model::routing::{self, ConfigKey};
+use crate::model::security::PeerAuthn;
 use crate::model::{self, ChangeSet, ConfigStatus, ObjectRef, Origin, Rejection, ServiceKey};
 use crate::source::Item;
 
@@ -31,6 +32,7 @@ pub struct Store {
     pub virtual_services: BTreeMap<ConfigKey, Arc<routing::VirtualService>>,
     pub destination_rules: BTreeMap<ConfigKey, Arc<routing::DestinationRule>>,
     pub sidecars: BTreeMap<ConfigKey, Arc<routing::SidecarScope>>,
+    pub peer_authentications: BTreeMap<ConfigKey, Arc<PeerAuthn>>,
     /// EndpointSlices by the Service they belong to, so rebuilding one
     /// Service's endpoints reads only its own slices.
     slices: BTreeMap<ServiceKey, BTreeSet<ObjectKey>>,
@@ -229,8 +231,19 @@ impl Store {
             Kind::ServiceEntry => self.refresh_entry(key),
             // Entries with a workloadSelector may select this one.
             Kind::WorkloadEntry => self.refresh_selecting_entries(),
-            // Stored only: translated by the security modules.
-            Kind::PeerAuthentication | Kind::RequestAuthentication | Kind::AuthorizationPolicy => {}
+            Kind::PeerAuthentication => {
+                let new = match object.as_deref() {
+                    Some(Object::PeerAuthentication(pa)) => {
+                        Some(Arc::new(super::convert_security::peer_authentication(pa)))
+                    }
+                    _ => None,
+                };
+                // Changes inbound chains and which endpoints get auto mTLS.
+                self.pending.routing |=
+                    update(&mut self.peer_authentications, config_key(key), new);
+            }
+            // Stored only, until authorization lands (issue 7).
+            Kind::RequestAuthentication | Kind::AuthorizationPolicy => {}
             Kind::Namespace => {
                 let new = match object.as_deref() {
                     Some(Object::Namespace(ns)) => Some(Arc::new(convert::namespace(ns))),

@@ -4,6 +4,7 @@
 pub mod mesh;
 pub mod proxy;
 pub mod routing;
+pub mod security;
 mod service;
 mod snapshot;
 

@@ -43,6 +43,9 @@ pub struct Proxy {
     pub labels: BTreeMap<String, String>,
     pub service_account: String,
     pub interception: Interception,
+    /// Rudder issued this proxy a workload certificate (SDS `default`): it
+    /// proved its identity, so its config may use mutual TLS.
+    pub mtls: bool,
 }
 
 /// Why a node id or its metadata cannot describe a proxy.
@@ -93,6 +96,7 @@ impl Proxy {
             labels: BTreeMap::new(),
             service_account: "default".to_string(),
             interception: Interception::Redirect,
+            mtls: false,
         })
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::routing::{ConfigKey, DestinationRule, SidecarScope, VirtualService};
+use super::security::PeerAuthn;
 use super::{MeshConfig, Namespace, Service, ServiceEndpoints, ServiceKey, Workload, WorkloadKey};
 
 /// Where a document came from: a file and its 0-based document index, or a watch.
@@ -83,7 +84,8 @@ pub struct ChangeSet {
     pub endpoints: BTreeSet<ServiceKey>,
     /// Pods or namespaces changed: anything proxy-shaped may differ.
     pub workloads: bool,
-    /// VirtualServices or DestinationRules changed.
+    /// Routing or security policy changed: VirtualServices, DestinationRules,
+    /// Sidecars or PeerAuthentications.
     pub routing: bool,
 }
 
@@ -121,6 +123,7 @@ pub struct Snapshot {
     pub virtual_services: BTreeMap<ConfigKey, Arc<VirtualService>>,
     pub destination_rules: BTreeMap<ConfigKey, Arc<DestinationRule>>,
     pub sidecars: BTreeMap<ConfigKey, Arc<SidecarScope>>,
+    pub peer_authentications: BTreeMap<ConfigKey, Arc<PeerAuthn>>,
     pub mesh: Arc<MeshConfig>,
     /// Changes since version `version - 1`.
     pub changes: ChangeSet,
@@ -140,6 +143,7 @@ impl Snapshot {
             virtual_services: BTreeMap::new(),
             destination_rules: BTreeMap::new(),
             sidecars: BTreeMap::new(),
+            peer_authentications: BTreeMap::new(),
             mesh: Arc::default(),
             changes: ChangeSet::default(),
             status: Arc::default(),

@@ -18,8 +18,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use envoy_types::util::pack_any;
 
 use super::names::{self, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
-use super::{ads_config_source, policy, seconds, socket_address, ProxyShape};
-use crate::model::routing::TrafficPolicy;
+use super::{ads_config_source, mtls, policy, seconds, socket_address, ProxyShape};
+use crate::model::routing::{TlsMode, TrafficPolicy};
 use crate::model::{Interception, Protocol, ProxyKind, Resolution, Service, ServicePort, Snapshot};
 
 /// Istio's default connect timeout for mesh clusters.
@@ -40,12 +40,12 @@ pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
             let top = rule
                 .map(|r| r.policy.for_port(port.port))
                 .unwrap_or_default();
-            out.extend(outbound(svc, port, "", &top));
+            out.extend(outbound(svc, port, "", &top, shape, snapshot));
             for subset in rule.iter().flat_map(|r| r.subsets.iter()) {
                 // Istio's MergeTrafficPolicy: the rule's policy for this port,
                 // then the subset's (with its own port settings) on top.
                 let merged = top.overlay(&subset.policy.for_port(port.port));
-                out.extend(outbound(svc, port, &subset.name, &merged));
+                out.extend(outbound(svc, port, &subset.name, &merged, shape, snapshot));
             }
         }
     }
@@ -68,6 +68,8 @@ fn outbound(
     port: &ServicePort,
     subset: &str,
     policy: &TrafficPolicy,
+    shape: &ProxyShape,
+    snapshot: &Snapshot,
 ) -> Option<Cluster> {
     let name = names::outbound_cluster(port.port, subset, &svc.hostname());
     let mut cluster = match &svc.resolution {
@@ -120,6 +122,7 @@ fn outbound(
     }
     let mut http = HttpProtocolOptions::default();
     policy::apply(&mut cluster, policy, &mut http);
+    mesh_tls(&mut cluster, svc, port, subset, policy, shape, snapshot);
     let pool = policy.connection_pool.as_ref();
     let upgrade = pool.and_then(|p| p.h2_upgrade) == Some(true) && port.protocol.is_http();
     if port.protocol.is_http2() || upgrade {
@@ -151,6 +154,33 @@ fn outbound(
         set_protocol_options(&mut cluster, http);
     }
     Some(cluster)
+}
+
+/// Mesh mTLS to a service: always with DestinationRule ISTIO_MUTUAL (even
+/// from a proxy without a certificate: it fails closed rather than fall back
+/// to plaintext); per endpoint (auto mTLS) when the rule says nothing about
+/// TLS. DISABLE, SIMPLE and MUTUAL are the user's explicit choice.
+fn mesh_tls(
+    cluster: &mut Cluster,
+    svc: &Service,
+    port: &ServicePort,
+    subset: &str,
+    policy: &TrafficPolicy,
+    shape: &ProxyShape,
+    snapshot: &Snapshot,
+) {
+    let socket = || {
+        let sni = format!("outbound_.{}_.{}_.{}", port.port, subset, svc.hostname());
+        mtls::client_socket(&snapshot.mesh.trust_domain, &sni, port.protocol)
+    };
+    match policy.tls.as_ref().map(|t| &t.mode) {
+        Some(TlsMode::IstioMutual) => cluster.transport_socket = Some(socket()),
+        Some(_) => {}
+        None if shape.mtls && svc.resolution == Resolution::Endpoints => {
+            cluster.transport_socket_matches = mtls::auto_socket_matches(socket());
+        }
+        None => {}
+    }
 }
 
 /// The local application at the port it listens on. With capture, as Istio

@@ -7,9 +7,11 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 
+use super::mtls::{mtls_endpoint_metadata, TLS_MODE_LABEL};
 use super::names;
 use super::socket_address;
 use crate::model::routing::{host_matches, Subset};
+use crate::model::security::{InboundMtls, MtlsMode};
 use crate::model::{
     Endpoint as MeshEndpoint, Protocol, Service, ServiceEndpoints, ServiceKey, ServicePort,
     Snapshot,
@@ -46,14 +48,15 @@ pub fn endpoints_for<'a>(
             .filter(|dr| host_matches(&dr.host, &host))
             .flat_map(|dr| dr.subsets.iter())
             .collect();
+        let mtls = |ep: &MeshEndpoint, target: u16| accepts_mtls(snapshot, svc, ep, target);
         for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
-            out.push(assignment(svc, port, "", eps, |_| true));
+            out.push(assignment(svc, port, "", eps, |_| true, mtls));
             for subset in &subsets {
                 let selects = |ep: &MeshEndpoint| {
                     endpoint_labels(snapshot, svc, ep)
                         .is_some_and(|l| subset.labels.iter().all(|(k, v)| l.get(k) == Some(v)))
                 };
-                out.push(assignment(svc, port, &subset.name, eps, selects));
+                out.push(assignment(svc, port, &subset.name, eps, selects, mtls));
             }
         }
     }
@@ -72,12 +75,33 @@ fn endpoint_labels<'a>(
         .map(|w| &w.labels)
 }
 
+/// Auto mTLS, as Istio decides it per endpoint: the pod runs a sidecar that
+/// terminates mesh mTLS (injection's `security.istio.io/tlsMode: istio`
+/// label) and its PeerAuthentication does not disable mTLS on that port.
+fn accepts_mtls(snapshot: &Snapshot, svc: &Service, ep: &MeshEndpoint, target: u16) -> bool {
+    let Some(labels) = endpoint_labels(snapshot, svc, ep) else {
+        return false;
+    };
+    if labels.get(TLS_MODE_LABEL).map(String::as_str) != Some("istio") {
+        return false;
+    }
+    let policies = snapshot.peer_authentications.values().map(|p| p.as_ref());
+    let inbound = InboundMtls::resolve(
+        policies,
+        &snapshot.mesh.root_namespace,
+        &svc.key.namespace,
+        labels,
+    );
+    inbound.at(target) != MtlsMode::Disable
+}
+
 fn assignment(
     svc: &Service,
     port: &ServicePort,
     subset: &str,
     eps: &ServiceEndpoints,
     selects: impl Fn(&MeshEndpoint) -> bool,
+    mtls: impl Fn(&MeshEndpoint, u16) -> bool,
 ) -> ClusterLoadAssignment {
     let mut by_zone: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
     // Not-ready endpoints are left out, as Kubernetes Services do.
@@ -91,6 +115,7 @@ fn assignment(
                 ..Default::default()
             })),
             health_status: HealthStatus::Healthy as i32,
+            metadata: mtls(ep, target).then(mtls_endpoint_metadata),
             ..Default::default()
         };
         by_zone

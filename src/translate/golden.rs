@@ -11,7 +11,7 @@
 //! The proxy comes from one header comment among the file's leading `#` lines:
 //!
 //! ```text
-//! # proxy: NODE_ID interception=MODE [labels=K=V[,K=V...]]
+//! # proxy: NODE_ID interception=MODE [labels=K=V[,K=V...]] [mtls=true]
 //! # proxy: sidecar~198.18.0.5~client-0.demo~demo.svc.cluster.local interception=NONE labels=app=client
 //! ```
 //!
@@ -90,6 +90,8 @@ struct Header {
     node_id: String,
     interception: Interception,
     labels: BTreeMap<String, String>,
+    /// `mtls=true`: the proxy holds a Rudder-issued certificate.
+    mtls: bool,
 }
 
 fn parse_header(yaml: &str) -> Result<Header, String> {
@@ -108,7 +110,7 @@ fn parse_header(yaml: &str) -> Result<Header, String> {
         .next()
         .ok_or("`# proxy:` header has no node id")?
         .to_string();
-    let (mut interception, mut labels) = (None, BTreeMap::new());
+    let (mut interception, mut labels, mut mtls) = (None, BTreeMap::new(), false);
     for word in words {
         match word.split_once('=') {
             Some(("interception", mode)) => {
@@ -124,6 +126,11 @@ fn parse_header(yaml: &str) -> Result<Header, String> {
                     labels.insert(k.to_string(), v.to_string());
                 }
             }
+            Some(("mtls", value)) => {
+                mtls = value
+                    .parse()
+                    .map_err(|_| format!("mtls={value:?} is not true or false"))?;
+            }
             _ => return Err(format!("unknown header word {word:?}")),
         }
     }
@@ -132,6 +139,7 @@ fn parse_header(yaml: &str) -> Result<Header, String> {
         node_id,
         interception,
         labels,
+        mtls,
     })
 }
 
@@ -178,6 +186,7 @@ fn translate_case(case: &str, yaml: &str) -> Result<(Arc<Snapshot>, Resources), 
     let mut proxy = Proxy::from_node_id(&header.node_id).map_err(|e| e.to_string())?;
     proxy.interception = header.interception;
     proxy.labels = header.labels;
+    proxy.mtls = header.mtls;
     let snap = snapshot(&format!("{case}.yaml"), yaml)?;
     let shape = super::ProxyShape::of(&snap, &proxy);
     let resources = Resources {

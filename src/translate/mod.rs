@@ -7,9 +7,11 @@ mod cluster;
 mod endpoint;
 mod filters;
 mod listener;
+mod mtls;
 mod names;
 mod policy;
 mod route;
+mod secret;
 mod shape;
 
 #[cfg(test)]
@@ -23,6 +25,7 @@ pub use names::{
     PASSTHROUGH_CLUSTER,
 };
 pub use route::{routes, tcp_destinations, tls_routes};
+pub use secret::{root_secret, sds_config, secrets, ROOT_SECRET, WORKLOAD_SECRET};
 pub use shape::ProxyShape;
 
 use envoy_types::pb::envoy::config::core::v3::{

@@ -237,9 +237,9 @@ fn apply_pool(
     }
 }
 
-/// SIMPLE and MUTUAL originate TLS with files the proxy can read. DISABLE and
-/// ISTIO_MUTUAL (which needs the mesh CA, not available yet) leave the
-/// connection as it is.
+/// SIMPLE and MUTUAL originate TLS with files the proxy can read. DISABLE
+/// leaves the connection as it is; ISTIO_MUTUAL is the mesh's own mTLS
+/// (`cluster::mesh_tls`).
 fn transport_socket_for(tls: &ClientTls) -> Option<TransportSocket> {
     if !matches!(tls.mode, TlsMode::Simple | TlsMode::Mutual) {
         return None;

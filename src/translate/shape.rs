@@ -1,6 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::routing::{ConfigKey, SidecarScope};
+use crate::model::security::InboundMtls;
 use crate::model::{
     Interception, OutboundPolicy, Protocol, Proxy, ProxyKind, Service, ServiceEndpoints, Snapshot,
 };
@@ -22,6 +23,11 @@ pub struct ProxyShape {
     pub labels: BTreeMap<String, String>,
     /// The Sidecar resource that scopes this proxy, if any.
     pub sidecar: Option<ConfigKey>,
+    /// The proxy holds a Rudder-issued certificate, so its config may ask
+    /// for mutual TLS (client and server side).
+    pub mtls: bool,
+    /// What its inbound side accepts, by PeerAuthentication.
+    pub inbound_mtls: InboundMtls,
 }
 
 impl ProxyShape {
@@ -33,6 +39,13 @@ impl ProxyShape {
             inbound_ports: inbound_ports(snapshot, proxy),
             labels: routing_labels(snapshot, proxy),
             sidecar: sidecar_for(snapshot, proxy),
+            mtls: proxy.mtls,
+            inbound_mtls: InboundMtls::resolve(
+                snapshot.peer_authentications.values().map(|p| p.as_ref()),
+                &snapshot.mesh.root_namespace,
+                &proxy.namespace,
+                workload_labels(snapshot, proxy),
+            ),
         }
     }
 

@@ -10,7 +10,10 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager::{CodecType, RouteSpecifier, UpgradeConfig},
+    http_connection_manager::{
+        CodecType, ForwardClientCertDetails, RouteSpecifier, SetCurrentClientCertDetails,
+        UpgradeConfig,
+    },
     http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
@@ -35,6 +38,37 @@ pub fn http_connection_manager(
     routes: RouteSource,
     mesh: &MeshConfig,
 ) -> Filter {
+    network_filter(hcm(stat_prefix, routes, mesh))
+}
+
+/// An inbound HTTP connection manager behind mesh mTLS: the application sees
+/// the caller's proven identity in `x-forwarded-client-cert`. SANITIZE_SET,
+/// not Istio's APPEND_FORWARD, so a header a client wrote itself never
+/// reaches the application as if this hop had verified it.
+pub fn mtls_http_connection_manager(
+    stat_prefix: &str,
+    routes: RouteSource,
+    mesh: &MeshConfig,
+) -> Filter {
+    let mut manager = hcm(stat_prefix, routes, mesh);
+    manager.forward_client_cert_details = ForwardClientCertDetails::SanitizeSet as i32;
+    manager.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
+        subject: Some(BoolValue { value: true }),
+        uri: true,
+        dns: true,
+        ..Default::default()
+    });
+    network_filter(manager)
+}
+
+fn network_filter(hcm: HttpConnectionManager) -> Filter {
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+    }
+}
+
+fn hcm(stat_prefix: &str, routes: RouteSource, mesh: &MeshConfig) -> HttpConnectionManager {
     // Outbound (RDS) routes may carry VirtualService CORS and fault settings,
     // which need their filters in the chain, in Istio's order, before the router.
     let mut http_filters = Vec::new();
@@ -56,7 +90,7 @@ pub fn http_connection_manager(
         ))),
         ..Default::default()
     });
-    let hcm = HttpConnectionManager {
+    HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: CodecType::Auto as i32,
         route_specifier: Some(route_specifier),
@@ -68,10 +102,6 @@ pub fn http_connection_manager(
         normalize_path: Some(BoolValue { value: true }),
         access_log: access_logs(mesh),
         ..Default::default()
-    };
-    Filter {
-        name: "envoy.filters.network.http_connection_manager".to_string(),
-        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
     }
 }
 

@@ -2,6 +2,8 @@
 //! 15006; `virtualInbound` picks a filter chain by original destination port:
 //! the workload's service ports go through `inbound|PORT||` (HTTP routed, or
 //! TCP proxied), any other port passes through to the application unchanged.
+//! PeerAuthentication decides, per port, whether those chains require,
+//! accept or refuse mesh mTLS (see [`port_chains`]).
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::{
@@ -14,10 +16,12 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::filters::{
-    http_connection_manager, http_inspector, original_dst, tcp_proxy, RouteSource, HTTP_PROTOCOLS,
+    http_connection_manager, http_inspector, mtls_http_connection_manager, original_dst, tcp_proxy,
+    tls_inspector, RouteSource, HTTP_PROTOCOLS,
 };
+use crate::model::security::MtlsMode;
 use crate::model::{MeshConfig, Protocol, Snapshot};
-use crate::translate::{names, seconds, socket_address, ProxyShape};
+use crate::translate::{mtls, names, seconds, socket_address, ProxyShape};
 
 pub const VIRTUAL_INBOUND: &str = "virtualInbound";
 pub const INBOUND_CAPTURE_PORT: u16 = 15006;
@@ -26,44 +30,110 @@ pub fn listener(snapshot: &Snapshot, shape: &ProxyShape) -> Listener {
     let mesh = &snapshot.mesh;
     let mut chains = Vec::new();
     for (&port, &protocol) in &shape.inbound_ports {
-        let cluster = names::inbound_cluster(port);
-        if protocol.is_http() {
-            chains.push(chain(port, &[], http_filter(port, mesh)));
-        } else if protocol == Protocol::Unknown {
-            chains.push(chain(port, HTTP_PROTOCOLS, http_filter(port, mesh)));
-            chains.push(chain(port, &[], tcp_proxy(&cluster, &cluster, mesh)));
-        } else {
-            chains.push(chain(port, &[], tcp_proxy(&cluster, &cluster, mesh)));
+        chains.extend(port_chains(port, protocol, shape, mesh));
+    }
+    // Port-level modes on ports no service declares: their traffic passes
+    // through, but STRICT still refuses plaintext.
+    let workload_mode = shape.inbound_mtls.mode;
+    for (&port, &mode) in &shape.inbound_mtls.ports {
+        if !shape.inbound_ports.contains_key(&port) {
+            chains.push(chain(port, &[], passthrough_filter(mode, mesh)));
         }
     }
     let sniff = shape
         .inbound_ports
         .values()
         .any(|p| *p == Protocol::Unknown);
+    let tls = chains.iter().any(|c| c.transport_socket.is_some());
     let mut listener_filters = vec![original_dst()];
+    // TLS first: http_inspector leaves connections it sees as TLS alone.
+    if tls {
+        listener_filters.push(tls_inspector());
+    }
     if sniff {
         listener_filters.push(http_inspector());
     }
+    let inspect = sniff || tls;
     Listener {
         name: VIRTUAL_INBOUND.to_string(),
         address: Some(socket_address("0.0.0.0", INBOUND_CAPTURE_PORT)),
         listener_filters,
-        continue_on_listener_filters_timeout: sniff,
-        listener_filters_timeout: sniff.then(|| seconds(5)),
+        continue_on_listener_filters_timeout: inspect,
+        listener_filters_timeout: inspect.then(|| seconds(5)),
         filter_chains: chains,
-        // Ports no service declares still reach the application, as in Istio.
+        // Ports no service declares still reach the application, as in
+        // Istio, unless the workload is STRICT.
         default_filter_chain: Some(FilterChain {
             name: "InboundPassthroughFilterChain".to_string(),
-            filters: vec![tcp_proxy(
-                names::INBOUND_PASSTHROUGH_CLUSTER,
-                names::INBOUND_PASSTHROUGH_CLUSTER,
-                mesh,
-            )],
+            filters: vec![passthrough_filter(workload_mode, mesh)],
             ..Default::default()
         }),
         traffic_direction: TrafficDirection::Inbound as i32,
         ..Default::default()
     }
+}
+
+/// The chains of one served port under its PeerAuthentication mode: mesh
+/// mTLS (terminated here) unless DISABLE, plaintext unless STRICT, and under
+/// STRICT a catch-all that closes anything else. Without a certificate the
+/// proxy cannot terminate mTLS, so STRICT then refuses everything: closed,
+/// not open.
+fn port_chains(
+    port: u16,
+    protocol: Protocol,
+    shape: &ProxyShape,
+    mesh: &MeshConfig,
+) -> Vec<FilterChain> {
+    let cluster = names::inbound_cluster(port);
+    let tcp = || tcp_proxy(&cluster, &cluster, mesh);
+    let mode = shape.inbound_mtls.at(port);
+    let mut chains = Vec::new();
+    if mode != MtlsMode::Disable && shape.mtls {
+        let socket = || Some(mtls::server_socket(&mesh.trust_domain));
+        let http = || mtls_http_filter(port, mesh);
+        let any: Vec<&str> = [mtls::MESH_ALPN_HTTP, mtls::MESH_ALPN_TCP].concat();
+        let tls = |alpn: &[&str], filter| FilterChain {
+            transport_socket: socket(),
+            ..tls_chain(port, alpn, filter)
+        };
+        if protocol.is_http() {
+            chains.push(tls(&any, http()));
+        } else if protocol == Protocol::Unknown {
+            chains.push(tls(mtls::MESH_ALPN_HTTP, http()));
+            chains.push(tls(mtls::MESH_ALPN_TCP, tcp()));
+        } else {
+            chains.push(tls(&any, tcp()));
+        }
+    }
+    if mode == MtlsMode::Strict {
+        chains.push(chain(port, &[], refuse(mesh)));
+        return chains;
+    }
+    if protocol.is_http() {
+        chains.push(chain(port, &[], http_filter(port, mesh)));
+    } else if protocol == Protocol::Unknown {
+        chains.push(chain(port, HTTP_PROTOCOLS, http_filter(port, mesh)));
+        chains.push(chain(port, &[], tcp()));
+    } else {
+        chains.push(chain(port, &[], tcp()));
+    }
+    chains
+}
+
+fn passthrough_filter(mode: MtlsMode, mesh: &MeshConfig) -> Filter {
+    match mode {
+        MtlsMode::Strict => refuse(mesh),
+        _ => tcp_proxy(
+            names::INBOUND_PASSTHROUGH_CLUSTER,
+            names::INBOUND_PASSTHROUGH_CLUSTER,
+            mesh,
+        ),
+    }
+}
+
+/// Closes the connection: a plaintext or non-mesh client under STRICT.
+fn refuse(mesh: &MeshConfig) -> Filter {
+    tcp_proxy("inbound_mtls_required", names::BLACKHOLE_CLUSTER, mesh)
 }
 
 fn chain(port: u16, protocols: &[&str], filter: Filter) -> FilterChain {
@@ -78,10 +148,36 @@ fn chain(port: u16, protocols: &[&str], filter: Filter) -> FilterChain {
     }
 }
 
-/// Inbound HTTP needs no RDS: every request goes to the local application.
+/// A chain for mesh mTLS: TLS whose ALPN says a mesh client sent it. The
+/// application's own TLS (other ALPN) falls to the plaintext chains.
+fn tls_chain(port: u16, alpn: &[&str], filter: Filter) -> FilterChain {
+    let mut c = chain(port, alpn, filter);
+    if let Some(m) = c.filter_chain_match.as_mut() {
+        m.transport_protocol = "tls".to_string();
+    }
+    c
+}
+
 fn http_filter(port: u16, mesh: &MeshConfig) -> Filter {
+    http_connection_manager(
+        &format!("inbound_0.0.0.0_{port}"),
+        RouteSource::Inline(Box::new(local_routes(port))),
+        mesh,
+    )
+}
+
+fn mtls_http_filter(port: u16, mesh: &MeshConfig) -> Filter {
+    mtls_http_connection_manager(
+        &format!("inbound_0.0.0.0_{port}"),
+        RouteSource::Inline(Box::new(local_routes(port))),
+        mesh,
+    )
+}
+
+/// Inbound HTTP needs no RDS: every request goes to the local application.
+fn local_routes(port: u16) -> RouteConfiguration {
     let cluster = names::inbound_cluster(port);
-    let routes = RouteConfiguration {
+    RouteConfiguration {
         name: cluster.clone(),
         virtual_hosts: vec![VirtualHost {
             name: format!("inbound|http|{port}"),
@@ -102,10 +198,5 @@ fn http_filter(port: u16, mesh: &MeshConfig) -> Filter {
             ..Default::default()
         }],
         ..Default::default()
-    };
-    http_connection_manager(
-        &format!("inbound_0.0.0.0_{port}"),
-        RouteSource::Inline(Box::new(routes)),
-        mesh,
-    )
+    }
 }
