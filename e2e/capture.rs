@@ -27,7 +27,7 @@ const BLACKHOLE_CX: &str = "cluster.BlackHoleCluster.upstream_cx_none_healthy";
 const SETTLE: Duration = Duration::from_secs(20);
 
 /// GET `url` from `pod` until 200 (or panic with context); the body as JSON.
-fn get_json(pod: &Pod, url: &str) -> Value {
+pub(crate) fn get_json(pod: &Pod, url: &str) -> Value {
     let mut last = (0, String::new());
     let ok = poll(SETTLE, || {
         last = pod.curl(&[url]);
@@ -62,7 +62,7 @@ fn inbound(port: u16) -> String {
 
 /// No proxy rejected anything Rudder sent, so the traffic above ran on the
 /// config Rudder meant.
-fn assert_all_acked(rudder: &Rudder) {
+pub(crate) fn assert_all_acked(rudder: &Rudder) {
     let (status, body) = rudder.admin_get("/debug/syncz");
     assert_eq!(status, 200, "/debug/syncz: {body}");
     let proxies: Value = serde_json::from_str(&body).expect("/debug/syncz is JSON");
@@ -81,7 +81,7 @@ fn assert_all_acked(rudder: &Rudder) {
 }
 
 /// `cluster.CLUSTER.STAT`
-fn cstat(cluster: &str, stat: &str) -> String {
+pub(crate) fn cstat(cluster: &str, stat: &str) -> String {
     format!("cluster.{cluster}.{stat}")
 }
 

@@ -8,6 +8,7 @@
 
 mod capture;
 mod iptables;
+mod mtls;
 mod offline;
 mod support;
 mod traffic;

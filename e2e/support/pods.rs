@@ -26,6 +26,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::rudder::spawn_rudder_at;
+use super::rudder::TlsXds;
 use super::{free_port, workdir, Rudder};
 use host::{
     assert_root, claim_bridge, disable_ipv6, etc_netns, host_lock, ip, ip_ok, lock, probe_netns,
@@ -180,7 +181,53 @@ impl Network {
         self.spawn_rudder(Some(yaml))
     }
 
+    /// `rudder serve` as the mesh CA: a fresh CA and token-signing key in this
+    /// network's directory, the TLS xDS port on the bridge, and workload
+    /// certificates living `workload_ttl` (e.g. `24h`, `15s`). Sidecars
+    /// started from it connect over TLS with a service-account token minted
+    /// for their pod, and so receive their identity.
+    pub fn rudder_with_identity(&self, workload_ttl: &str) -> Rudder {
+        let dir = self.state.dir.path().join("identity");
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .args(["token", "keygen", "--out-dir"])
+            .arg(&dir)
+            .status()
+            .expect("running rudder token keygen");
+        assert!(status.success(), "rudder token keygen failed: {status}");
+        let tls = SocketAddr::from((self.bridge_ip(), free_port()));
+        let (ca, key) = (dir.join("ca"), dir.join("jwt-pub.pem"));
+        let (tls_s, bridge, ca_s, key_s) = (
+            tls.to_string(),
+            self.bridge_ip().to_string(),
+            ca.display().to_string(),
+            key.display().to_string(),
+        );
+        let extra = [
+            "--ca-dir",
+            &ca_s,
+            "--token-public-key",
+            &key_s,
+            "--xds-tls-addr",
+            &tls_s,
+            "--tls-san",
+            &bridge,
+            "--workload-cert-ttl",
+            workload_ttl,
+        ];
+        let mut rudder = self.spawn_rudder_args(None, &extra);
+        rudder.tls = Some(TlsXds {
+            addr: tls,
+            root_cert: ca.join("root-cert.pem"),
+            token_key: dir.join("jwt-key.pem"),
+        });
+        rudder
+    }
+
     fn spawn_rudder(&self, mesh_config: Option<&str>) -> Rudder {
+        self.spawn_rudder_args(mesh_config, &[])
+    }
+
+    fn spawn_rudder_args(&self, mesh_config: Option<&str>, more: &[&str]) -> Rudder {
         let xds = SocketAddr::from((self.bridge_ip(), free_port()));
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let mesh_path = self.state.dir.path().join("mesh-config.yaml");
@@ -189,7 +236,8 @@ impl Network {
             std::fs::write(&mesh_path, yaml).expect("writing the mesh config");
             extra = vec!["--mesh-config".to_string(), mesh_path.display().to_string()];
         }
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let mut extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        extra.extend_from_slice(more);
         let rudder = spawn_rudder_at(&self.state.config_dir, xds, admin, &extra);
         *lock(&self.state.rudder_log) = Some(rudder.proc.log_path().to_path_buf());
         rudder

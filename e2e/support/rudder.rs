@@ -1,7 +1,7 @@
 //! The control plane under test: `rudder serve --config-dir DIR`.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,6 +15,37 @@ pub struct Rudder {
     pub xds_addr: SocketAddr,
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub admin_url: String,
+    /// The authenticated TLS xDS port, when Rudder runs with a CA.
+    pub tls: Option<TlsXds>,
+}
+
+/// What a sidecar needs to use the TLS xDS port: where it is, the root to
+/// trust, and the key that signs service-account tokens Rudder accepts.
+#[derive(Debug, Clone)]
+pub struct TlsXds {
+    pub addr: SocketAddr,
+    pub root_cert: PathBuf,
+    pub token_key: PathBuf,
+}
+
+impl TlsXds {
+    /// Mints a service-account token with `rudder token issue`, into `out`.
+    pub fn mint_token(&self, namespace: &str, service_account: &str, out: &Path) {
+        let status = Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .args(["token", "issue", "--key"])
+            .arg(&self.token_key)
+            .args([
+                "--namespace",
+                namespace,
+                "--service-account",
+                service_account,
+            ])
+            .arg("--out")
+            .arg(out)
+            .status()
+            .expect("running rudder token issue");
+        assert!(status.success(), "rudder token issue failed: {status}");
+    }
 }
 
 /// Starts `rudder serve` on fresh loopback ports with a 50ms debounce and
@@ -58,6 +89,7 @@ fn start_rudder(
         proc: Proc::spawn("rudder", cmd),
         xds_addr,
         admin_url: format!("http://{admin_addr}"),
+        tls: None,
     };
     rudder.wait_healthy();
     rudder

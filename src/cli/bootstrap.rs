@@ -33,6 +33,23 @@ pub struct BootstrapArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:15010")]
     pub xds_addr: String,
 
+    /// Rudder's root certificate (PEM), e.g. the mounted `rudder-ca-root-cert`
+    /// ConfigMap. Given, Envoy dials --xds-addr (the TLS port, 15012) over
+    /// TLS with its `google_grpc` client, trusting only this root, and sends
+    /// --token-file on every call.
+    #[arg(long, value_name = "FILE", requires = "token_file")]
+    pub xds_root_cert: Option<PathBuf>,
+
+    /// The proxy's service-account token (a JWT), re-read by Envoy on every
+    /// call so a rotated token is used as is. Needs --xds-root-cert.
+    #[arg(long, value_name = "FILE", requires = "xds_root_cert")]
+    pub token_file: Option<PathBuf>,
+
+    /// The name Rudder's certificate is checked against, when it differs
+    /// from the --xds-addr host (e.g. dialing an IP).
+    #[arg(long, value_name = "NAME", requires = "xds_root_cert")]
+    pub xds_server_name: Option<String>,
+
     /// Use incremental (delta) ADS instead of state-of-the-world.
     #[arg(long)]
     pub delta: bool,
@@ -304,9 +321,9 @@ pub fn render(args: &BootstrapArgs) -> Result<Value, BootstrapError> {
             "metadata": metadata(&node, args)?,
         },
         "admin": admin(args.admin_port),
-        "dynamic_resources": dynamic_resources(args.delta),
+        "dynamic_resources": dynamic_resources(args, &xds),
         "static_resources": {
-            "clusters": [xds_cluster(&xds), admin_cluster(args.admin_port)],
+            "clusters": clusters(args, &xds),
             "listeners": [stats_listener(args.stats_port), readiness_listener(args.readiness_port)],
         },
     }))
@@ -344,7 +361,58 @@ fn admin(port: u16) -> Value {
     })
 }
 
-fn dynamic_resources(delta: bool) -> Value {
+/// The plaintext port needs a static cluster for the ADS stream; the TLS
+/// port is reached by the `google_grpc` client, which dials on its own.
+fn clusters(args: &BootstrapArgs, xds: &XdsTarget) -> Vec<Value> {
+    let mut clusters = Vec::new();
+    if args.xds_root_cert.is_none() {
+        clusters.push(xds_cluster(xds));
+    }
+    clusters.push(admin_cluster(args.admin_port));
+    clusters
+}
+
+/// The ADS service: Envoy's own gRPC client to the plaintext cluster, or
+/// Google's over TLS with the service-account token as call credentials.
+/// Stock Envoy's file_based_metadata plugin re-reads the token file on every
+/// call, so a rotated projected token is picked up without a restart.
+fn grpc_service(args: &BootstrapArgs, xds: &XdsTarget) -> Value {
+    let (Some(root), Some(token)) = (&args.xds_root_cert, &args.token_file) else {
+        return json!({ "envoy_grpc": { "cluster_name": XDS_CLUSTER } });
+    };
+    let target = match xds {
+        XdsTarget::Ip(sock) => sock.to_string(),
+        XdsTarget::Dns { host, port } => format!("{host}:{port}"),
+    };
+    let mut google = json!({
+        "target_uri": target,
+        "stat_prefix": XDS_CLUSTER,
+        "channel_credentials": {
+            "ssl_credentials": { "root_certs": { "filename": root } },
+        },
+        "call_credentials": [{
+            "from_plugin": {
+                "name": "envoy.grpc_credentials.file_based_metadata",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig",
+                    "secret_data": { "filename": token },
+                    "header_key": "authorization",
+                    "header_prefix": "Bearer ",
+                },
+            },
+        }],
+        "credentials_factory_name": "envoy.grpc_credentials.file_based_metadata",
+    });
+    if let Some(name) = &args.xds_server_name {
+        google["channel_args"] = json!({
+            "args": { "grpc.ssl_target_name_override": { "string_value": name } },
+        });
+    }
+    json!({ "google_grpc": google })
+}
+
+fn dynamic_resources(args: &BootstrapArgs, xds: &XdsTarget) -> Value {
+    let delta = args.delta;
     // initial_fetch_timeout 0s (as Istio): stay not-ready until Rudder has
     // answered, rather than going LIVE with no config after 15s.
     let ads_source = json!({
@@ -356,7 +424,7 @@ fn dynamic_resources(delta: bool) -> Value {
         "ads_config": {
             "api_type": if delta { "DELTA_GRPC" } else { "GRPC" },
             "transport_api_version": "V3",
-            "grpc_services": [{ "envoy_grpc": { "cluster_name": XDS_CLUSTER } }],
+            "grpc_services": [grpc_service(args, xds)],
             "set_node_on_first_message_only": true,
         },
         "cds_config": ads_source,

@@ -336,8 +336,34 @@ impl Pod {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let sa = format!("SERVICE_ACCOUNT={}", service_account(&self.labels));
-        let mut args = vec!["--node-id", &node, "--xds-addr", &xds, "--meta", &sa];
+        let account = service_account(&self.labels);
+        let sa = format!("SERVICE_ACCOUNT={account}");
+        let mut args = vec!["--node-id", &node, "--meta", &sa];
+        // With a CA: the TLS port, the mounted root and a projected token,
+        // all readable by the proxy's uid, as the injector would mount them.
+        let (root, token) = (
+            self.dir.path().join("root-cert.pem"),
+            self.dir.path().join("token"),
+        );
+        let (root_s, token_s) = (root.display().to_string(), token.display().to_string());
+        let tls_addr = rudder.tls.as_ref().map(|t| t.addr.to_string());
+        match (&rudder.tls, &tls_addr) {
+            (Some(tls), Some(addr)) => {
+                std::fs::copy(&tls.root_cert, &root).expect("copying the root certificate");
+                set_mode(&root, 0o644);
+                tls.mint_token(&self.namespace, &account, &token);
+                set_mode(&token, 0o644);
+                args.extend([
+                    "--xds-addr",
+                    addr,
+                    "--xds-root-cert",
+                    &root_s,
+                    "--token-file",
+                    &token_s,
+                ]);
+            }
+            _ => args.extend(["--xds-addr", &xds]),
+        }
         for label in &labels {
             args.extend(["--label", label]);
         }
