@@ -124,7 +124,7 @@ echo "Envoy: $ENVOY_BIN"
 
 # Control-plane and Envoy admin ports: Istio's defaults when free, else any.
 # The app-facing and backend addresses are fixed by config/demo.
-read -r XDS_PORT ADMIN_PORT ENVOY_ADMIN STATS_PORT READY_PORT < <(python3 - <<'EOF'
+read -r XDS_PORT ADMIN_PORT ENVOY_ADMIN STATS_PORT READY_PORT TLS_PORT < <(python3 - <<'EOF'
 import socket, sys
 def bind(addr, fallback=None):
     s = socket.socket()  # SO_REUSEADDR as servers do, so TIME_WAIT doesn't count as in use:
@@ -136,11 +136,11 @@ def bind(addr, fallback=None):
 for ip, port in [("127.0.0.1", 8080), ("127.0.0.1", 7070), ("127.0.0.11", 9080),
                  ("127.0.0.12", 9080), ("127.0.0.13", 9080), ("127.0.0.21", 9070)]:
     bind((ip, port)).close()
-held = [bind(("127.0.0.1", p), ("127.0.0.1", 0)) for p in (15010, 15014, 15000, 15090, 15021)]
+held = [bind(("127.0.0.1", p), ("127.0.0.1", 0)) for p in (15010, 15014, 15000, 15090, 15021, 15012)]
 print(*(s.getsockname()[1] for s in held))
 EOF
 ) || true
-[[ -n ${READY_PORT:-} ]] || die "could not set up ports (see above)"
+[[ -n ${TLS_PORT:-} ]] || die "could not set up ports (see above)"
 cp -R "$ROOT/config/demo" "$WORK/demo"
 
 echo
@@ -149,16 +149,24 @@ for i in 11 12 13; do start "web-$i" "$ECHO" --listen "127.0.0.$i:9080" --name "
 start store-0 "$ECHO" --listen 127.0.0.21:9070 --name store-0 --tcp
 for n in web-11 web-12 web-13 store-0; do wait_until 10 "backend $n" grep -q listening "$WORK/$n.log"; done
 echo "   backends: web-11/12/13 on 127.0.0.11-13:9080 (HTTP), store-0 on 127.0.0.21:9070 (TCP)"
+# File mode's identity plumbing: a key that signs service-account tokens (in
+# Kubernetes the API server signs them), and the sidecar's token.
+"$RUDDER" token keygen --out-dir "$WORK/identity" >"$WORK/token.log" 2>&1 &&
+    "$RUDDER" token issue --key "$WORK/identity/jwt-key.pem" --namespace demo \
+        --service-account default --out "$WORK/identity/token" >>"$WORK/token.log" 2>&1 ||
+    die "rudder token: $(cat "$WORK/token.log")"
 start rudder env NO_COLOR=1 "$RUDDER" serve --config-dir demo --xds-addr "127.0.0.1:$XDS_PORT" \
-    --admin-addr "127.0.0.1:$ADMIN_PORT" --debounce 100ms
+    --admin-addr "127.0.0.1:$ADMIN_PORT" --debounce 100ms --ca-dir identity/ca \
+    --token-public-key identity/jwt-pub.pem --xds-tls-addr "127.0.0.1:$TLS_PORT"
 wait_until 30 "rudder /ready" curl -sf "http://127.0.0.1:$ADMIN_PORT/ready"
-echo "   rudder:   xDS on 127.0.0.1:$XDS_PORT, admin on http://127.0.0.1:$ADMIN_PORT"
-"$RUDDER" bootstrap --node-id "$NODE_ID" --meta INTERCEPTION_MODE=NONE --xds-addr "127.0.0.1:$XDS_PORT" \
+echo "   rudder:   xDS over TLS on 127.0.0.1:$TLS_PORT (plaintext $XDS_PORT), admin on http://127.0.0.1:$ADMIN_PORT"
+"$RUDDER" bootstrap --node-id "$NODE_ID" --meta INTERCEPTION_MODE=NONE --xds-addr "127.0.0.1:$TLS_PORT" \
+    --xds-root-cert "$WORK/identity/ca/root-cert.pem" --token-file "$WORK/identity/token" \
     --admin-port "$ENVOY_ADMIN" --stats-port "$STATS_PORT" --readiness-port "$READY_PORT" \
     --output "$WORK/envoy-bootstrap.json" >"$WORK/bootstrap.log" 2>&1 || die "rudder bootstrap: $(cat "$WORK/bootstrap.log")"
 start envoy "$ENVOY_BIN" --disable-hot-restart --concurrency 1 -c envoy-bootstrap.json
 wait_until 30 "Envoy to become LIVE" bash -c "curl -sf http://127.0.0.1:$ENVOY_ADMIN/ready | grep -qx LIVE"
-echo "   envoy:    sidecar of client-0.demo, admin on http://127.0.0.1:$ENVOY_ADMIN"
+echo "   envoy:    sidecar of client-0.demo (token for demo/default), admin on http://127.0.0.1:$ENVOY_ADMIN"
 echo "   The app talks to its sidecar: http://127.0.0.1:8080 (Host: web) and tcp 127.0.0.1:7070 (store)"
 
 echo
@@ -197,10 +205,19 @@ echo "   The last good config stays in force: $n/30 requests answered 200"
 check "traffic still flows (all 200, from web-11 and web-12)" answered_by "web-11 web-12" "${R[@]}"
 
 echo
+echo "4. Identity: the sidecar proved its service account over TLS xDS and got a certificate"
+spiffe=$(curl -sf "http://127.0.0.1:$ENVOY_ADMIN/certs" | grep -o '"uri": *"spiffe://[^"]*"' | head -n1 | sed 's/.*"\(spiffe:[^"]*\)"/\1/') || spiffe=""
+echo "   Envoy's /certs: workload certificate for ${spiffe:-(none)}, delivered over SDS"
+check "the sidecar holds spiffe://cluster.local/ns/demo/sa/default" test "$spiffe" = "spiffe://cluster.local/ns/demo/sa/default"
+echo "   rudder's /debug/certz: $(curl -sf "http://127.0.0.1:$ADMIN_PORT/debug/certz" | python3 -c \
+    'import json,sys; d=json.load(sys.stdin); print(", ".join(w["identity"] + " until " + w["not_after"] for w in d["workloads"]))')"
+
+echo
 echo "Look around (while this runs):"
 echo "   http://127.0.0.1:$ADMIN_PORT/debug/configz   accepted and rejected objects"
 echo "   http://127.0.0.1:$ADMIN_PORT/debug/syncz     connected proxies, versions sent/ACKed/NACKed"
 echo "   http://127.0.0.1:$ADMIN_PORT/debug/config_dump?proxy=$NODE_ID   what this Envoy was sent"
+echo "   http://127.0.0.1:$ADMIN_PORT/debug/certz     issued certificates (dates, never keys)"
 echo "   http://127.0.0.1:$ADMIN_PORT/metrics         Prometheus metrics"
 echo "   http://127.0.0.1:$ENVOY_ADMIN/                Envoy's own admin page (clusters, config_dump, stats)"
 echo
