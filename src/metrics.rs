@@ -43,6 +43,8 @@ pub struct Metrics {
     pub serving_cert_expiry: Gauge,
     /// Earliest expiry (Unix seconds) among issued workload certificates.
     pub workload_cert_expiry: Gauge,
+    /// Certificates signed for CSRs (Istio's CreateCertificate).
+    pub csr_issued: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +64,7 @@ impl Default for Metrics {
             ca_cert_expiry: Gauge::default(),
             serving_cert_expiry: Gauge::default(),
             workload_cert_expiry: Gauge::default(),
+            csr_issued: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -124,6 +127,11 @@ impl Default for Metrics {
             "workload_cert_earliest_expiry_timestamp",
             "Unix time the first issued workload certificate expires",
             m.workload_cert_expiry.clone(),
+        );
+        registry.register(
+            "csr_issued",
+            "Certificates signed for workload CSRs (Istio CreateCertificate)",
+            m.csr_issued.clone(),
         );
         Metrics { registry, ..m }
     }

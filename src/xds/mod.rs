@@ -3,6 +3,7 @@
 //! nothing of Kubernetes.
 
 mod cache;
+mod csr;
 mod delta;
 pub mod json;
 mod node;

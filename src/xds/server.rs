@@ -100,6 +100,34 @@ impl tonic::server::NamedService for Ads {
     const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
 }
 
+/// Istio's CSR service. tonic's router dispatches on the service name in the
+/// path, so this is [`Ads`] again (same authentication, same [`route`])
+/// registered under Istio's name.
+#[derive(Clone)]
+struct Certificates(Ads);
+
+impl tonic::server::NamedService for Certificates {
+    const NAME: &'static str = super::csr::SERVICE;
+}
+
+impl<B> Service<http::Request<B>> for Certificates
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        <Ads as Service<http::Request<B>>>::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.0.call(req)
+    }
+}
+
 impl<B> Service<http::Request<B>> for Ads
 where
     B: Body + Send + 'static,
@@ -183,6 +211,17 @@ where
                 .apply_max_message_size_config(Some(MAX_MESSAGE_BYTES), Some(MAX_MESSAGE_BYTES));
             Ok(grpc.streaming(Delta { ctx, caller }, req).await)
         }
+        super::csr::PATH => {
+            let codec = tonic_prost::ProstCodec::<
+                super::csr::IstioCertificateResponse,
+                super::csr::IstioCertificateRequest,
+            >::default();
+            let mut grpc = tonic::server::Grpc::new(codec)
+                .apply_max_message_size_config(Some(super::csr::MAX_REQUEST_BYTES), None);
+            Ok(grpc
+                .unary(super::csr::CreateCertificate { ctx, caller }, req)
+                .await)
+        }
         _ => Ok(Status::unimplemented("unknown method").into_http()),
     }
 }
@@ -238,7 +277,8 @@ impl tonic::server::StreamingService<DeltaDiscoveryRequest> for Delta {
 }
 
 /// Serves plaintext ADS on an already-bound listener until `shutdown`
-/// resolves. Nobody is authenticated, so no stream gets a private key.
+/// resolves. Nobody is authenticated, so no stream gets a private key, and
+/// CreateCertificate refuses every call.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Arc<XdsContext>,
@@ -246,14 +286,17 @@ pub async fn serve(
 ) -> Result<(), XdsError> {
     let addr = local_addr(&listener);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let ads = Ads { ctx, auth: None };
     server()
-        .add_service(Ads { ctx, auth: None })
+        .add_service(Certificates(ads.clone()))
+        .add_service(ads)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| XdsError::Serve(addr, e))
 }
 
-/// Serves ADS over TLS, every call authenticated by its bearer token.
+/// Serves ADS and Istio's CreateCertificate over TLS, every call
+/// authenticated by its bearer token.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     ctx: Arc<XdsContext>,
@@ -263,11 +306,13 @@ pub async fn serve_tls(
 ) -> Result<(), XdsError> {
     let addr = local_addr(&listener);
     let incoming = super::tls::incoming(listener, super::tls::server_config(cert));
+    let ads = Ads {
+        ctx,
+        auth: Some(auth),
+    };
     server()
-        .add_service(Ads {
-            ctx,
-            auth: Some(auth),
-        })
+        .add_service(Certificates(ads.clone()))
+        .add_service(ads)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| XdsError::Serve(addr, e))

@@ -4,6 +4,7 @@
 //! hangs fails the test instead of blocking it.
 
 mod cache;
+mod csr;
 mod delta;
 mod envoy;
 mod harness;

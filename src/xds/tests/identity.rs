@@ -20,18 +20,18 @@ const SDS: TypeUrl = TypeUrl::Secret;
 const ISSUER: &str = "rudder-test";
 
 /// The harness's mesh served on a TLS port that verifies tokens.
-struct Tls {
-    harness: Harness,
-    secrets: Arc<WorkloadSecrets>,
+pub(super) struct Tls {
+    pub(super) harness: Harness,
+    pub(super) secrets: Arc<WorkloadSecrets>,
     url: String,
-    root_pem: String,
+    pub(super) root_pem: String,
     minter: TokenMinter,
     _dir: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
 }
 
 impl Tls {
-    async fn start(ttl: Duration) -> Tls {
+    pub(super) async fn start(ttl: Duration) -> Tls {
         let harness = Harness::start(&mesh(WEB_IPS, API_IPS)).await;
         let dir = tempfile::tempdir().unwrap();
         let ca = Arc::new(Ca::load_or_create(dir.path(), "cluster.local").unwrap());
@@ -71,7 +71,7 @@ impl Tls {
         }
     }
 
-    fn endpoint(&self) -> Endpoint {
+    pub(super) fn endpoint(&self) -> Endpoint {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.root_pem))
             .domain_name("localhost");
@@ -81,7 +81,13 @@ impl Tls {
             .unwrap()
     }
 
-    fn token(&self, namespace: &str, sa: &str, ttl: Duration, now: SystemTime) -> String {
+    pub(super) fn token(
+        &self,
+        namespace: &str,
+        sa: &str,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> String {
         let id = TokenIdentity {
             namespace: namespace.into(),
             service_account: sa.into(),
@@ -92,7 +98,7 @@ impl Tls {
     }
 
     /// A token for the node the harness uses: namespace demo, account default.
-    fn node_token(&self) -> String {
+    pub(super) fn node_token(&self) -> String {
         self.token(
             "demo",
             "default",
