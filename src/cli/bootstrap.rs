@@ -685,6 +685,74 @@ mod tests {
     }
 
     #[test]
+    fn tls_xds_uses_google_grpc_with_the_root_and_a_token_file() {
+        let boot = render(&args(&[
+            "--xds-addr",
+            "rudder.rudder-system.svc:15012",
+            "--xds-root-cert",
+            "/etc/rudder/root-cert.pem",
+            "--token-file",
+            "/var/run/secrets/tokens/rudder-token",
+        ]))
+        .unwrap();
+        let service = &boot["dynamic_resources"]["ads_config"]["grpc_services"][0];
+        let google = &service["google_grpc"];
+        assert_eq!(google["target_uri"], "rudder.rudder-system.svc:15012");
+        assert_eq!(
+            google["channel_credentials"]["ssl_credentials"]["root_certs"]["filename"],
+            "/etc/rudder/root-cert.pem"
+        );
+        let plugin = &google["call_credentials"][0]["from_plugin"];
+        assert_eq!(plugin["name"], "envoy.grpc_credentials.file_based_metadata");
+        let config = &plugin["typed_config"];
+        assert_eq!(
+            config["secret_data"]["filename"],
+            "/var/run/secrets/tokens/rudder-token"
+        );
+        assert_eq!(config["header_key"], "authorization");
+        assert_eq!(config["header_prefix"], "Bearer ");
+        assert!(google.get("channel_args").is_none());
+        // No plaintext cluster to the control plane is left behind.
+        let clusters = boot["static_resources"]["clusters"].as_array().unwrap();
+        assert!(clusters.iter().all(|c| c["name"] != XDS_CLUSTER));
+
+        let named = render(&args(&[
+            "--xds-addr",
+            "198.18.0.1:15012",
+            "--xds-root-cert",
+            "/r.pem",
+            "--token-file",
+            "/t",
+            "--xds-server-name",
+            "rudder.rudder-system.svc",
+        ]))
+        .unwrap();
+        let google = &named["dynamic_resources"]["ads_config"]["grpc_services"][0]["google_grpc"];
+        assert_eq!(google["target_uri"], "198.18.0.1:15012");
+        assert_eq!(
+            google["channel_args"]["args"]["grpc.ssl_target_name_override"]["string_value"],
+            "rudder.rudder-system.svc"
+        );
+    }
+
+    #[test]
+    fn tls_flags_come_together() {
+        let cli = |extra: &[&str]| {
+            let argv = ["bootstrap", "--node-id", NODE].iter().chain(extra);
+            Cli::try_parse_from(argv).map(|_| ())
+        };
+        assert!(
+            cli(&["--xds-root-cert", "/r.pem"]).is_err(),
+            "root without a token"
+        );
+        assert!(
+            cli(&["--token-file", "/t"]).is_err(),
+            "token without a root"
+        );
+        assert!(cli(&["--xds-root-cert", "/r.pem", "--token-file", "/t"]).is_ok());
+    }
+
+    #[test]
     fn bad_xds_addresses_are_errors() {
         for bad in [
             "rudder",
