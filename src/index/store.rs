@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::api::{self, Kind, Object, ObjectKey};
+use crate::model::authz::{AuthzPolicy, RequestAuthn};
 use crate::model::routing::{self, ConfigKey};
 use crate::model::security::PeerAuthn;
 use crate::model::{self, ChangeSet, ConfigStatus, ObjectRef, Origin, Rejection, ServiceKey};
@@ -33,6 +34,8 @@ pub struct Store {
     pub destination_rules: BTreeMap<ConfigKey, Arc<routing::DestinationRule>>,
     pub sidecars: BTreeMap<ConfigKey, Arc<routing::SidecarScope>>,
     pub peer_authentications: BTreeMap<ConfigKey, Arc<PeerAuthn>>,
+    pub authorization_policies: BTreeMap<ConfigKey, Arc<AuthzPolicy>>,
+    pub request_authentications: BTreeMap<ConfigKey, Arc<RequestAuthn>>,
     /// EndpointSlices by the Service they belong to, so rebuilding one
     /// Service's endpoints reads only its own slices.
     slices: BTreeMap<ServiceKey, BTreeSet<ObjectKey>>,
@@ -242,8 +245,26 @@ impl Store {
                 self.pending.routing |=
                     update(&mut self.peer_authentications, config_key(key), new);
             }
-            // Stored only, until authorization lands (issue 7).
-            Kind::RequestAuthentication | Kind::AuthorizationPolicy => {}
+            Kind::AuthorizationPolicy => {
+                let new = match object.as_deref() {
+                    Some(Object::AuthorizationPolicy(ap)) => {
+                        Some(Arc::new(super::convert_security::authorization_policy(ap)))
+                    }
+                    _ => None,
+                };
+                self.pending.routing |=
+                    update(&mut self.authorization_policies, config_key(key), new);
+            }
+            Kind::RequestAuthentication => {
+                let new = match object.as_deref() {
+                    Some(Object::RequestAuthentication(ra)) => Some(Arc::new(
+                        super::convert_security::request_authentication(ra),
+                    )),
+                    _ => None,
+                };
+                self.pending.routing |=
+                    update(&mut self.request_authentications, config_key(key), new);
+            }
             Kind::Namespace => {
                 let new = match object.as_deref() {
                     Some(Object::Namespace(ns)) => Some(Arc::new(convert::namespace(ns))),

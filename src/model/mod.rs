@@ -1,6 +1,7 @@
 //! The typed mesh model: what the index builds and the translator reads.
 //! No Kubernetes and no Envoy types live here, so both ends can change alone.
 
+pub mod authz;
 pub mod mesh;
 pub mod proxy;
 pub mod routing;

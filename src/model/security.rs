@@ -153,7 +153,10 @@ mod tests {
         let mesh = pa("istio-system", "default", &[], Strict);
         let ns = pa("shop", "default", &[], Permissive);
         let web = pa("shop", "web", &[("app", "web")], Disable);
-        assert_eq!(resolve(std::slice::from_ref(&mesh), "shop", "web").mode, Strict);
+        assert_eq!(
+            resolve(std::slice::from_ref(&mesh), "shop", "web").mode,
+            Strict
+        );
         assert_eq!(
             resolve(&[mesh.clone(), ns.clone()], "shop", "web").mode,
             Permissive

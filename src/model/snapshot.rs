@@ -3,6 +3,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::authz::{AuthzPolicy, RequestAuthn};
 use super::routing::{ConfigKey, DestinationRule, SidecarScope, VirtualService};
 use super::security::PeerAuthn;
 use super::{MeshConfig, Namespace, Service, ServiceEndpoints, ServiceKey, Workload, WorkloadKey};
@@ -85,7 +86,8 @@ pub struct ChangeSet {
     /// Pods or namespaces changed: anything proxy-shaped may differ.
     pub workloads: bool,
     /// Routing or security policy changed: VirtualServices, DestinationRules,
-    /// Sidecars or PeerAuthentications.
+    /// Sidecars, PeerAuthentications, AuthorizationPolicies or
+    /// RequestAuthentications.
     pub routing: bool,
 }
 
@@ -124,6 +126,8 @@ pub struct Snapshot {
     pub destination_rules: BTreeMap<ConfigKey, Arc<DestinationRule>>,
     pub sidecars: BTreeMap<ConfigKey, Arc<SidecarScope>>,
     pub peer_authentications: BTreeMap<ConfigKey, Arc<PeerAuthn>>,
+    pub authorization_policies: BTreeMap<ConfigKey, Arc<AuthzPolicy>>,
+    pub request_authentications: BTreeMap<ConfigKey, Arc<RequestAuthn>>,
     pub mesh: Arc<MeshConfig>,
     /// Changes since version `version - 1`.
     pub changes: ChangeSet,
@@ -144,6 +148,8 @@ impl Snapshot {
             destination_rules: BTreeMap::new(),
             sidecars: BTreeMap::new(),
             peer_authentications: BTreeMap::new(),
+            authorization_policies: BTreeMap::new(),
+            request_authentications: BTreeMap::new(),
             mesh: Arc::default(),
             changes: ChangeSet::default(),
             status: Arc::default(),

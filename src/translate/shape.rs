@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::model::authz::applies_to;
 use crate::model::routing::{ConfigKey, SidecarScope};
 use crate::model::security::InboundMtls;
 use crate::model::{
@@ -28,6 +29,10 @@ pub struct ProxyShape {
     pub mtls: bool,
     /// What its inbound side accepts, by PeerAuthentication.
     pub inbound_mtls: InboundMtls,
+    /// The AuthorizationPolicies that apply to the workload, by key.
+    pub authz: Vec<ConfigKey>,
+    /// The RequestAuthentications that apply to the workload, by key.
+    pub request_authn: Vec<ConfigKey>,
 }
 
 impl ProxyShape {
@@ -45,6 +50,22 @@ impl ProxyShape {
                 &snapshot.mesh.root_namespace,
                 &proxy.namespace,
                 workload_labels(snapshot, proxy),
+            ),
+            authz: applicable(
+                snapshot
+                    .authorization_policies
+                    .values()
+                    .map(|p| (&p.key, &p.selector, p.targets_only)),
+                snapshot,
+                proxy,
+            ),
+            request_authn: applicable(
+                snapshot
+                    .request_authentications
+                    .values()
+                    .map(|p| (&p.key, &p.selector, p.targets_only)),
+                snapshot,
+                proxy,
             ),
         }
     }
@@ -114,6 +135,32 @@ fn sidecar_for(snapshot: &Snapshot, proxy: &Proxy) -> Option<ConfigKey> {
     in_ns(&proxy.namespace, true)
         .or_else(|| in_ns(&proxy.namespace, false))
         .or_else(|| in_ns(&snapshot.mesh.root_namespace, false))
+}
+
+/// Keys of the policies (AuthorizationPolicy or RequestAuthentication) that
+/// bind to this sidecar's workload, in key order.
+fn applicable<'a>(
+    policies: impl Iterator<Item = (&'a ConfigKey, &'a BTreeMap<String, String>, bool)>,
+    snapshot: &Snapshot,
+    proxy: &Proxy,
+) -> Vec<ConfigKey> {
+    if proxy.kind != ProxyKind::Sidecar {
+        return Vec::new();
+    }
+    let labels = workload_labels(snapshot, proxy);
+    policies
+        .filter(|(key, selector, targets_only)| {
+            applies_to(
+                key,
+                selector,
+                *targets_only,
+                &snapshot.mesh.root_namespace,
+                &proxy.namespace,
+                labels,
+            )
+        })
+        .map(|(key, _, _)| key.clone())
+        .collect()
 }
 
 fn workload_labels<'a>(snapshot: &'a Snapshot, proxy: &'a Proxy) -> &'a BTreeMap<String, String> {

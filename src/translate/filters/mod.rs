@@ -3,3 +3,4 @@
 
 pub mod cors;
 pub mod fault;
+pub mod security;

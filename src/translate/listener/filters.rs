@@ -38,26 +38,37 @@ pub fn http_connection_manager(
     routes: RouteSource,
     mesh: &MeshConfig,
 ) -> Filter {
-    network_filter(hcm(stat_prefix, routes, mesh))
+    network_filter(hcm(stat_prefix, routes, mesh, Vec::new()))
 }
 
-/// An inbound HTTP connection manager behind mesh mTLS: the application sees
-/// the caller's proven identity in `x-forwarded-client-cert`. SANITIZE_SET,
-/// not Istio's APPEND_FORWARD, so a header a client wrote itself never
-/// reaches the application as if this hop had verified it.
-pub fn mtls_http_connection_manager(
+/// An inbound HTTP connection manager: `security` (authentication and
+/// authorization filters, in order) runs before the router. Behind mesh mTLS
+/// the application sees the caller's proven identity in
+/// `x-forwarded-client-cert`: SANITIZE_SET, not Istio's APPEND_FORWARD, so a
+/// header a client wrote itself never reaches the application as if this hop
+/// had verified it.
+pub fn inbound_http_connection_manager(
     stat_prefix: &str,
-    routes: RouteSource,
+    routes: RouteConfiguration,
     mesh: &MeshConfig,
+    security: Vec<HttpFilter>,
+    mtls: bool,
 ) -> Filter {
-    let mut manager = hcm(stat_prefix, routes, mesh);
-    manager.forward_client_cert_details = ForwardClientCertDetails::SanitizeSet as i32;
-    manager.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
-        subject: Some(BoolValue { value: true }),
-        uri: true,
-        dns: true,
-        ..Default::default()
-    });
+    let mut manager = hcm(
+        stat_prefix,
+        RouteSource::Inline(Box::new(routes)),
+        mesh,
+        security,
+    );
+    if mtls {
+        manager.forward_client_cert_details = ForwardClientCertDetails::SanitizeSet as i32;
+        manager.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
+            subject: Some(BoolValue { value: true }),
+            uri: true,
+            dns: true,
+            ..Default::default()
+        });
+    }
     network_filter(manager)
 }
 
@@ -68,10 +79,14 @@ fn network_filter(hcm: HttpConnectionManager) -> Filter {
     }
 }
 
-fn hcm(stat_prefix: &str, routes: RouteSource, mesh: &MeshConfig) -> HttpConnectionManager {
+fn hcm(
+    stat_prefix: &str,
+    routes: RouteSource,
+    mesh: &MeshConfig,
+    mut http_filters: Vec<HttpFilter>,
+) -> HttpConnectionManager {
     // Outbound (RDS) routes may carry VirtualService CORS and fault settings,
     // which need their filters in the chain, in Istio's order, before the router.
-    let mut http_filters = Vec::new();
     let route_specifier = match routes {
         RouteSource::Rds(name) => {
             http_filters.push(crate::translate::filters::cors::http_filter());

@@ -15,29 +15,37 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
 
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+
 use super::filters::{
-    http_connection_manager, http_inspector, mtls_http_connection_manager, original_dst, tcp_proxy,
-    tls_inspector, RouteSource, HTTP_PROTOCOLS,
+    http_inspector, inbound_http_connection_manager, original_dst, tcp_proxy, tls_inspector,
+    HTTP_PROTOCOLS,
 };
 use crate::model::security::MtlsMode;
 use crate::model::{MeshConfig, Protocol, Snapshot};
+use crate::translate::filters::security;
 use crate::translate::{mtls, names, seconds, socket_address, ProxyShape};
 
 pub const VIRTUAL_INBOUND: &str = "virtualInbound";
 pub const INBOUND_CAPTURE_PORT: u16 = 15006;
 
 pub fn listener(snapshot: &Snapshot, shape: &ProxyShape) -> Listener {
-    let mesh = &snapshot.mesh;
+    let inbound = Inbound {
+        mesh: &snapshot.mesh,
+        shape,
+        http_security: security::http_filters(snapshot, shape),
+        tcp_security: security::network_filters(snapshot, shape),
+    };
     let mut chains = Vec::new();
     for (&port, &protocol) in &shape.inbound_ports {
-        chains.extend(port_chains(port, protocol, shape, mesh));
+        chains.extend(inbound.port_chains(port, protocol));
     }
     // Port-level modes on ports no service declares: their traffic passes
     // through, but STRICT still refuses plaintext.
     let workload_mode = shape.inbound_mtls.mode;
     for (&port, &mode) in &shape.inbound_mtls.ports {
         if !shape.inbound_ports.contains_key(&port) {
-            chains.push(chain(port, &[], passthrough_filter(mode, mesh)));
+            chains.push(chain(port, &[], inbound.passthrough(mode)));
         }
     }
     let sniff = shape
@@ -62,10 +70,10 @@ pub fn listener(snapshot: &Snapshot, shape: &ProxyShape) -> Listener {
         listener_filters_timeout: inspect.then(|| seconds(5)),
         filter_chains: chains,
         // Ports no service declares still reach the application, as in
-        // Istio, unless the workload is STRICT.
+        // Istio, unless the workload is STRICT; authorization applies there too.
         default_filter_chain: Some(FilterChain {
             name: "InboundPassthroughFilterChain".to_string(),
-            filters: vec![passthrough_filter(workload_mode, mesh)],
+            filters: inbound.passthrough(workload_mode),
             ..Default::default()
         }),
         traffic_direction: TrafficDirection::Inbound as i32,
@@ -73,61 +81,86 @@ pub fn listener(snapshot: &Snapshot, shape: &ProxyShape) -> Listener {
     }
 }
 
-/// The chains of one served port under its PeerAuthentication mode: mesh
-/// mTLS (terminated here) unless DISABLE, plaintext unless STRICT, and under
-/// STRICT a catch-all that closes anything else. Without a certificate the
-/// proxy cannot terminate mTLS, so STRICT then refuses everything: closed,
-/// not open.
-fn port_chains(
-    port: u16,
-    protocol: Protocol,
-    shape: &ProxyShape,
-    mesh: &MeshConfig,
-) -> Vec<FilterChain> {
-    let cluster = names::inbound_cluster(port);
-    let tcp = || tcp_proxy(&cluster, &cluster, mesh);
-    let mode = shape.inbound_mtls.at(port);
-    let mut chains = Vec::new();
-    if mode != MtlsMode::Disable && shape.mtls {
-        let socket = || Some(mtls::server_socket(&mesh.trust_domain));
-        let http = || mtls_http_filter(port, mesh);
-        let any: Vec<&str> = [mtls::MESH_ALPN_HTTP, mtls::MESH_ALPN_TCP].concat();
-        let tls = |alpn: &[&str], filter| FilterChain {
-            transport_socket: socket(),
-            ..tls_chain(port, alpn, filter)
-        };
-        if protocol.is_http() {
-            chains.push(tls(&any, http()));
-        } else if protocol == Protocol::Unknown {
-            chains.push(tls(mtls::MESH_ALPN_HTTP, http()));
-            chains.push(tls(mtls::MESH_ALPN_TCP, tcp()));
-        } else {
-            chains.push(tls(&any, tcp()));
-        }
-    }
-    if mode == MtlsMode::Strict {
-        chains.push(chain(port, &[], refuse(mesh)));
-        return chains;
-    }
-    if protocol.is_http() {
-        chains.push(chain(port, &[], http_filter(port, mesh)));
-    } else if protocol == Protocol::Unknown {
-        chains.push(chain(port, HTTP_PROTOCOLS, http_filter(port, mesh)));
-        chains.push(chain(port, &[], tcp()));
-    } else {
-        chains.push(chain(port, &[], tcp()));
-    }
-    chains
+/// What every inbound chain of one proxy shares: its mesh config, shape, and
+/// the authentication and authorization filters its workload's policies
+/// produce (HTTP chains run `http_security`, TCP chains `tcp_security`).
+struct Inbound<'a> {
+    mesh: &'a MeshConfig,
+    shape: &'a ProxyShape,
+    http_security: Vec<HttpFilter>,
+    tcp_security: Vec<Filter>,
 }
 
-fn passthrough_filter(mode: MtlsMode, mesh: &MeshConfig) -> Filter {
-    match mode {
-        MtlsMode::Strict => refuse(mesh),
-        _ => tcp_proxy(
-            names::INBOUND_PASSTHROUGH_CLUSTER,
-            names::INBOUND_PASSTHROUGH_CLUSTER,
-            mesh,
-        ),
+impl Inbound<'_> {
+    /// The chains of one served port under its PeerAuthentication mode: mesh
+    /// mTLS (terminated here) unless DISABLE, plaintext unless STRICT, and
+    /// under STRICT a catch-all that closes anything else. Without a
+    /// certificate the proxy cannot terminate mTLS, so STRICT then refuses
+    /// everything: closed, not open.
+    fn port_chains(&self, port: u16, protocol: Protocol) -> Vec<FilterChain> {
+        let mode = self.shape.inbound_mtls.at(port);
+        let mut chains = Vec::new();
+        if mode != MtlsMode::Disable && self.shape.mtls {
+            let socket = || Some(mtls::server_socket(&self.mesh.trust_domain));
+            let any: Vec<&str> = [mtls::MESH_ALPN_HTTP, mtls::MESH_ALPN_TCP].concat();
+            let tls = |alpn: &[&str], filters| FilterChain {
+                transport_socket: socket(),
+                ..tls_chain(port, alpn, filters)
+            };
+            if protocol.is_http() {
+                chains.push(tls(&any, self.http(port, true)));
+            } else if protocol == Protocol::Unknown {
+                chains.push(tls(mtls::MESH_ALPN_HTTP, self.http(port, true)));
+                chains.push(tls(mtls::MESH_ALPN_TCP, self.tcp(port)));
+            } else {
+                chains.push(tls(&any, self.tcp(port)));
+            }
+        }
+        if mode == MtlsMode::Strict {
+            chains.push(chain(port, &[], vec![refuse(self.mesh)]));
+            return chains;
+        }
+        if protocol.is_http() {
+            chains.push(chain(port, &[], self.http(port, false)));
+        } else if protocol == Protocol::Unknown {
+            chains.push(chain(port, HTTP_PROTOCOLS, self.http(port, false)));
+            chains.push(chain(port, &[], self.tcp(port)));
+        } else {
+            chains.push(chain(port, &[], self.tcp(port)));
+        }
+        chains
+    }
+
+    fn http(&self, port: u16, mtls: bool) -> Vec<Filter> {
+        vec![inbound_http_connection_manager(
+            &format!("inbound_0.0.0.0_{port}"),
+            local_routes(port),
+            self.mesh,
+            self.http_security.clone(),
+            mtls,
+        )]
+    }
+
+    fn tcp(&self, port: u16) -> Vec<Filter> {
+        let cluster = names::inbound_cluster(port);
+        self.with_tcp_security(tcp_proxy(&cluster, &cluster, self.mesh))
+    }
+
+    fn passthrough(&self, mode: MtlsMode) -> Vec<Filter> {
+        match mode {
+            MtlsMode::Strict => vec![refuse(self.mesh)],
+            _ => self.with_tcp_security(tcp_proxy(
+                names::INBOUND_PASSTHROUGH_CLUSTER,
+                names::INBOUND_PASSTHROUGH_CLUSTER,
+                self.mesh,
+            )),
+        }
+    }
+
+    fn with_tcp_security(&self, proxy: Filter) -> Vec<Filter> {
+        let mut filters = self.tcp_security.clone();
+        filters.push(proxy);
+        filters
     }
 }
 
@@ -136,42 +169,26 @@ fn refuse(mesh: &MeshConfig) -> Filter {
     tcp_proxy("inbound_mtls_required", names::BLACKHOLE_CLUSTER, mesh)
 }
 
-fn chain(port: u16, protocols: &[&str], filter: Filter) -> FilterChain {
+fn chain(port: u16, protocols: &[&str], filters: Vec<Filter>) -> FilterChain {
     FilterChain {
         filter_chain_match: Some(FilterChainMatch {
             destination_port: Some(UInt32Value { value: port.into() }),
             application_protocols: protocols.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         }),
-        filters: vec![filter],
+        filters,
         ..Default::default()
     }
 }
 
 /// A chain for mesh mTLS: TLS whose ALPN says a mesh client sent it. The
 /// application's own TLS (other ALPN) falls to the plaintext chains.
-fn tls_chain(port: u16, alpn: &[&str], filter: Filter) -> FilterChain {
-    let mut c = chain(port, alpn, filter);
+fn tls_chain(port: u16, alpn: &[&str], filters: Vec<Filter>) -> FilterChain {
+    let mut c = chain(port, alpn, filters);
     if let Some(m) = c.filter_chain_match.as_mut() {
         m.transport_protocol = "tls".to_string();
     }
     c
-}
-
-fn http_filter(port: u16, mesh: &MeshConfig) -> Filter {
-    http_connection_manager(
-        &format!("inbound_0.0.0.0_{port}"),
-        RouteSource::Inline(Box::new(local_routes(port))),
-        mesh,
-    )
-}
-
-fn mtls_http_filter(port: u16, mesh: &MeshConfig) -> Filter {
-    mtls_http_connection_manager(
-        &format!("inbound_0.0.0.0_{port}"),
-        RouteSource::Inline(Box::new(local_routes(port))),
-        mesh,
-    )
 }
 
 /// Inbound HTTP needs no RDS: every request goes to the local application.
