@@ -2,6 +2,7 @@
 //! serialize-once resource cache. It knows the model and the translators but
 //! nothing of Kubernetes.
 
+mod body;
 mod cache;
 mod csr;
 mod delta;

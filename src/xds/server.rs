@@ -4,18 +4,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
 use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Status;
 
 use super::cache::ConfigCache;
 use super::secrets::WorkloadSecrets;
 use super::session::Caller;
 use super::status::Registry;
 use super::tls::ServingCert;
-use super::wire::{DeltaResponse, SotwResponse};
 use crate::auth::{AuthError, TokenIdentity};
 use crate::metrics::Metrics;
 use crate::model::Snapshot;
@@ -199,18 +196,8 @@ where
     B::Error: Into<StdError> + Send + 'static,
 {
     match req.uri().path() {
-        SOTW_PATH => {
-            let codec = tonic_prost::ProstCodec::<SotwResponse, DiscoveryRequest>::default();
-            let mut grpc = tonic::server::Grpc::new(codec)
-                .apply_max_message_size_config(Some(MAX_MESSAGE_BYTES), Some(MAX_MESSAGE_BYTES));
-            Ok(grpc.streaming(Sotw { ctx, caller }, req).await)
-        }
-        DELTA_PATH => {
-            let codec = tonic_prost::ProstCodec::<DeltaResponse, DeltaDiscoveryRequest>::default();
-            let mut grpc = tonic::server::Grpc::new(codec)
-                .apply_max_message_size_config(Some(MAX_MESSAGE_BYTES), Some(MAX_MESSAGE_BYTES));
-            Ok(grpc.streaming(Delta { ctx, caller }, req).await)
-        }
+        SOTW_PATH => Ok(ads::<super::sotw::Sotw, B>(ctx, caller, req)),
+        DELTA_PATH => Ok(ads::<super::delta::Delta, B>(ctx, caller, req)),
         super::csr::PATH => {
             let codec = tonic_prost::ProstCodec::<
                 super::csr::IstioCertificateResponse,
@@ -226,54 +213,20 @@ where
     }
 }
 
-struct Sotw {
+/// An ADS call, answered through `body.rs` (bounded per-stream buffers).
+fn ads<P, B>(
     ctx: Arc<XdsContext>,
     caller: Caller,
-}
-
-impl tonic::server::StreamingService<DiscoveryRequest> for Sotw {
-    type Response = SotwResponse;
-    type ResponseStream = ReceiverStream<Result<SotwResponse, Status>>;
-    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
-
-    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
-        let (ctx, caller) = (self.ctx.clone(), self.caller.clone());
-        Box::pin(async move {
-            let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-            tokio::spawn(super::stream::run::<super::sotw::Sotw>(
-                ctx,
-                caller,
-                request.into_inner(),
-                tx,
-            ));
-            Ok(Response::new(ReceiverStream::new(rx)))
-        })
-    }
-}
-
-struct Delta {
-    ctx: Arc<XdsContext>,
-    caller: Caller,
-}
-
-impl tonic::server::StreamingService<DeltaDiscoveryRequest> for Delta {
-    type Response = DeltaResponse;
-    type ResponseStream = ReceiverStream<Result<DeltaResponse, Status>>;
-    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
-
-    fn call(&mut self, request: Request<Streaming<DeltaDiscoveryRequest>>) -> Self::Future {
-        let (ctx, caller) = (self.ctx.clone(), self.caller.clone());
-        Box::pin(async move {
-            let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-            tokio::spawn(super::stream::run::<super::delta::Delta>(
-                ctx,
-                caller,
-                request.into_inner(),
-                tx,
-            ));
-            Ok(Response::new(ReceiverStream::new(rx)))
-        })
-    }
+    req: http::Request<B>,
+) -> http::Response<tonic::body::Body>
+where
+    P: super::stream::Protocol + 'static,
+    P::Request: prost::Message + Default,
+    P::Response: prost::Message + super::wire::Pieces + Unpin,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    super::body::streaming::<P, B>(ctx, caller, req, STREAM_QUEUE, MAX_MESSAGE_BYTES)
 }
 
 /// Serves plaintext ADS on an already-bound listener until `shutdown`

@@ -54,13 +54,37 @@ fn string_len(tag: u32, value: &str) -> usize {
     }
 }
 
+/// A response's encoding in three parts, so that it can be written in
+/// pieces (`body.rs`) as well as whole: the fields before the resources,
+/// the resources (field 2, each shared), and the fields after them.
+pub trait Pieces {
+    fn head(&self, buf: &mut impl BufMut);
+    fn resources(&self) -> &[Bytes];
+    fn tail(&self, buf: &mut impl BufMut);
+}
+
+/// The key and length of one resource (field 2); its bytes follow.
+pub fn put_resource_key(len: usize, buf: &mut impl BufMut) {
+    encode_key(2, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
+/// One resource as field 2.
+pub fn put_resource(r: &[u8], buf: &mut impl BufMut) {
+    put_resource_key(r.len(), buf);
+    buf.put_slice(r);
+}
+
 /// Encode-only messages: the server never decodes its own responses.
 macro_rules! encode_only {
-    ($t:ty, |$s:ident, $buf:ident| $encode:block, |$l:ident| $len:block) => {
+    ($t:ty, |$l:ident| $len:block) => {
         impl prost::Message for $t {
-            fn encode_raw(&self, $buf: &mut impl BufMut) {
-                let $s = self;
-                $encode
+            fn encode_raw(&self, buf: &mut impl BufMut) {
+                self.head(buf);
+                for r in self.resources() {
+                    put_resource(r, buf);
+                }
+                self.tail(buf);
             }
             fn merge_field(
                 &mut self,
@@ -83,48 +107,52 @@ macro_rules! encode_only {
     };
 }
 
-encode_only!(
-    SotwResponse,
-    |s, buf| {
-        put_string(1, &s.version_info, buf);
-        for r in &s.resources {
-            put_bytes(2, r, buf);
-        }
-        put_string(4, &s.type_url, buf);
-        put_string(5, &s.nonce, buf);
-    },
-    |s| {
-        string_len(1, &s.version_info)
-            + s.resources.iter().map(|r| bytes_len(2, r)).sum::<usize>()
-            + string_len(4, &s.type_url)
-            + string_len(5, &s.nonce)
+impl Pieces for SotwResponse {
+    fn head(&self, buf: &mut impl BufMut) {
+        put_string(1, &self.version_info, buf);
     }
-);
+    fn resources(&self) -> &[Bytes] {
+        &self.resources
+    }
+    fn tail(&self, buf: &mut impl BufMut) {
+        put_string(4, &self.type_url, buf);
+        put_string(5, &self.nonce, buf);
+    }
+}
 
-encode_only!(
-    DeltaResponse,
-    |s, buf| {
-        put_string(1, &s.system_version_info, buf);
-        for r in &s.resources {
-            put_bytes(2, r, buf);
-        }
-        put_string(4, &s.type_url, buf);
-        put_string(5, &s.nonce, buf);
-        for name in &s.removed_resources {
+impl Pieces for DeltaResponse {
+    fn head(&self, buf: &mut impl BufMut) {
+        put_string(1, &self.system_version_info, buf);
+    }
+    fn resources(&self) -> &[Bytes] {
+        &self.resources
+    }
+    fn tail(&self, buf: &mut impl BufMut) {
+        put_string(4, &self.type_url, buf);
+        put_string(5, &self.nonce, buf);
+        for name in &self.removed_resources {
             put_bytes(6, name.as_bytes(), buf);
         }
-    },
-    |s| {
-        string_len(1, &s.system_version_info)
-            + s.resources.iter().map(|r| bytes_len(2, r)).sum::<usize>()
-            + string_len(4, &s.type_url)
-            + string_len(5, &s.nonce)
-            + s.removed_resources
-                .iter()
-                .map(|n| bytes_len(6, n.as_bytes()))
-                .sum::<usize>()
     }
-);
+}
+
+encode_only!(SotwResponse, |s| {
+    string_len(1, &s.version_info)
+        + s.resources.iter().map(|r| bytes_len(2, r)).sum::<usize>()
+        + string_len(4, &s.type_url)
+        + string_len(5, &s.nonce)
+});
+
+encode_only!(DeltaResponse, |s| {
+    string_len(1, &s.system_version_info)
+        + s.resources.iter().map(|r| bytes_len(2, r)).sum::<usize>()
+        + string_len(4, &s.type_url)
+        + string_len(5, &s.nonce)
+        + s.removed_resources
+            .iter()
+            .map(|n| bytes_len(6, n.as_bytes()))
+            .sum::<usize>()
+});
 
 #[cfg(test)]
 mod tests {
