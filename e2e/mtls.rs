@@ -7,7 +7,7 @@
 //!
 //! Needs root (the pods harness; see e2e/support/pods.rs).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::capture::{assert_all_acked, cstat, get_json};
 use crate::support::pods::{Network, Pod};
@@ -257,4 +257,140 @@ fn short_lived_certificates_rotate_while_requests_keep_succeeding() {
         seen.len()
     );
     assert_all_acked(&m.rudder);
+}
+
+/// A loopback Rudder acting as CA, with the demo mesh, and the means to
+/// start Envoys that present any token.
+struct Loopback {
+    rudder: Rudder,
+    tls: TlsXds,
+    dir: tempfile::TempDir,
+}
+
+impl Loopback {
+    fn start() -> Loopback {
+        let dir = workdir("authn");
+        let config = dir.path().join("mesh");
+        std::fs::create_dir(&config).unwrap();
+        let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo");
+        for entry in std::fs::read_dir(demo).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, config.join(path.file_name().unwrap())).unwrap();
+        }
+        let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, free_port()));
+        let (tls, flags) = TlsXds::prepare(&dir.path().join("identity"), addr, "24h");
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let rudder = spawn_rudder(&config, &flags);
+        Loopback { rudder, tls, dir }
+    }
+
+    /// An Envoy whose node claims demo/`node_sa` and that sends `token`.
+    fn envoy(&self, node_sa: &str, token: &str) -> Envoy {
+        let file = self.dir.path().join(format!("token-{}", free_port()));
+        std::fs::write(&file, token).unwrap();
+        let mut args = self.tls.bootstrap_args(&file);
+        args.extend([
+            "--meta".to_string(),
+            "INTERCEPTION_MODE=NONE".to_string(),
+            "--meta".to_string(),
+            format!("SERVICE_ACCOUNT={node_sa}"),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = format!("sidecar~127.0.0.5~{node_sa}-0.demo~demo.svc.cluster.local");
+        spawn_envoy(&node, self.tls.addr, false, &args)
+    }
+
+    fn token(&self, key: &std::path::Path, sa: &str, issued: SystemTime) -> String {
+        let pem = std::fs::read_to_string(key).unwrap();
+        let minter = rudder::auth::TokenMinter::new(&pem, "rudder-local".into()).unwrap();
+        let id = rudder::auth::TokenIdentity {
+            namespace: NS.into(),
+            service_account: sa.into(),
+        };
+        minter
+            .mint(&id, &["rudder".into()], Duration::from_secs(600), issued)
+            .unwrap()
+    }
+
+    fn auth_failures(&self) -> u64 {
+        let (_, metrics) = self.rudder.admin_get("/metrics");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("rudder_xds_auth_failures_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Envoy got no certificate and no listener from Rudder within a few seconds.
+fn assert_starved(envoy: &Envoy, why: &str) {
+    std::thread::sleep(Duration::from_secs(3));
+    let certs = envoy.admin_get("/certs");
+    assert!(
+        !certs.contains("spiffe://"),
+        "{why}: Envoy holds a certificate: {certs}"
+    );
+    assert!(
+        envoy.dynamic_listener_names().is_empty(),
+        "{why}: Envoy got listeners"
+    );
+    assert!(
+        !matches!(envoy.try_admin_get("/ready"), Ok((200, _))),
+        "{why}: Envoy went ready"
+    );
+}
+
+#[test]
+fn authenticated_xds_gives_each_token_its_own_identity_only() {
+    let lb = Loopback::start();
+    let now = SystemTime::now();
+    // The rightful owner gets its identity and its config.
+    let web = lb.envoy("web", &lb.token(&lb.tls.token_key, "web", now));
+    web.wait_ready();
+    web.wait_for("web's certificate", Duration::from_secs(10), |e| {
+        e.admin_get("/certs")
+            .contains("spiffe://cluster.local/ns/demo/sa/web")
+    });
+
+    // A valid token for another account cannot be used to claim `web`.
+    let intruder = lb.envoy("web", &lb.token(&lb.tls.token_key, "intruder", now));
+    assert_starved(&intruder, "a token for demo/intruder claiming demo/web");
+    let log = lb.rudder.log_tail(200);
+    assert!(
+        log.contains("but its token is for namespace \"demo\" and service account \"intruder\""),
+        "Rudder did not say why it refused: {log}"
+    );
+    let (_, certz) = lb.rudder.admin_get("/debug/certz");
+    assert!(
+        !certz.contains("sa/intruder"),
+        "issued for the intruder: {certz}"
+    );
+
+    // Expired, and signed by a key Rudder does not trust: refused before
+    // the node is even read.
+    let before = lb.auth_failures();
+    let an_hour_ago = now - Duration::from_secs(3600);
+    let expired = lb.envoy("web", &lb.token(&lb.tls.token_key, "web", an_hour_ago));
+    let forger = lb.dir.path().join("forger");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_rudder"))
+        .args(["token", "keygen", "--out-dir"])
+        .arg(&forger)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let forged = lb.envoy("web", &lb.token(&forger.join("jwt-key.pem"), "web", now));
+    assert_starved(&expired, "an expired token");
+    assert_starved(&forged, "a forged token");
+    assert!(
+        lb.auth_failures() >= before + 2,
+        "refusals not counted: {} -> {}",
+        before,
+        lb.auth_failures()
+    );
+    let log = lb.rudder.log_tail(300);
+    for why in ["expired", "signature"] {
+        assert!(log.contains(why), "no refusal mentioning {why:?}: {log}");
+    }
+    // The rightful proxy was never disturbed.
+    assert!(web.admin_get("/certs").contains("sa/web"));
 }

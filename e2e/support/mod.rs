@@ -20,7 +20,7 @@ pub use http::{
     HttpResponse,
 };
 pub use proc::{workdir, Proc};
-pub use rudder::{spawn_rudder, Rudder};
+pub use rudder::{spawn_rudder, Rudder, TlsXds};
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -187,39 +187,12 @@ impl Network {
     /// started from it connect over TLS with a service-account token minted
     /// for their pod, and so receive their identity.
     pub fn rudder_with_identity(&self, workload_ttl: &str) -> Rudder {
+        let tls_addr = SocketAddr::from((self.bridge_ip(), free_port()));
         let dir = self.state.dir.path().join("identity");
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .args(["token", "keygen", "--out-dir"])
-            .arg(&dir)
-            .status()
-            .expect("running rudder token keygen");
-        assert!(status.success(), "rudder token keygen failed: {status}");
-        let tls = SocketAddr::from((self.bridge_ip(), free_port()));
-        let (ca, key) = (dir.join("ca"), dir.join("jwt-pub.pem"));
-        let (tls_s, bridge, ca_s, key_s) = (
-            tls.to_string(),
-            self.bridge_ip().to_string(),
-            ca.display().to_string(),
-            key.display().to_string(),
-        );
-        let extra = [
-            "--ca-dir",
-            &ca_s,
-            "--token-public-key",
-            &key_s,
-            "--xds-tls-addr",
-            &tls_s,
-            "--tls-san",
-            &bridge,
-            "--workload-cert-ttl",
-            workload_ttl,
-        ];
-        let mut rudder = self.spawn_rudder_args(None, &extra);
-        rudder.tls = Some(TlsXds {
-            addr: tls,
-            root_cert: ca.join("root-cert.pem"),
-            token_key: dir.join("jwt-key.pem"),
-        });
+        let (tls, flags) = TlsXds::prepare(&dir, tls_addr, workload_ttl);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut rudder = self.spawn_rudder_args(None, &flags);
+        rudder.tls = Some(tls);
         rudder
     }
 

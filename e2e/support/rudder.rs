@@ -29,6 +29,50 @@ pub struct TlsXds {
 }
 
 impl TlsXds {
+    /// Makes a token-signing key pair in `dir` (with `rudder token keygen`)
+    /// and returns the `rudder serve` flags that make Rudder the mesh CA
+    /// (CA in `dir/ca`), verifying tokens signed by that key, with its TLS
+    /// xDS port on `addr` and workload certificates living `workload_ttl`.
+    pub fn prepare(dir: &Path, addr: SocketAddr, workload_ttl: &str) -> (TlsXds, Vec<String>) {
+        let status = Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .args(["token", "keygen", "--out-dir"])
+            .arg(dir)
+            .status()
+            .expect("running rudder token keygen");
+        assert!(status.success(), "rudder token keygen failed: {status}");
+        let ca = dir.join("ca");
+        let flags = [
+            "--ca-dir",
+            &ca.display().to_string(),
+            "--token-public-key",
+            &dir.join("jwt-pub.pem").display().to_string(),
+            "--xds-tls-addr",
+            &addr.to_string(),
+            "--tls-san",
+            &addr.ip().to_string(),
+            "--workload-cert-ttl",
+            workload_ttl,
+        ]
+        .map(str::to_string)
+        .to_vec();
+        let tls = TlsXds {
+            addr,
+            root_cert: ca.join("root-cert.pem"),
+            token_key: dir.join("jwt-key.pem"),
+        };
+        (tls, flags)
+    }
+
+    /// `rudder bootstrap` flags for a proxy on this port with `token_file`.
+    pub fn bootstrap_args(&self, token_file: &Path) -> Vec<String> {
+        vec![
+            "--xds-root-cert".into(),
+            self.root_cert.display().to_string(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+        ]
+    }
+
     /// Mints a service-account token with `rudder token issue`, into `out`.
     pub fn mint_token(&self, namespace: &str, service_account: &str, out: &Path) {
         let status = Command::new(env!("CARGO_BIN_EXE_rudder"))
