@@ -59,6 +59,7 @@ pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
     }
     out.push(passthrough());
     out.push(blackhole());
+    super::filters::jwt::add_jwks_clusters(&mut out, snapshot, shape);
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }

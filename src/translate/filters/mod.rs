@@ -3,4 +3,5 @@
 
 pub mod cors;
 pub mod fault;
+pub mod jwt;
 pub mod security;

@@ -10,8 +10,11 @@ use crate::model::Snapshot;
 use crate::translate::ProxyShape;
 
 /// HTTP filters for the workload's inbound HTTP chains, before the router.
-pub fn http_filters(_snapshot: &Snapshot, _shape: &ProxyShape) -> Vec<HttpFilter> {
-    Vec::new()
+pub fn http_filters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<HttpFilter> {
+    // RequestAuthentication first: authorization reads what it verified.
+    super::jwt::http_filter(snapshot, shape)
+        .into_iter()
+        .collect()
 }
 
 /// Network filters for the workload's inbound TCP chains, before tcp_proxy.
