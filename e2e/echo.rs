@@ -8,6 +8,8 @@
 //! with `--call-http URL` and/or `--call-tcp HOST:PORT`, `GET /chain` first
 //! calls those upstreams and nests their answers. `--send-tcp HOST:PORT` is a
 //! one-shot client: send `--line`, print the first line back, exit.
+//! `--jwks-file FILE` serves FILE (re-read on every request) at
+//! `GET /jwks.json`: a JWKS server for RequestAuthentication `jwksUri`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -55,6 +57,9 @@ struct Args {
     /// The line `--send-tcp` sends.
     #[arg(long, default_value = "ping", requires = "send_tcp")]
     line: String,
+    /// Serve this file as `application/json` at `GET /jwks.json`.
+    #[arg(long, value_name = "FILE", conflicts_with = "tcp")]
+    jwks_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -63,6 +68,7 @@ struct Backend {
     listen: SocketAddr,
     call_http: Option<String>,
     call_tcp: Option<String>,
+    jwks_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -80,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         listen: listener.local_addr()?,
         call_http: args.call_http,
         call_tcp: args.call_tcp,
+        jwks_file: args.jwks_file,
     };
     // Tests wait for this line (or the port) before sending traffic.
     println!(
@@ -107,6 +114,20 @@ async fn echo(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    if let (Some(file), true) = (&backend.jwks_file, uri.path() == "/jwks.json") {
+        return match tokio::fs::read_to_string(file).await {
+            Ok(jwks) => (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                jwks,
+            )
+                .into_response(),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{}: {e}", file.display()),
+            )
+                .into_response(),
+        };
+    }
     let status = requested_status(&method, uri.path()).unwrap_or(StatusCode::OK);
     // HTTP/2 carries the host in :authority, HTTP/1.1 in the Host header.
     let host = uri

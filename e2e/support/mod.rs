@@ -10,6 +10,7 @@
 
 mod envoy;
 mod http;
+pub mod jwt;
 pub mod pods;
 mod proc;
 mod rudder;
