@@ -8,6 +8,7 @@
 
 mod capture;
 mod iptables;
+mod jwt;
 mod mtls;
 mod offline;
 mod support;
