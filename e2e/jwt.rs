@@ -57,12 +57,17 @@ impl Mesh {
             .write_config(&format!("ra-{name}.yaml"), &doc.to_string());
     }
 
-    /// GET web from the client, with `Authorization: Bearer TOKEN` if given.
-    fn get(&self, token: Option<&str>) -> (u16, String) {
+    /// GET web from the client, with `Authorization: Bearer TOKEN` if given
+    /// and `headers` (`name: value`).
+    fn get(&self, token: Option<&str>, headers: &[&str]) -> (u16, String) {
         let auth = token.map(|t| format!("authorization: Bearer {t}"));
         let mut args = Vec::new();
-        if let Some(h) = &auth {
-            args.extend(["-H", h.as_str()]);
+        for h in auth
+            .iter()
+            .map(String::as_str)
+            .chain(headers.iter().copied())
+        {
+            args.extend(["-H", h]);
         }
         args.push(WEB);
         self.client.curl(&args)
@@ -72,7 +77,7 @@ impl Mesh {
     fn wait_status(&self, token: &str, status: u16, what: &str) {
         let mut last = (0, String::new());
         let reached = poll(SETTLE, || {
-            last = self.get(Some(token));
+            last = self.get(Some(token), &[]);
             (last.0 == status).then_some(())
         });
         assert!(
@@ -85,7 +90,17 @@ impl Mesh {
     }
 
     fn expect(&self, token: Option<&str>, status: u16, what: &str) -> String {
-        let (got, body) = self.get(token);
+        self.expect_with(token, &[], status, what)
+    }
+
+    fn expect_with(
+        &self,
+        token: Option<&str>,
+        headers: &[&str],
+        status: u16,
+        what: &str,
+    ) -> String {
+        let (got, body) = self.get(token, headers);
         assert_eq!(got, status, "{what}: {body}{}", self.web.context());
         body
     }
@@ -117,7 +132,9 @@ fn jwt_inline_jwks_refuses_bad_tokens_and_lets_missing_ones_pass() {
     let forged = idp.forger().mint(&good);
     m.wait_status(&forged, 401, "a forged signature");
 
-    let body = m.expect(Some(&idp.mint(&good)), 200, "a valid token");
+    // The claim header replaces one the client wrote itself.
+    let spoof = ["x-jwt-sub: mallory"];
+    let body = m.expect_with(Some(&idp.mint(&good)), &spoof, 200, "a valid token");
     let echo: Value = serde_json::from_str(&body).expect("echo JSON");
     let headers = &echo["headers"];
     assert_eq!(headers["x-jwt-sub"], "alice", "{echo:#}");
@@ -140,6 +157,11 @@ fn jwt_inline_jwks_refuses_bad_tokens_and_lets_missing_ones_pass() {
         !body.contains("x-jwt-sub"),
         "a claim header without a token: {body}"
     );
+    // Envoy removes the claim headers from every request it checks, so
+    // the application never sees one the client wrote, token or not.
+    let body = m.expect_with(None, &spoof, 200, "no token, a spoofed claim header");
+    let echo: Value = serde_json::from_str(&body).expect("echo JSON");
+    assert!(echo["headers"].get("x-jwt-sub").is_none(), "{echo:#}");
     assert_all_acked(&m.rudder);
 }
 
