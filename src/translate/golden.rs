@@ -15,6 +15,15 @@
 //! # proxy: sidecar~198.18.0.5~client-0.demo~demo.svc.cluster.local interception=NONE labels=app=client
 //! ```
 //!
+//! MeshConfig, when a case needs one, is YAML on `# mesh:` header lines,
+//! joined in order (each line's text after `# mesh: `), e.g.
+//!
+//! ```text
+//! # mesh: extensionProviders:
+//! # mesh: - name: ext-authz
+//! # mesh:   envoyExtAuthzGrpc: {service: authz.shop.svc.cluster.local, port: 9000}
+//! ```
+//!
 //! `NODE_ID` is Istio's node id, parsed by [`Proxy::from_node_id`]. `MODE` is
 //! `NONE`, `REDIRECT` or `TPROXY` and is required, because it decides which
 //! listeners exist (loopback ones, or the capture listeners). `labels` is the proxy's own label claim (a Pod
@@ -52,7 +61,7 @@ use prost::{Message, Name};
 use tokio::sync::mpsc;
 
 use crate::index::Index;
-use crate::model::{Interception, Proxy, Snapshot};
+use crate::model::{Interception, MeshConfig, Proxy, Snapshot};
 use crate::source::{file::parse_text, SourceEvent};
 use crate::xds::json::message_to_json;
 
@@ -92,11 +101,17 @@ struct Header {
     labels: BTreeMap<String, String>,
     /// `mtls=true`: the proxy holds a Rudder-issued certificate.
     mtls: bool,
+    /// The `# mesh:` lines, parsed; the default MeshConfig without any.
+    mesh: MeshConfig,
 }
 
 fn parse_header(yaml: &str) -> Result<Header, String> {
     let mut found = None;
+    let mut mesh_lines = Vec::new();
     for line in yaml.lines().take_while(|l| l.starts_with('#')) {
+        if let Some(rest) = line.strip_prefix("# mesh:") {
+            mesh_lines.push(rest.strip_prefix(' ').unwrap_or(rest));
+        }
         if let Some(rest) = line.strip_prefix("# proxy:") {
             if found.replace(rest).is_some() {
                 return Err("more than one `# proxy:` header line".into());
@@ -135,22 +150,25 @@ fn parse_header(yaml: &str) -> Result<Header, String> {
         }
     }
     let interception = interception.ok_or("header needs interception=NONE|REDIRECT|TPROXY")?;
+    let mesh = crate::api::parse_mesh_config(&mesh_lines.join("\n"))
+        .map_err(|e| format!("`# mesh:` lines: {e}"))?;
     Ok(Header {
         node_id,
         interception,
         labels,
         mtls,
+        mesh,
     })
 }
 
 /// Feeds one file through a real index and waits for its synced snapshot.
-fn snapshot(unit: &str, yaml: &str) -> Result<Arc<Snapshot>, String> {
+fn snapshot(unit: &str, yaml: &str, mesh: MeshConfig) -> Result<Arc<Snapshot>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     runtime.block_on(async {
-        let (index, mut rx) = Index::new(1, Duration::from_millis(1));
+        let (index, mut rx) = Index::with_mesh(1, Duration::from_millis(1), mesh);
         let (tx, events) = mpsc::channel(4);
         tokio::spawn(index.run(events));
         let items = parse_text(yaml);
@@ -187,7 +205,7 @@ fn translate_case(case: &str, yaml: &str) -> Result<(Arc<Snapshot>, Resources), 
     proxy.interception = header.interception;
     proxy.labels = header.labels;
     proxy.mtls = header.mtls;
-    let snap = snapshot(&format!("{case}.yaml"), yaml)?;
+    let snap = snapshot(&format!("{case}.yaml"), yaml, header.mesh)?;
     let shape = super::ProxyShape::of(&snap, &proxy);
     let resources = Resources {
         clusters: super::clusters(&snap, &shape),
@@ -670,6 +688,18 @@ fn header_format() {
     assert!(
         parse_header("# proxy: s~1~a.b~b interception=NONE zone=x\n").is_err(),
         "unknown word"
+    );
+    let meshed = "# mesh: trustDomain: example.org\n# mesh: rootNamespace: mesh\n\
+        # proxy: sidecar~198.18.0.1~a-0.ns~ns.svc interception=NONE\n";
+    let h = parse_header(meshed).unwrap();
+    assert_eq!(
+        (h.mesh.trust_domain.as_str(), h.mesh.root_namespace.as_str()),
+        ("example.org", "mesh")
+    );
+    assert!(
+        parse_header("# mesh: trustDomain: [x]\n# proxy: s~1.2.3.4~a.b~b interception=NONE\n")
+            .is_err(),
+        "bad mesh config"
     );
 }
 
