@@ -81,6 +81,10 @@ const EXPECTED_CASES: &[&str] = &[
     "service_entries",
     "redirect_mode",
     "shared_port",
+    "authz_http",
+    "authz_tcp",
+    "authz_custom",
+    "authz_custom_http",
 ];
 
 const REGENERATE: &str = "UPDATE_GOLDEN=1 cargo test --lib translate::golden";
