@@ -1,7 +1,7 @@
 //! The inbound authentication and authorization filters of one workload, in
-//! the order Envoy must run them: JWT authentication (RequestAuthentication),
-//! then AuthorizationPolicy: CUSTOM (ext_authz), AUDIT, DENY, ALLOW (see
-//! `filters/rbac`).
+//! Istio's order: AuthorizationPolicy's CUSTOM (ext_authz), JWT
+//! authentication (RequestAuthentication), then AuthorizationPolicy's
+//! AUDIT, DENY and ALLOW (see `filters/rbac`).
 
 use envoy_types::pb::envoy::config::listener::v3::Filter;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
@@ -12,7 +12,10 @@ use crate::translate::ProxyShape;
 /// HTTP filters for the workload's inbound HTTP chains, before the router.
 pub fn http_filters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<HttpFilter> {
     let mut out = Vec::new();
-    // RequestAuthentication first: authorization reads what it verified.
+    // As Istio: CUSTOM's authorizer sees the request as the client sent it,
+    // before jwt_authn checks it (and drops the token header by default).
+    out.extend(super::rbac::custom_http_filters(snapshot, shape));
+    // RequestAuthentication before the rest: authorization reads what it verified.
     out.extend(super::jwt::http_filter(snapshot, shape));
     out.extend(super::rbac::http_filters(snapshot, shape));
     out

@@ -5,7 +5,9 @@
 //! - Envoy runs, in order: CUSTOM (a shadow RBAC that marks the requests
 //!   its rules match, then ext_authz for the marked ones; see [`custom`]),
 //!   AUDIT (RBAC `LOG`), DENY, ALLOW. Istio's builder emits AUDIT before
-//!   DENY and ALLOW, so a denied request is still audited.
+//!   DENY and ALLOW, so a denied request is still audited. On HTTP chains
+//!   Istio puts RequestAuthentication's jwt_authn between CUSTOM and the
+//!   rest, hence two functions: [`custom_http_filters`], [`http_filters`].
 //! - One RBAC filter per action present. Its policies are named as Istio
 //!   names them, `ns[NS]-policy[NAME]-rule[N]`, so stats and logs read the same.
 //! - ALLOW: once any ALLOW policy applies, a request matching none is
@@ -56,11 +58,18 @@ pub enum Chain {
     Tcp,
 }
 
-/// HTTP filters for the workload's inbound HTTP chains: CUSTOM, AUDIT,
-/// DENY, ALLOW, each present only when a policy of that action applies.
+/// CUSTOM's HTTP filters (shadow RBAC and ext_authz), which Istio runs
+/// first, before jwt_authn: the authorizer sees the request as sent.
+pub fn custom_http_filters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<HttpFilter> {
+    let by = ByAction::of(snapshot, shape);
+    custom::http_filters(snapshot, shape, &by.custom)
+}
+
+/// The RBAC filters of the workload's inbound HTTP chains: AUDIT, DENY,
+/// ALLOW, each present only when a policy of that action applies.
 pub fn http_filters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<HttpFilter> {
     let by = ByAction::of(snapshot, shape);
-    let mut out = custom::http_filters(snapshot, shape, &by.custom);
+    let mut out = Vec::new();
     for (kind, policies) in by.enforcing() {
         if let Some(rules) = build(policies, kind, Chain::Http) {
             out.push(http_filter(HTTP_FILTER, pack_any(rules.http())));
@@ -69,7 +78,8 @@ pub fn http_filters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<HttpFilter> 
     out
 }
 
-/// Network filters for the workload's inbound TCP chains, in the same order.
+/// Network filters for the workload's inbound TCP chains: CUSTOM, AUDIT,
+/// DENY, ALLOW.
 pub fn network_filters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Filter> {
     let by = ByAction::of(snapshot, shape);
     let mut out = custom::network_filters(snapshot, shape, &by.custom);

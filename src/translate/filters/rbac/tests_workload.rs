@@ -60,7 +60,9 @@ fn ap(name: &str, spec: &str) -> String {
 
 /// (filter name, config as JSON) of each HTTP filter.
 fn http_of(snap: &Snapshot, shape: &ProxyShape) -> Vec<(String, Value)> {
-    http_filters(snap, shape)
+    let mut filters = custom_http_filters(snap, shape);
+    filters.extend(http_filters(snap, shape));
+    filters
         .iter()
         .map(|f| match &f.config_type {
             Some(http_filter::ConfigType::TypedConfig(any)) => {
@@ -101,6 +103,7 @@ fn actions(filters: &[(String, Value)]) -> Vec<String> {
 #[test]
 fn no_policy_no_filter() {
     let (snap, shape) = workload("");
+    assert!(custom_http_filters(&snap, &shape).is_empty());
     assert!(http_filters(&snap, &shape).is_empty());
     assert!(network_filters(&snap, &shape).is_empty());
 }
@@ -266,4 +269,37 @@ fn envoy_knows_every_status_code_the_mesh_config_accepts() {
             "{code}"
         );
     }
+}
+
+/// Istio's HTTP order: CUSTOM, then RequestAuthentication, then the rest.
+#[test]
+fn custom_runs_before_jwt_authn_and_rbac_after() {
+    let policies = [
+        ap(
+            "ext",
+            "{action: CUSTOM, provider: {name: grpc-authz}, rules: [{}]}",
+        ),
+        ap(
+            "allow",
+            "{rules: [{from: [{source: {requestPrincipals: [\"*\"]}}]}]}",
+        ),
+    ]
+    .concat();
+    let jwt = "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n\
+        metadata: {name: jwt, namespace: shop}\n\
+        spec: {jwtRules: [{issuer: https://idp.example.com, jwks: '{\"keys\": []}'}]}\n";
+    let (snap, shape) = workload(&format!("{policies}{jwt}"));
+    let names: Vec<String> = crate::translate::filters::security::http_filters(&snap, &shape)
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.http.rbac",
+            "envoy.filters.http.ext_authz",
+            "envoy.filters.http.jwt_authn",
+            "envoy.filters.http.rbac"
+        ]
+    );
 }
