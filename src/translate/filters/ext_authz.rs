@@ -26,7 +26,7 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::util::pack_any;
 
 use crate::model::mesh::{ExtAuthzBody, ExtAuthzGrpc, ExtAuthzHttp, ExtensionProviderKind};
-use crate::model::{Resolution, Snapshot};
+use crate::model::{Protocol, Resolution, Snapshot};
 use crate::translate::filters::rbac::{self, custom};
 use crate::translate::{duration, names, ProxyShape};
 
@@ -69,7 +69,15 @@ pub fn resolve<'a>(
             ))
         }
     };
-    let host = lookup(snapshot, shape, service, port)?;
+    let (host, protocol) = lookup(snapshot, shape, service, port)?;
+    if matches!(provider.kind, ExtensionProviderKind::ExtAuthzGrpc(_)) && !protocol.is_http2() {
+        // Not fatal: a DestinationRule may still upgrade the cluster to HTTP/2.
+        tracing::warn!(
+            provider = name, service = %service, port,
+            "gRPC authorizer on a port not declared gRPC or HTTP/2 (name it grpc-* or set \
+             appProtocol): checks will fail, and fail closed, unless its cluster speaks HTTP/2"
+        );
+    }
     Ok(Authorizer {
         name: &provider.name,
         kind: &provider.kind,
@@ -78,13 +86,14 @@ pub fn resolve<'a>(
     })
 }
 
-/// The hostname of `[ns/]host`, checked to have the cluster Envoy needs.
+/// The hostname of `[ns/]host` and the port's protocol, checked to have
+/// the cluster Envoy needs.
 fn lookup(
     snapshot: &Snapshot,
     shape: &ProxyShape,
     service: &str,
     port: u16,
-) -> Result<String, String> {
+) -> Result<(String, Protocol), String> {
     let (namespace, host) = match service.split_once('/') {
         Some((ns, host)) => (Some(ns), host),
         None => (None, service),
@@ -110,19 +119,19 @@ fn lookup(
             "service {service:?} is outside this proxy's Sidecar egress hosts"
         ));
     }
-    match svc.port(port) {
+    let protocol = match svc.port(port) {
         None => return Err(format!("service {service:?} has no port {port}")),
-        Some(p) if p.protocol == crate::model::Protocol::Udp => {
+        Some(p) if p.protocol == Protocol::Udp => {
             return Err(format!("port {port} of service {service:?} is UDP"))
         }
-        Some(_) => {}
-    }
+        Some(p) => p.protocol,
+    };
     if svc.resolution == Resolution::Passthrough {
         return Err(format!(
             "service {service:?} has resolution NONE: there is no endpoint to send checks to"
         ));
     }
-    Ok(svc.host.clone())
+    Ok((svc.host.clone(), protocol))
 }
 
 impl Authorizer<'_> {

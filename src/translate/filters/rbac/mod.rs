@@ -17,7 +17,7 @@
 //!   logged, never enforced.
 //! - A rule that cannot be expressed fails closed: an ALLOW rule is left
 //!   out (it allows nothing), a DENY, AUDIT or CUSTOM rule matches more
-//!   (see [`rule::Unusable`]).
+//!   (see `rule::Unusable`).
 
 pub mod custom;
 mod matchers;
