@@ -6,6 +6,7 @@
 //! below (`mod traffic;` for e2e/traffic.rs, ...). Run one group with e.g.
 //! `cargo test --test e2e smoke_`.
 
+mod authz;
 mod capture;
 mod iptables;
 mod jwt;

@@ -138,6 +138,13 @@ pub(crate) fn envoy_flags() -> Vec<String> {
         "1",
         "--log-level",
         &level,
+        // A listener update keeps open connections on the old filter chain
+        // until they drain (600 s by default). Tests that change policy
+        // need the change on every connection soon after the ACK.
+        "--drain-time-s",
+        "1",
+        "--drain-strategy",
+        "immediate",
     ]
     .map(str::to_string)
     .to_vec()

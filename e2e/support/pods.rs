@@ -187,11 +187,20 @@ impl Network {
     /// started from it connect over TLS with a service-account token minted
     /// for their pod, and so receive their identity.
     pub fn rudder_with_identity(&self, workload_ttl: &str) -> Rudder {
+        self.rudder_with_identity_and_mesh_config(workload_ttl, None)
+    }
+
+    /// [`Network::rudder_with_identity`] with `--mesh-config` holding `yaml`.
+    pub fn rudder_with_identity_and_mesh_config(
+        &self,
+        workload_ttl: &str,
+        mesh_config: Option<&str>,
+    ) -> Rudder {
         let tls_addr = SocketAddr::from((self.bridge_ip(), free_port()));
         let dir = self.state.dir.path().join("identity");
         let (tls, flags) = TlsXds::prepare(&dir, tls_addr, workload_ttl);
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let mut rudder = self.spawn_rudder_args(None, &flags);
+        let mut rudder = self.spawn_rudder_args(mesh_config, &flags);
         rudder.tls = Some(tls);
         rudder
     }
