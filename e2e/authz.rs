@@ -154,6 +154,10 @@ impl Matrix {
         self.client.ip().to_string()
     }
 
+    pub fn web_ip(&self) -> String {
+        self.web.ip().to_string()
+    }
+
     /// Replaces the policies under test with `yaml` (may be empty) and waits
     /// until every sidecar runs the resulting config.
     pub fn policies(&self, yaml: &str) {
@@ -530,6 +534,8 @@ fn authorization_decisions_through_real_envoy() {
         ],
     );
 
+    more_source_and_operation_groups(&mut m);
+    condition_groups(&mut m);
     jwt_groups(&mut m);
     custom_groups(&mut m);
     eprintln!("\n{} authorization decisions checked", m.cases_run());
@@ -559,7 +565,11 @@ fn jwt_groups(m: &mut Matrix) {
          \x20 jwtRules:\n  - issuer: https://idp.example\n    audiences: [web]\n    jwks: '{}'\n",
         idp.jwks()
     );
-    let alice = idp.mint(&Claims::new("alice", &["web"]).claim("groups", json!(["dev", "admin"])));
+    let alice = idp.mint(
+        &Claims::new("alice", &["web"])
+            .claim("groups", json!(["dev", "admin"]))
+            .claim("azp", json!("frontend")),
+    );
     let bob = idp.mint(&Claims::new("bob", &["web"]).claim("groups", json!(["dev"])));
     let expired = idp.mint(&Claims::new("alice", &["web"]).expires_in(-600));
     let wrong_aud = idp.mint(&Claims::new("alice", &["billing"]));
@@ -636,6 +646,33 @@ fn jwt_groups(m: &mut Matrix) {
             get("no token passes (no ALLOW policy)", Client, "/", 200),
         ],
     );
+    m.policies(&format!(
+        "{ra}---\n{}---\n{}",
+        principal_policy(
+            "allow-audience",
+            "ALLOW",
+            "  rules:\n  - when:\n    - key: request.auth.audiences\n      values: [web]\n"
+        ),
+        principal_policy(
+            "deny-presenter",
+            "DENY",
+            "  rules:\n  - when:\n    - key: request.auth.presenter\n      values: [frontend]\n"
+        )
+    ));
+    m.run(
+        "request.auth.audiences and request.auth.presenter",
+        &[
+            with_token(
+                "audience web, presented by frontend: denied",
+                Client,
+                &alice,
+                "/",
+                403,
+            ),
+            with_token("audience web, no presenter", Client, &bob, "/", 200),
+            get("no token: no audience", Client, "/", 403),
+        ],
+    );
 }
 
 /// CUSTOM: the ext_authz provider decides the requests the policy covers,
@@ -676,6 +713,166 @@ fn custom_groups(m: &mut Matrix) {
             get("provider allows, DENY denies", Client, "/200", 403),
             get("provider denies", Client, "/403", 403),
             get("neither", Client, "/elsewhere", 200),
+        ],
+    );
+}
+
+/// The `not*` and host/service-account forms the first groups leave out.
+fn more_source_and_operation_groups(m: &mut Matrix) {
+    use Who::*;
+    m.policies(&principal_policy(
+        "allow-hosts-not-delete",
+        "ALLOW",
+        "  rules:\n  - to:\n    - operation:\n        hosts: [web.demo, \"web.demo.svc.*\"]\n        notMethods: [DELETE]\n",
+    ));
+    m.run(
+        "ALLOW by hosts and notMethods",
+        &[
+            get("GET to the named host (any port)", Client, "/", 200),
+            http("DELETE is excluded", Client, "DELETE", "/", &[], 403),
+            get("a request whose Host is an IP", Outsider, "/", 403),
+        ],
+    );
+
+    m.policies(&principal_policy(
+        "allow-not-other-not-secret",
+        "ALLOW",
+        "  rules:\n  - from:\n    - source:\n        notPrincipals: [cluster.local/ns/other/sa/other]\n    to:\n    - operation:\n        notPaths: [/secret]\n",
+    ));
+    m.run(
+        "ALLOW notPrincipals and notPaths",
+        &[
+            get("client, ordinary path", Client, "/", 200),
+            get("client, the excluded path", Client, "/secret", 403),
+            get("the excluded principal", Other, "/", 403),
+            get("no principal is not the excluded one", Outsider, "/", 200),
+        ],
+    );
+
+    m.policies(&principal_policy(
+        "allow-service-account",
+        "ALLOW",
+        "  rules:\n  - from:\n    - source:\n        serviceAccounts: [demo/client]\n",
+    ));
+    m.run(
+        "ALLOW by serviceAccounts",
+        &[
+            get("demo/client", Client, "/", 200),
+            get("other/other", Other, "/", 403),
+        ],
+    );
+
+    let ip = m.client_ip();
+    m.policies(&principal_policy(
+        "allow-remote-ip",
+        "ALLOW",
+        &format!("  rules:\n  - from:\n    - source:\n        remoteIpBlocks: [\"{ip}\"]\n"),
+    ));
+    m.run(
+        "ALLOW by remoteIpBlocks",
+        &[
+            get("from the address", Client, "/", 200),
+            get("from elsewhere", Other, "/", 403),
+        ],
+    );
+
+    m.policies(&format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+         metadata:\n  name: dry-deny-all\n  namespace: {NS}\n  annotations: {{istio.io/dry-run: \"true\"}}\n\
+         spec:\n  selector:\n    matchLabels: {{app: web}}\n  action: DENY\n  rules:\n  - {{}}\n"
+    ));
+    m.run(
+        "a dry-run DENY is evaluated, not enforced",
+        &[
+            get("client", Client, "/", 200),
+            tcp("TCP", Other, Expect::Connected),
+        ],
+    );
+}
+
+/// `when` keys on the connection and the workload.
+fn condition_groups(m: &mut Matrix) {
+    use Who::*;
+    let (client_ip, web_ip) = (m.client_ip(), m.web_ip());
+    m.policies(&principal_policy(
+        "allow-source-ip",
+        "ALLOW",
+        &format!("  rules:\n  - when:\n    - key: source.ip\n      values: [\"{client_ip}\"]\n"),
+    ));
+    m.run(
+        "ALLOW when source.ip",
+        &[
+            get("from the address", Client, "/", 200),
+            get("from elsewhere", Other, "/", 403),
+        ],
+    );
+
+    m.policies(&principal_policy(
+        "allow-remote-ip-cond",
+        "ALLOW",
+        &format!(
+            "  rules:\n  - when:\n    - key: remote.ip\n      notValues: [\"{client_ip}/32\"]\n"
+        ),
+    ));
+    m.run(
+        "ALLOW when remote.ip notValues",
+        &[
+            get("the excluded address", Client, "/", 403),
+            get("another address", Other, "/", 200),
+        ],
+    );
+
+    m.policies(&principal_policy(
+        "deny-source-principal",
+        "DENY",
+        "  rules:\n  - when:\n    - key: source.principal\n      values: [cluster.local/ns/other/sa/other]\n",
+    ));
+    m.run(
+        "DENY when source.principal",
+        &[
+            get("the named principal", Other, "/", 403),
+            get("another principal", Client, "/", 200),
+        ],
+    );
+
+    m.policies(&principal_policy(
+        "deny-destination-port",
+        "DENY",
+        "  rules:\n  - when:\n    - key: destination.port\n      values: [\"9000\"]\n",
+    ));
+    m.run(
+        "DENY when destination.port",
+        &[
+            tcp("the denied port", Client, Expect::Refused),
+            get("another port", Client, "/", 200),
+        ],
+    );
+
+    m.policies(&principal_policy(
+        "allow-destination-ip",
+        "ALLOW",
+        &format!(
+            "  rules:\n  - when:\n    - key: destination.ip\n      values: [\"{web_ip}/32\"]\n"
+        ),
+    ));
+    m.run(
+        "ALLOW when destination.ip",
+        &[
+            get("to the workload's address", Client, "/", 200),
+            tcp("TCP to the workload's address", Other, Expect::Connected),
+        ],
+    );
+
+    m.policies(&principal_policy(
+        "deny-mesh-sni",
+        "DENY",
+        "  rules:\n  - when:\n    - key: connection.sni\n      values: [\"*.web.demo.svc.cluster.local\"]\n",
+    ));
+    m.run(
+        "DENY when connection.sni (mesh clients send Istio's SNI)",
+        &[
+            get("mesh mTLS with the service's SNI", Client, "/", 403),
+            get("plaintext has no SNI", Outsider, "/", 200),
         ],
     );
 }
