@@ -85,6 +85,8 @@ const EXPECTED_CASES: &[&str] = &[
     "authz_tcp",
     "authz_custom",
     "authz_custom_http",
+    "mtls",
+    "jwt",
 ];
 
 const REGENERATE: &str = "UPDATE_GOLDEN=1 cargo test --lib translate::golden";
