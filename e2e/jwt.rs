@@ -11,40 +11,13 @@ use serde_json::{json, Value};
 
 use crate::capture::assert_all_acked;
 use crate::support::jwt::{Claims, Idp};
-use crate::support::pods::{Network, Pod};
+use crate::support::mesh::{web_and_client, WebAndClient, NS, TLS_MODE};
 use crate::support::*;
 
-const NS: &str = "demo";
-const TLS_MODE: (&str, &str) = ("security.istio.io/tlsMode", "istio");
 const WEB: &str = "http://web.demo:8080/";
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// `web` (HTTP 8080) and `client`, both with sidecars holding certificates.
-struct Mesh {
-    net: Network,
-    rudder: Rudder,
-    web: Pod,
-    client: Pod,
-}
-
-fn mesh(test: &str) -> Mesh {
-    let net = Network::new(test);
-    net.add_service("web", NS, &[("http", 8080, 8080)]);
-    let web = net.pod("web-0", NS, &[("app", "web"), TLS_MODE]);
-    let client = net.pod("client-0", NS, &[("app", "client"), TLS_MODE]);
-    let rudder = net.rudder_with_identity("24h");
-    web.serve_http(8080, &[]);
-    web.start_sidecar(&rudder);
-    client.start_sidecar(&rudder);
-    Mesh {
-        net,
-        rudder,
-        web,
-        client,
-    }
-}
-
-impl Mesh {
+impl WebAndClient {
     /// A RequestAuthentication for `web` with `rules` (JSON is YAML).
     fn request_authentication(&self, name: &str, rules: Value) {
         let doc = json!({
@@ -108,7 +81,7 @@ impl Mesh {
 
 #[test]
 fn jwt_inline_jwks_refuses_bad_tokens_and_lets_missing_ones_pass() {
-    let m = mesh("jwt_inline");
+    let m = web_and_client("jwt_inline", "24h");
     let idp = Idp::new("https://idp.example");
     let good = Claims::new("alice", &["web"]).claim("groups", json!(["dev", "ops"]));
     // A token of an issuer with neither jwks nor jwksUri: Rudder cannot run
@@ -167,7 +140,7 @@ fn jwt_inline_jwks_refuses_bad_tokens_and_lets_missing_ones_pass() {
 
 #[test]
 fn jwt_remote_jwks_is_fetched_from_a_mesh_service() {
-    let m = mesh("jwt_remote");
+    let m = web_and_client("jwt_remote", "24h");
     let idp = Idp::new("https://keys.demo");
     let dir = workdir("jwks");
     let jwks = dir.path().join("jwks.json");

@@ -10,45 +10,17 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::capture::{assert_all_acked, cstat, get_json};
-use crate::support::pods::{Network, Pod};
+use crate::support::mesh::{web_and_client, WebAndClient, NS};
+use crate::support::pods::Pod;
 use crate::support::*;
 
-const NS: &str = "demo";
-/// The label injection puts on pods whose sidecar terminates mesh mTLS.
-const TLS_MODE: (&str, &str) = ("security.istio.io/tlsMode", "istio");
 /// TLS handshakes the server's inbound capture listener completed.
 const SERVER_HANDSHAKES: &str = "listener.0.0.0.0_15006.ssl.handshake";
 const WEB_CLUSTER: &str = "outbound|8080||web.demo.svc.cluster.local";
 const XFCC: &str = "x-forwarded-client-cert";
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// `web` (HTTP on 8080) and `client`, both with sidecars that hold
-/// certificates from a Rudder acting as CA.
-struct Mesh {
-    net: Network,
-    rudder: Rudder,
-    web: Pod,
-    client: Pod,
-}
-
-fn mesh(test: &str, workload_ttl: &str) -> Mesh {
-    let net = Network::new(test);
-    net.add_service("web", NS, &[("http", 8080, 8080)]);
-    let web = net.pod("web-0", NS, &[("app", "web"), TLS_MODE]);
-    let client = net.pod("client-0", NS, &[("app", "client"), TLS_MODE]);
-    let rudder = net.rudder_with_identity(workload_ttl);
-    web.serve_http(8080, &[]);
-    web.start_sidecar(&rudder);
-    client.start_sidecar(&rudder);
-    Mesh {
-        net,
-        rudder,
-        web,
-        client,
-    }
-}
-
-impl Mesh {
+impl WebAndClient {
     fn peer_authentication(&self, name: &str, selector: Option<&str>, mode: &str) {
         let selector = selector
             .map(|app| format!("  selector:\n    matchLabels: {{app: {app}}}\n"))
@@ -80,7 +52,7 @@ fn xfcc_uri(xfcc: &str) -> Option<&str> {
 
 #[test]
 fn mtls_between_sidecars_proves_the_callers_identity() {
-    let m = mesh("mtls_identity", "24h");
+    let m = web_and_client("mtls_identity", "24h");
     let body = get_json(&m.client, "http://web.demo:8080/");
     let context = || format!("answer: {body:#}{}{}", m.web.context(), m.client.context());
     let xfcc = body["headers"][XFCC].as_str().unwrap_or_default();
@@ -112,7 +84,7 @@ fn mtls_between_sidecars_proves_the_callers_identity() {
 
 #[test]
 fn strict_refuses_plaintext_that_permissive_accepts() {
-    let m = mesh("mtls_strict", "24h");
+    let m = web_and_client("mtls_strict", "24h");
     let outsider = m.net.external_pod("outsider-0");
     // The default is PERMISSIVE: plaintext from outside the mesh is served...
     let (status, body) = m.outsider_get(&outsider);
@@ -157,7 +129,7 @@ fn strict_refuses_plaintext_that_permissive_accepts() {
 
 #[test]
 fn disable_is_plaintext_on_the_wire() {
-    let m = mesh("mtls_disable", "24h");
+    let m = web_and_client("mtls_disable", "24h");
     m.peer_authentication("web", Some("web"), "DISABLE");
     // Auto mTLS follows the server's policy: once the client's endpoints for
     // web lose their mTLS metadata, requests go out plaintext.
@@ -208,7 +180,7 @@ fn serials(pod: &Pod) -> Vec<String> {
 #[test]
 fn short_lived_certificates_rotate_while_requests_keep_succeeding() {
     // 15 s certificates are replaced every ~12 s: several rotations in 40 s.
-    let m = mesh("mtls_rotation", "15s");
+    let m = web_and_client("mtls_rotation", "15s");
     // One request per upstream connection: every request is a new mTLS
     // handshake, made with whatever certificates both sidecars hold then.
     m.net.write_config(

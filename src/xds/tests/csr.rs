@@ -204,14 +204,7 @@ async fn the_plaintext_port_signs_nothing() {
     let tls = Tls::start(Duration::from_secs(3600)).await;
     // A plaintext server with the CA attached: refused for want of a proven
     // identity, not of a CA.
-    let ctx = XdsContext::new(
-        tls.harness.ctx.snapshots.clone(),
-        Some(tls.secrets.clone()),
-        tls.harness.ctx.metrics.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(crate::xds::serve(listener, ctx, std::future::pending()));
+    let url = tls.plaintext_url().await;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     // Even with a valid token: the plaintext port does not check tokens.
     let status = create_certificate(

@@ -71,6 +71,20 @@ impl Tls {
         }
     }
 
+    /// A plaintext server on the same mesh and with the same CA attached,
+    /// as `rudder serve --ca-dir` runs beside the TLS port.
+    pub(super) async fn plaintext_url(&self) -> String {
+        let ctx = crate::xds::XdsContext::new(
+            self.harness.ctx.snapshots.clone(),
+            Some(self.secrets.clone()),
+            self.harness.ctx.metrics.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(crate::xds::serve(listener, ctx, std::future::pending()));
+        url
+    }
+
     pub(super) fn endpoint(&self) -> Endpoint {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.root_pem))
@@ -167,15 +181,7 @@ async fn an_authenticated_proxy_gets_its_own_identity_and_the_trust_bundle() {
 #[tokio::test]
 async fn the_plaintext_port_never_sends_a_private_key() {
     let tls = Tls::start(Duration::from_secs(3600)).await;
-    // The harness's own (plaintext) server, but with the CA attached.
-    let ctx = crate::xds::XdsContext::new(
-        tls.harness.ctx.snapshots.clone(),
-        Some(tls.secrets.clone()),
-        tls.harness.ctx.metrics.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(crate::xds::serve(listener, ctx, std::future::pending()));
+    let url = tls.plaintext_url().await;
     let mut envoy = Envoy::connect(Endpoint::from_shared(url).unwrap(), NODE).await;
     envoy.request(SDS, &["default", "ROOTCA"]).await;
     let r = envoy.recv_type(SDS).await;
