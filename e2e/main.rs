@@ -10,6 +10,7 @@ mod authz;
 mod capture;
 mod iptables;
 mod jwt;
+mod kube_apiserver;
 mod mtls;
 mod offline;
 mod support;

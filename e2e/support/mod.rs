@@ -11,6 +11,7 @@
 mod envoy;
 mod http;
 pub mod jwt;
+pub mod kube;
 pub mod mesh;
 pub mod pods;
 mod proc;
