@@ -152,3 +152,43 @@ async fn a_burst_of_events_publishes_one_snapshot() {
     let idle = tokio::time::timeout(Duration::from_millis(300), rx.changed()).await;
     assert!(idle.is_err(), "an idle index must not publish");
 }
+
+#[test]
+fn reapplying_an_unchanged_object_changes_nothing() {
+    let unit = "kube:Service/shop/web";
+    let mut store = Store::default();
+    store.replace(unit, parse_text(SVC));
+    store.pending = Default::default();
+    store.replace(unit, parse_text(SVC));
+    assert!(store.pending.is_empty(), "{:?}", store.pending);
+    // A new resourceVersion with nothing Rudder reads changed (a label, a
+    // status update) is a different object but the same model.
+    let touched = SVC.replace(
+        "namespace: shop}",
+        "namespace: shop, resourceVersion: '7', labels: {team: a}}",
+    );
+    store.replace(unit, parse_text(&touched));
+    assert!(store.pending.is_empty(), "{:?}", store.pending);
+}
+
+#[tokio::test]
+async fn a_resent_unchanged_object_publishes_nothing() {
+    // What a watch relist does when the source re-sends what the index holds.
+    let (index, mut rx) = Index::new(1, Duration::from_millis(20));
+    let (tx, events) = mpsc::channel(64);
+    tokio::spawn(index.run(events));
+    let send = |unit: &str, text: &str| SourceEvent::Replace {
+        unit: unit.into(),
+        items: parse_text(text),
+    };
+    let slice = slice("web-1", "198.18.0.1");
+    tx.send(send("svc", SVC)).await.unwrap();
+    tx.send(send("slice", &slice)).await.unwrap();
+    tx.send(SourceEvent::Synced).await.unwrap();
+    rx.changed().await.unwrap();
+    assert_eq!(rx.borrow_and_update().version, 1);
+    tx.send(send("svc", SVC)).await.unwrap();
+    tx.send(send("slice", &slice)).await.unwrap();
+    let idle = tokio::time::timeout(Duration::from_millis(300), rx.changed()).await;
+    assert!(idle.is_err(), "an unchanged object must not publish");
+}
