@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -10,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{Item, SourceEvent};
-use crate::api::{self, DocumentError, Parsed};
+use crate::api::{self, DocumentError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
@@ -30,16 +29,7 @@ pub fn parse_text(text: &str) -> Vec<Item> {
                 error,
             })
             .and_then(api::parse);
-        match parsed {
-            Ok(Parsed::Object(key, object)) => items.push(Item::Object {
-                document,
-                key,
-                object: Arc::from(object),
-            }),
-            Ok(Parsed::Ignored(object)) => items.push(Item::Ignored { document, object }),
-            Ok(Parsed::Empty) => {}
-            Err(error) => items.push(Item::Invalid { document, error }),
-        }
+        items.extend(Item::from_parsed(document, parsed));
     }
     items
 }

@@ -6,7 +6,7 @@ pub mod file;
 
 use std::sync::Arc;
 
-use crate::api::{DocumentError, Object, ObjectKey};
+use crate::api::{DocumentError, Object, ObjectKey, Parsed};
 use crate::model::ObjectRef;
 
 /// One document of a source unit, as parsed.
@@ -25,6 +25,24 @@ pub enum Item {
         document: usize,
         object: ObjectRef,
     },
+}
+
+impl Item {
+    /// The item for one parsed document; `None` for an empty one. Every
+    /// source goes through here, so a document means the same wherever it
+    /// comes from.
+    pub fn from_parsed(document: usize, parsed: Result<Parsed, DocumentError>) -> Option<Item> {
+        match parsed {
+            Ok(Parsed::Object(key, object)) => Some(Item::Object {
+                document,
+                key,
+                object: Arc::from(object),
+            }),
+            Ok(Parsed::Ignored(object)) => Some(Item::Ignored { document, object }),
+            Ok(Parsed::Empty) => None,
+            Err(error) => Some(Item::Invalid { document, error }),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
