@@ -1,8 +1,9 @@
-//! Sources turn the outside world (a config directory today, a Kubernetes
-//! watch later) into typed events for the index. They parse but never judge:
-//! validation and "keep the last good version" belong to the index.
+//! Sources turn the outside world (a config directory, or Kubernetes watches)
+//! into typed events for the index. They parse but never judge: validation
+//! and "keep the last good version" belong to the index.
 
 pub mod file;
+pub mod kube;
 
 use std::sync::Arc;
 
