@@ -10,7 +10,10 @@ use crate::auth::TokenVerifier;
 use crate::cli::{serve::ServeArgs, Cli, Command};
 use crate::index::Index;
 use crate::metrics::Metrics;
+use crate::model::MeshConfig;
 use crate::source::file::FileSource;
+use crate::source::kube::{KubeOptions, KubeSource};
+use crate::source::SourceEvent;
 use crate::xds::{Authenticate, ServingCert, WorkloadSecrets, XdsContext};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -21,7 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?
-                .block_on(serve(args))
+                .block_on(serve(*args))
         }
         Command::Bootstrap(args) => crate::cli::bootstrap::run(args),
         Command::Iptables(args) => crate::cli::iptables::run(args),
@@ -47,16 +50,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // source -> index
     let (events_tx, events_rx) = mpsc::channel(1024);
-    let source = FileSource::new(args.config_dir.clone(), events_tx)?;
-    let mesh = match &args.mesh_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading --mesh-config {}", path.display()))?;
-            crate::api::parse_mesh_config(&text)
-                .map_err(|e| anyhow::anyhow!("--mesh-config {}: {e}", path.display()))?
-        }
-        None => crate::model::MeshConfig::default(),
-    };
+    let (source, mesh) = Source::build(&args, events_tx).await?;
     tracing::info!(?mesh, "mesh config");
     let identity = match &args.ca_dir {
         Some(dir) => Some(MeshIdentity::start(&args, dir, &mesh.trust_domain)?),
@@ -83,7 +77,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     tracing::warn!(addr = %args.xds_addr, "serving plaintext xDS: proxies are not authenticated and get no certificates; use for local work only");
-    tracing::info!(admin = %args.admin_addr, config_dir = %args.config_dir.display(), "rudder starting");
+    tracing::info!(admin = %args.admin_addr, source = %source, "rudder starting");
 
     let ctx = XdsContext::new(
         snapshots.clone(),
@@ -139,7 +133,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         r = source_task => match r {
             Ok(Ok(())) => Err(anyhow::anyhow!("the config source stopped")),
-            Ok(Err(e)) => Err(e.into()),
+            Ok(Err(e)) => Err(e),
             Err(e) => Err(anyhow::anyhow!("the config source crashed: {e}")),
         },
         r = index_task => Err(anyhow::anyhow!("the index stopped: {r:?}")),
@@ -159,6 +153,86 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     metrics_task.abort();
     outcome
+}
+
+/// The config source: `--config-dir` or `--kube`, exactly one (clap checks).
+enum Source {
+    File(FileSource, std::path::PathBuf),
+    Kube(KubeSource),
+}
+
+impl Source {
+    /// The source and the mesh config: `--mesh-config` if given, else in
+    /// `--kube` mode the cluster's mesh ConfigMap, else the defaults.
+    async fn build(
+        args: &ServeArgs,
+        events: mpsc::Sender<SourceEvent>,
+    ) -> anyhow::Result<(Source, MeshConfig)> {
+        let mesh = match &args.mesh_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --mesh-config {}", path.display()))?;
+                let mesh = crate::api::parse_mesh_config(&text)
+                    .map_err(|e| anyhow::anyhow!("--mesh-config {}: {e}", path.display()))?;
+                Some(mesh)
+            }
+            None => None,
+        };
+        if let Some(dir) = &args.source.config_dir {
+            let source = FileSource::new(dir.clone(), events)?;
+            return Ok((Source::File(source, dir.clone()), mesh.unwrap_or_default()));
+        }
+        let source = kube_source(args, events).await?;
+        let mesh = match mesh {
+            Some(mesh) => mesh,
+            None => source.mesh_config().await?,
+        };
+        Ok((Source::Kube(source), mesh))
+    }
+
+    async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Source::File(source, _) => Ok(source.run().await?),
+            Source::Kube(source) => {
+                source.run().await;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(_, dir) => write!(f, "--config-dir {}", dir.display()),
+            Source::Kube(_) => f.write_str("--kube"),
+        }
+    }
+}
+
+/// `--kube`: a client from `--kubeconfig`, else `KUBECONFIG` or
+/// `~/.kube/config`, else the in-cluster service account.
+async fn kube_source(
+    args: &ServeArgs,
+    events: mpsc::Sender<SourceEvent>,
+) -> anyhow::Result<KubeSource> {
+    let client = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .with_context(|| format!("--kubeconfig {}", path.display()))?;
+            kube::Client::try_from(config).context("creating the Kubernetes client")?
+        }
+        None => kube::Client::try_default().await.context(
+            "no Kubernetes configuration: not in a cluster, and no KUBECONFIG or ~/.kube/config",
+        )?,
+    };
+    let options = KubeOptions {
+        mesh_config_map: args.mesh_config_map.clone(),
+    };
+    Ok(KubeSource::new(client, events, options))
 }
 
 async fn shutdown_signal() {

@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Run the control plane: watch config, serve xDS and the admin endpoint.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print an Envoy bootstrap that connects a proxy to Rudder.
     Bootstrap(bootstrap::BootstrapArgs),
     /// Print, apply or remove the pod's traffic-capture iptables rules (Istio's istio-iptables).

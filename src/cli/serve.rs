@@ -4,14 +4,39 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Exactly one config source: `--config-dir DIR` or `--kube`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct ServeArgs {
+#[group(id = "source", required = true, multiple = false)]
+pub struct SourceArgs {
     /// Directory of Kubernetes YAML (Services, EndpointSlices, Istio kinds, ...),
     /// read recursively from *.yaml and *.yml files and watched for edits.
     #[arg(long, value_name = "DIR")]
-    pub config_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
+    /// Watch a Kubernetes cluster, through --kubeconfig, else KUBECONFIG or
+    /// ~/.kube/config, else the in-cluster service account.
+    #[arg(long)]
+    pub kube: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// With --kube: the kubeconfig file to use (its current context).
+    #[arg(long, value_name = "FILE", conflicts_with = "config_dir")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --kube: Istio's mesh ConfigMap, whose `mesh` key holds MeshConfig
+    /// YAML. Read at start-up; Istio's defaults when it does not exist.
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        default_value = "istio-system/istio",
+        conflicts_with = "config_dir"
+    )]
+    pub mesh_config_map: crate::source::kube::MeshConfigMap,
     /// Istio MeshConfig YAML (outboundTrafficPolicy, accessLogFile, ...): the
-    /// content of Istio's `mesh` ConfigMap key. Read at start-up.
+    /// content of Istio's `mesh` ConfigMap key. Read at start-up. With --kube
+    /// it replaces the ConfigMap.
     #[arg(long, value_name = "FILE")]
     pub mesh_config: Option<PathBuf>,
     /// Plaintext xDS (ADS) address. For local work: it authenticates nobody.
@@ -53,4 +78,43 @@ pub struct ServeArgs {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, default_value = "info", env = "RUDDER_LOG")]
     pub log_level: String,
+}
+
+#[cfg(test)]
+mod source_tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<super::ServeArgs, String> {
+        let argv = ["rudder", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Serve(args) => Ok(*args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exactly_one_source_is_required() {
+        let file = parse(&["--config-dir", "cfg"]).unwrap();
+        assert!(file.source.config_dir.is_some() && !file.source.kube);
+        let kube = parse(&["--kube", "--kubeconfig", "k", "--mesh-config-map", "m/n"]).unwrap();
+        assert!(kube.source.kube && kube.kubeconfig.is_some());
+        assert_eq!(kube.mesh_config_map.to_string(), "m/n key mesh");
+
+        let none = parse(&[]).unwrap_err();
+        assert!(
+            none.contains("--config-dir") && none.contains("--kube"),
+            "{none}"
+        );
+        let both = parse(&["--config-dir", "cfg", "--kube"]).unwrap_err();
+        assert!(both.contains("cannot be used with"), "{both}");
+        let stray = parse(&["--config-dir", "cfg", "--kubeconfig", "k"]).unwrap_err();
+        assert!(stray.contains("cannot be used with"), "{stray}");
+        let stray = parse(&["--config-dir", "cfg", "--mesh-config-map", "a/b"]).unwrap_err();
+        assert!(stray.contains("cannot be used with"), "{stray}");
+    }
 }
