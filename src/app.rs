@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate(args) => crate::cli::offline::validate(args),
         Command::Crds(args) => crate::cli::crds::run(args),
         Command::Token(args) => crate::cli::token::run(args),
+        Command::Inject(args) => crate::cli::inject::run(args),
     }
 }
 

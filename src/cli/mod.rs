@@ -1,6 +1,7 @@
 //! Subcommands. Each file owns one subcommand's arguments and behaviour.
 pub mod bootstrap;
 pub mod crds;
+pub mod inject;
 pub mod iptables;
 pub mod offline;
 pub mod serve;
@@ -33,4 +34,6 @@ pub enum Command {
     Crds(crds::CrdsArgs),
     /// Make the key pair and service-account tokens that file mode authenticates proxies with.
     Token(token::TokenArgs),
+    /// Add the sidecar to Pods and workload templates in YAML, as the injection webhook would.
+    Inject(inject::InjectArgs),
 }
