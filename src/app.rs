@@ -56,7 +56,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let identity = match &args.ca_dir {
         Some(dir) => Some(MeshIdentity::start(&args, dir, &mesh.trust_domain)?),
         None => {
-            tracing::warn!("no --ca-dir: running without a CA, so no workload certificates, no mutual TLS and no TLS xDS port");
+            tracing::warn!("no --ca-dir: running without a CA, so no workload certificates, no mutual TLS, no TLS xDS port and no admission webhooks");
             None
         }
     };
@@ -88,6 +88,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let wait_shutdown = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let webhooks = match &identity {
+        Some(identity) => {
+            Some(webhooks(&args, identity, wait_shutdown(shutdown_rx.clone())).await?)
+        }
+        None => None,
     };
 
     let index_task = tokio::spawn(index.run(events_rx));
@@ -121,6 +127,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let webhook_task = webhooks.map(tokio::spawn);
     let xds_task = tokio::spawn(crate::xds::serve(
         xds_listener,
         ctx,
@@ -146,6 +153,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = admin_task.await;
         if let Some((tls, _)) = &mut tls_task {
             let _ = tls.await;
+        }
+        if let Some(webhooks) = webhook_task {
+            let _ = webhooks.await;
         }
     })
     .await;
@@ -299,6 +309,32 @@ impl MeshIdentity {
             auth: Arc::new(verifier),
         })
     }
+}
+
+/// The admission webhooks on --webhook-addr, with the TLS xDS port's
+/// certificate. Bound here, so a taken port is a startup error; served once
+/// the returned future is spawned.
+async fn webhooks(
+    args: &ServeArgs,
+    identity: &MeshIdentity,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    let audience = args
+        .token_audiences
+        .first()
+        .map_or("rudder", String::as_str);
+    let template = args.injector.template(audience)?;
+    let listener = tokio::net::TcpListener::bind(args.webhook_addr)
+        .await
+        .with_context(|| format!("binding --webhook-addr {}", args.webhook_addr))?;
+    tracing::info!(addr = %args.webhook_addr, proxy_image = %template.proxy_image, xds = %template.xds_addr, "serving the admission webhooks: /validate, /inject");
+    let tls = crate::webhook::server_config(identity.serving.clone());
+    Ok(crate::webhook::serve(
+        listener,
+        tls,
+        Arc::new(template),
+        shutdown,
+    ))
 }
 
 // File mode: the token is a JWT checked against the configured issuer key.

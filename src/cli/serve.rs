@@ -69,6 +69,14 @@ pub struct ServeArgs {
     /// File mode: an `aud` a token must carry (repeatable).
     #[arg(long = "token-audience", default_value = "rudder")]
     pub token_audiences: Vec<String>,
+    /// Admission webhooks over HTTPS: /validate and /inject. Served when
+    /// --ca-dir is set, with the TLS xDS port's certificate.
+    #[arg(long, default_value = "0.0.0.0:15017")]
+    pub webhook_addr: SocketAddr,
+    /// What the injection webhook adds; its token audience is the first
+    /// --token-audience.
+    #[command(flatten)]
+    pub injector: super::inject::InjectorArgs,
     /// Admin address: /healthz, /ready, /metrics, /debug/*.
     #[arg(long, default_value = "0.0.0.0:15014")]
     pub admin_addr: SocketAddr,
