@@ -5,15 +5,12 @@
 //! explain` reads them. Fails, never skips, without kube-apiserver or etcd:
 //! e2e/kube/ensure.sh builds and installs both.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::kube::KubeApi;
+use crate::support::kube::{condition_true, our_crds, KubeApi, CRDS};
 use crate::support::poll;
-
-const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 
 /// Istio's samples/bookinfo/networking/virtual-service-reviews-90-10.yaml, as is.
 const REVIEWS_90_10: &str = "\
@@ -35,41 +32,6 @@ spec:
         subset: v2
       weight: 10
 ";
-
-/// Every CRD under crds/, parsed, by name.
-fn our_crds() -> BTreeMap<String, Value> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
-    let mut crds = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).expect("reading crds/") {
-        let path = entry.expect("crds/ entry").path();
-        if path.extension().is_none_or(|e| e != "yaml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).expect("reading a CRD");
-        let crd: Value = serde_yaml::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
-        let name = crd["metadata"]["name"]
-            .as_str()
-            .expect("CRD name")
-            .to_string();
-        crds.insert(name, crd);
-    }
-    assert_eq!(
-        crds.len(),
-        8,
-        "expected Rudder's 8 CRDs in crds/: {:?}",
-        crds.keys()
-    );
-    crds
-}
-
-fn condition_true(crd: &Value, kind: &str) -> bool {
-    let conditions = crd["status"]["conditions"].as_array();
-    conditions.is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == kind && c["status"] == "True")
-    })
-}
 
 /// Where two JSON values differ (numbers compared as f64: our YAML says
 /// `minimum: 0.0`, Go sends back `0`), or `None` when they do not.

@@ -11,6 +11,7 @@ mod capture;
 mod iptables;
 mod jwt;
 mod kube_apiserver;
+mod kube_flow;
 mod mtls;
 mod offline;
 mod support;

@@ -12,6 +12,7 @@
 //! process, and also when the *thread* that started them exits, so start a
 //! [`KubeApi`] in the test that uses it (not in a shared static).
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -436,4 +437,76 @@ fn send(
         let status = resp.status().as_u16();
         Ok((status, resp.text().await?))
     })
+}
+
+pub const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+
+/// Every CRD under crds/, parsed, by name.
+pub fn our_crds() -> BTreeMap<String, Value> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+    let mut crds = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("reading crds/") {
+        let path = entry.expect("crds/ entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("reading a CRD");
+        let crd: Value = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .expect("CRD name")
+            .to_string();
+        crds.insert(name, crd);
+    }
+    assert_eq!(
+        crds.len(),
+        8,
+        "expected Rudder's 8 CRDs in crds/: {:?}",
+        crds.keys()
+    );
+    crds
+}
+
+pub fn condition_true(crd: &Value, kind: &str) -> bool {
+    let conditions = crd["status"]["conditions"].as_array();
+    conditions.is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == kind && c["status"] == "True")
+    })
+}
+
+impl KubeApi {
+    /// Creates every CRD in crds/ and waits until each is Established.
+    pub fn install_crds(&self) {
+        let crds = our_crds();
+        for crd in crds.values() {
+            self.create(CRDS, crd);
+        }
+        for name in crds.keys() {
+            let path = format!("{CRDS}/{name}");
+            poll(Duration::from_secs(30), || {
+                condition_true(&self.get(&path), "Established").then_some(())
+            })
+            .unwrap_or_else(|| panic!("{name} not Established within 30s"));
+        }
+    }
+
+    /// Creates (POST) or replaces (GET for the resourceVersion, then PUT)
+    /// the object at `collection`/`name`.
+    pub fn apply(&self, collection: &str, body: &Value) {
+        let name = body["metadata"]["name"].as_str().expect("metadata.name");
+        let path = format!("{collection}/{name}");
+        match self.request("GET", &path, None) {
+            (200, current) => {
+                let mut body = body.clone();
+                body["metadata"]["resourceVersion"] =
+                    current["metadata"]["resourceVersion"].clone();
+                self.expect("PUT", &path, Some(&body), &[200]);
+            }
+            _ => {
+                self.create(collection, body);
+            }
+        }
+    }
 }

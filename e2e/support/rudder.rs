@@ -115,16 +115,41 @@ pub fn spawn_rudder_at(
     start_rudder(cmd, config_dir, xds_addr, admin_addr, extra_args)
 }
 
+/// `rudder serve --kube --kubeconfig KUBECONFIG` on fresh loopback ports:
+/// the cluster, not a directory, is the source.
+pub fn spawn_rudder_kube(kubeconfig: &Path, extra_args: &[&str]) -> Rudder {
+    let xds_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_rudder")]);
+    let source = [
+        "--kube".to_string(),
+        "--kubeconfig".to_string(),
+        kubeconfig.display().to_string(),
+    ];
+    launch(cmd, &source, xds_addr, admin_addr, extra_args)
+}
+
 fn start_rudder(
-    mut cmd: Command,
+    cmd: Command,
     config_dir: &Path,
     xds_addr: SocketAddr,
     admin_addr: SocketAddr,
     extra_args: &[&str],
 ) -> Rudder {
+    let source = ["--config-dir".to_string(), config_dir.display().to_string()];
+    launch(cmd, &source, xds_addr, admin_addr, extra_args)
+}
+
+fn launch(
+    mut cmd: Command,
+    source: &[String],
+    xds_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    extra_args: &[&str],
+) -> Rudder {
     cmd.arg("serve")
-        .arg("--config-dir")
-        .arg(config_dir)
+        .args(source)
         .args(["--xds-addr", &xds_addr.to_string()])
         .args(["--admin-addr", &admin_addr.to_string()])
         .args(["--debounce", "50ms", "--log-level", "debug"])
