@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::mpsc;
 
-use crate::auth::TokenVerifier;
+use crate::auth::{TokenReviewer, TokenVerifier};
 use crate::cli::{serve::ServeArgs, Cli, Command};
 use crate::index::Index;
 use crate::metrics::Metrics;
@@ -53,8 +53,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (events_tx, events_rx) = mpsc::channel(1024);
     let (source, mesh) = Source::build(&args, events_tx).await?;
     tracing::info!(?mesh, "mesh config");
+    let kube_client = match &source {
+        Source::Kube(source) => Some(source.client()),
+        Source::File(..) => None,
+    };
     let identity = match &args.ca_dir {
-        Some(dir) => Some(MeshIdentity::start(&args, dir, &mesh.trust_domain)?),
+        Some(dir) => Some(MeshIdentity::start(
+            &args,
+            dir,
+            &mesh.trust_domain,
+            kube_client.clone(),
+        )?),
         None => {
             tracing::warn!("no --ca-dir: running without a CA, so no workload certificates, no mutual TLS, no TLS xDS port and no admission webhooks");
             None
@@ -96,6 +105,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
+    // The sidecars' trust anchor, in every namespace.
+    let root_cert_task = match (&identity, kube_client) {
+        (Some(identity), Some(client)) => {
+            let bundle = identity.secrets.ca().trust_bundle();
+            tracing::info!(
+                config_map = crate::source::kube::ROOT_CERT_CONFIG_MAP,
+                "publishing the mesh root to every namespace"
+            );
+            Some(tokio::spawn(crate::source::kube::publish_root_cert(
+                client, bundle,
+            )))
+        }
+        _ => None,
+    };
     let index_task = tokio::spawn(index.run(events_rx));
     let source_task = tokio::spawn(source.run());
     let metrics_task = tokio::spawn(crate::admin::track_snapshots(
@@ -161,6 +184,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .await;
     if let Some((_, rotation)) = tls_task {
         rotation.abort();
+    }
+    if let Some(task) = root_cert_task {
+        task.abort();
     }
     metrics_task.abort();
     outcome
@@ -283,7 +309,12 @@ const SERVING_NAMES: [&str; 4] = [
 const SERVING_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 impl MeshIdentity {
-    fn start(args: &ServeArgs, dir: &std::path::Path, trust_domain: &str) -> anyhow::Result<Self> {
+    fn start(
+        args: &ServeArgs,
+        dir: &std::path::Path,
+        trust_domain: &str,
+        kube: Option<kube::Client>,
+    ) -> anyhow::Result<Self> {
         let ca = crate::ca::Ca::load_or_create(dir, trust_domain)
             .with_context(|| format!("loading the CA from --ca-dir {}", dir.display()))?;
         tracing::info!(ca = ?ca, dir = %dir.display(), "mesh CA ready");
@@ -291,10 +322,22 @@ impl MeshIdentity {
         let mut names: Vec<String> = SERVING_NAMES.iter().map(|n| n.to_string()).collect();
         names.extend(args.tls_sans.iter().cloned());
         let serving = ServingCert::new(ca.clone(), names, SERVING_CERT_TTL)?;
-        let key_path = args.token_public_key.as_ref().context(
-            "--ca-dir needs --token-public-key: the TLS xDS port authenticates every proxy by its \
-             service-account token (make a key pair with `rudder token keygen`)",
-        )?;
+        let auth = authenticator(args, kube)?;
+        Ok(MeshIdentity {
+            secrets: WorkloadSecrets::new(ca, args.workload_cert_ttl),
+            serving: Arc::new(serving),
+            auth,
+        })
+    }
+}
+
+/// How the TLS xDS port authenticates proxies: `--token-public-key` if given
+/// (a JWT checked locally), else with `--kube` the API server's TokenReview.
+fn authenticator(
+    args: &ServeArgs,
+    kube: Option<kube::Client>,
+) -> anyhow::Result<Arc<dyn Authenticate>> {
+    if let Some(key_path) = &args.token_public_key {
         let key = std::fs::read_to_string(key_path)
             .with_context(|| format!("reading --token-public-key {}", key_path.display()))?;
         let verifier = TokenVerifier::new(
@@ -303,12 +346,17 @@ impl MeshIdentity {
             &key,
         )
         .map_err(|e| anyhow::anyhow!("--token-public-key {}: {e}", key_path.display()))?;
-        Ok(MeshIdentity {
-            secrets: WorkloadSecrets::new(ca, args.workload_cert_ttl),
-            serving: Arc::new(serving),
-            auth: Arc::new(verifier),
-        })
+        tracing::info!(issuer = %args.token_issuer, audiences = ?args.token_audiences, key = %key_path.display(), "proxies authenticate with tokens checked against --token-public-key");
+        return Ok(Arc::new(verifier));
     }
+    let client = kube.context(
+        "--ca-dir needs a way to check service-account tokens: --kube (TokenReview) or \
+         --token-public-key (make a key pair with `rudder token keygen`)",
+    )?;
+    let reviewer = TokenReviewer::new(client, args.token_audiences.clone())
+        .map_err(|e| anyhow::anyhow!("--token-audience: {e}"))?;
+    tracing::info!(audiences = ?reviewer.audiences(), "proxies authenticate with tokens checked by Kubernetes TokenReview (needs create on tokenreviews)");
+    Ok(Arc::new(reviewer))
 }
 
 /// The admission webhooks on --webhook-addr, with the TLS xDS port's
@@ -347,5 +395,16 @@ impl Authenticate for TokenVerifier {
         Box::pin(std::future::ready(
             self.verify(token, std::time::SystemTime::now()),
         ))
+    }
+}
+
+// In a cluster: the API server reviews the token.
+impl Authenticate for TokenReviewer {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<crate::auth::TokenIdentity, crate::auth::AuthError>>
+    {
+        Box::pin(self.review(token))
     }
 }

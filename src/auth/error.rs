@@ -39,6 +39,13 @@ pub enum AuthError {
          names {kubernetes:?}"
     )]
     ClaimsDisagree { subject: String, kubernetes: String },
+    /// TokenReview: the API server answered, and did not accept the token.
+    #[error("the Kubernetes API server did not authenticate the token: {0}")]
+    NotAuthenticated(String),
+    /// TokenReview: no usable answer (API server down, RBAC, a malformed
+    /// reply). Never treated as a pass.
+    #[error("could not review the token with the Kubernetes API server: {0}")]
+    ReviewFailed(String),
     /// A key that cannot be used: not PEM, the wrong kind, an unsupported curve.
     #[error("unusable JWT key: {0}")]
     Key(String),

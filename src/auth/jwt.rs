@@ -311,7 +311,7 @@ impl TokenIdentity {
     }
 }
 
-fn parse_subject(sub: &str) -> Result<TokenIdentity, AuthError> {
+pub(super) fn parse_subject(sub: &str) -> Result<TokenIdentity, AuthError> {
     let bad = || AuthError::NotAServiceAccount {
         sub: sub.to_string(),
     };

@@ -1,8 +1,8 @@
-//! Authenticating xDS clients by service-account token (file mode).
+//! Authenticating xDS clients by service-account token.
 //!
 //! Each sidecar sends its projected service-account JWT as
 //! `authorization: Bearer <token>` on the TLS xDS port (design.md, "Identity
-//! with stock Envoy"). In a cluster Rudder asks Kubernetes (TokenReview); in
+//! with stock Envoy"). In a cluster Rudder asks Kubernetes ([`TokenReviewer`]); in
 //! file mode it verifies the token itself against a configured issuer and
 //! public key, with [`TokenVerifier`]. [`TokenMinter`] makes such tokens for
 //! local use and tests (`rudder token issue`).
@@ -19,12 +19,14 @@
 mod error;
 pub mod jwt;
 mod key;
+pub mod token_review;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::AuthError;
 pub use jwt::{TokenMinter, TokenVerifier, LEEWAY};
+pub use token_review::TokenReviewer;
 
 /// Who a verified token says the caller is: a Kubernetes service account.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -59,14 +59,17 @@ pub struct ServeArgs {
     /// rudder.rudder-system.svc, localhost, 127.0.0.1.
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_sans: Vec<String>,
-    /// File mode: public key (PEM) that signs proxies' service-account JWTs.
-    /// `rudder token keygen` makes a pair. Required with --ca-dir.
+    /// Public key (PEM) that signs proxies' service-account JWTs, checked
+    /// locally. `rudder token keygen` makes a pair. With --ca-dir: required
+    /// in file mode; with --kube, optional (without it, Kubernetes
+    /// TokenReview checks tokens) and preferred when given.
     #[arg(long, value_name = "FILE")]
     pub token_public_key: Option<PathBuf>,
     /// File mode: the `iss` every service-account token must carry.
     #[arg(long, default_value = "rudder-local")]
     pub token_issuer: String,
-    /// File mode: an `aud` a token must carry (repeatable).
+    /// An `aud` a token must carry (repeatable); with TokenReview, the
+    /// audiences the review asks for.
     #[arg(long = "token-audience", default_value = "rudder")]
     pub token_audiences: Vec<String>,
     /// Admission webhooks over HTTPS: /validate and /inject. Served when

@@ -20,6 +20,7 @@ mod convert;
 mod kinds;
 mod mesh;
 mod relist;
+mod root_cert;
 
 use futures::stream::{self, BoxStream, StreamExt};
 use kube::core::DynamicObject;
@@ -30,6 +31,7 @@ use tokio::sync::mpsc;
 
 pub use kinds::{all as watched_kinds, WatchedKind};
 pub use mesh::MeshConfigMap;
+pub use root_cert::{publish_root_cert, ROOT_CERT_CONFIG_MAP, ROOT_CERT_KEY};
 
 use super::SourceEvent;
 use crate::model::MeshConfig;
@@ -71,6 +73,12 @@ impl KubeSource {
             events,
             options,
         }
+    }
+
+    /// The client, for the other cluster work Rudder does (TokenReview, the
+    /// root certificate ConfigMaps).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     /// The mesh config from the cluster's ConfigMap; Istio's defaults when it
