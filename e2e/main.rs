@@ -12,6 +12,7 @@ mod iptables;
 mod jwt;
 mod kube_apiserver;
 mod kube_flow;
+mod kube_identity;
 mod kube_webhooks;
 mod mtls;
 mod offline;

@@ -40,12 +40,22 @@ impl TlsXds {
             .status()
             .expect("running rudder token keygen");
         assert!(status.success(), "rudder token keygen failed: {status}");
+        let (tls, mut flags) = TlsXds::prepare_kube(dir, addr, workload_ttl);
+        flags.extend([
+            "--token-public-key".to_string(),
+            dir.join("jwt-pub.pem").display().to_string(),
+        ]);
+        (tls, flags)
+    }
+
+    /// Like [`TlsXds::prepare`] without a token key: with `--kube`, Rudder
+    /// then checks tokens by TokenReview. `token_key` names no file.
+    pub fn prepare_kube(dir: &Path, addr: SocketAddr, workload_ttl: &str) -> (TlsXds, Vec<String>) {
+        std::fs::create_dir_all(dir).expect("creating the identity directory");
         let ca = dir.join("ca");
         let flags = [
             "--ca-dir",
             &ca.display().to_string(),
-            "--token-public-key",
-            &dir.join("jwt-pub.pem").display().to_string(),
             "--xds-tls-addr",
             &addr.to_string(),
             "--tls-san",
