@@ -8,6 +8,7 @@
 
 mod authz;
 mod capture;
+mod helm_chart;
 mod iptables;
 mod jwt;
 mod kube_apiserver;
