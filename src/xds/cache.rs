@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
-use super::resources::{to_map, ResourceMap, TypeUrl};
+use super::resources::{to_map, Name, ResourceMap, TypeUrl};
 use crate::model::{ServiceKey, Snapshot};
 use crate::translate::{self, ProxyShape};
 
@@ -29,7 +29,7 @@ pub struct ProxyResources {
 pub struct EndpointsDelta {
     pub from: Arc<ResourceMap>,
     /// Names added, changed or removed.
-    pub changed: Arc<std::collections::BTreeSet<String>>,
+    pub changed: Arc<std::collections::BTreeSet<Name>>,
 }
 
 impl ProxyResources {
@@ -53,7 +53,7 @@ struct State {
     /// EDS is proxy-independent: one map for everybody.
     endpoints: Arc<ResourceMap>,
     /// Which EDS resources each service produced, to replace them on change.
-    eds_names: BTreeMap<ServiceKey, Vec<String>>,
+    eds_names: BTreeMap<ServiceKey, Vec<Name>>,
     shapes: HashMap<ProxyShape, Slot>,
     endpoints_delta: Option<EndpointsDelta>,
     /// The previous version's shapes, when only endpoints changed since: every
@@ -100,7 +100,7 @@ impl ConfigCache {
         let (endpoints, endpoints_delta) = endpoints;
         if snapshot.version < self.state.lock().version {
             // A stream still on an older snapshot: translate for it alone.
-            let endpoints = to_map(translate::endpoints(snapshot), |c| c.cluster_name.clone());
+            let endpoints = to_map(translate::endpoints(snapshot), |c| &c.cluster_name);
             return Arc::new(translate_all(snapshot, shape, Arc::new(endpoints)));
         }
         slot.get_or_init(|| async {
@@ -166,7 +166,7 @@ fn update_endpoints<'a>(
             touched.insert(name);
         }
         let fresh = to_map(translate::endpoints_for(snapshot, [key]), |c| {
-            c.cluster_name.clone()
+            &c.cluster_name
         });
         if !fresh.is_empty() {
             state
@@ -195,15 +195,9 @@ fn translate_all(
 ) -> ProxyResources {
     ProxyResources {
         version: snapshot.version,
-        clusters: Arc::new(to_map(translate::clusters(snapshot, shape), |c| {
-            c.name.clone()
-        })),
-        listeners: Arc::new(to_map(translate::listeners(snapshot, shape), |l| {
-            l.name.clone()
-        })),
-        routes: Arc::new(to_map(translate::routes(snapshot, shape), |r| {
-            r.name.clone()
-        })),
+        clusters: Arc::new(to_map(translate::clusters(snapshot, shape), |c| &c.name)),
+        listeners: Arc::new(to_map(translate::listeners(snapshot, shape), |l| &l.name)),
+        routes: Arc::new(to_map(translate::routes(snapshot, shape), |r| &r.name)),
         endpoints,
         endpoints_delta: None,
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
-use super::resources::{Resource, ResourceMap, TypeUrl};
+use super::resources::{intern, same_entries, Name, Resource, ResourceMap, TypeUrl};
 use super::session::Session;
 use super::stream::{self, Held, Protocol};
 use super::wire::DeltaResponse;
@@ -18,10 +18,12 @@ type Tx = stream::Tx<DeltaResponse>;
 #[derive(Default)]
 pub struct Subscription {
     wildcard: bool,
-    names: BTreeSet<String>,
+    /// Interned from the cache's map: no per-stream copies of names.
+    names: BTreeSet<Name>,
     /// What the proxy holds, by name: its initial versions, then what we sent.
     /// A NACKed resource stays here, so the refused content is not resent.
-    holds: Arc<BTreeMap<String, Arc<Resource>>>,
+    /// Holding all of the cache's map, it is that map (see sotw.rs).
+    holds: Arc<ResourceMap>,
     /// The resource map last diffed (see sotw.rs).
     seen: Option<Arc<ResourceMap>>,
     /// Versions the proxy reported on reconnect, before we sent anything.
@@ -65,12 +67,14 @@ impl Protocol for Delta {
 }
 
 impl Held for Subscription {
-    fn held(&self) -> &ResourceMap {
+    fn held(&self) -> &Arc<ResourceMap> {
         &self.holds
     }
 
     fn forget(&mut self, name: &str) {
-        Arc::make_mut(&mut self.holds).remove(name);
+        if self.holds.contains_key(name) {
+            Arc::make_mut(&mut self.holds).remove(name);
+        }
         self.seen = None;
     }
 }
@@ -100,10 +104,13 @@ async fn on_request(
         sub.initial = req.initial_resource_versions.clone().into_iter().collect();
     }
     let mut added = BTreeSet::new();
+    let all = s.resources_of(t).map(|m| &**m);
     for name in req.resource_names_subscribe {
         if name == "*" {
             sub.wildcard = true;
-        } else if sub.names.insert(name.clone()) {
+        } else if !sub.names.contains(name.as_str()) {
+            let name = intern(all, &name);
+            sub.names.insert(Arc::clone(&name));
             added.insert(name);
         }
     }
@@ -111,8 +118,11 @@ async fn on_request(
         if name == "*" {
             sub.wildcard = false;
         } else {
-            sub.names.remove(&name);
-            Arc::make_mut(&mut sub.holds).remove(&name);
+            sub.names.remove(name.as_str());
+            // Copy a shared map only to change it.
+            if sub.holds.contains_key(name.as_str()) {
+                Arc::make_mut(&mut sub.holds).remove(name.as_str());
+            }
             sub.seen = None;
             sub.initial.remove(&name);
         }
@@ -129,7 +139,7 @@ async fn respond(
     s: &Session,
     t: TypeUrl,
     sub: &mut Subscription,
-    added: BTreeSet<String>,
+    added: BTreeSet<Name>,
     pushed: bool,
     tx: &Tx,
 ) -> Result<(), ()> {
@@ -153,21 +163,32 @@ async fn respond(
         (TypeUrl::Endpoint, true, Some(d))
             if sub.seen.as_ref().is_some_and(|m| Arc::ptr_eq(m, &d.from)) =>
         {
-            Some(Arc::clone(&d.changed))
+            Some(d.clone())
         }
         _ => None,
     };
     sub.seen = Some(Arc::clone(all));
     let wanted = |name: &str| sub.wildcard || sub.names.contains(name);
+    // Held all of the previous map, and every change is wanted and no name
+    // came or went: afterwards it holds all of this one, shared, without
+    // copying the shared map to update it.
+    let whole = fast.as_ref().is_some_and(|d| {
+        Arc::ptr_eq(&sub.holds, &d.from)
+            && sub.initial.is_empty()
+            && d.changed
+                .iter()
+                .all(|n| d.from.contains_key(n) && all.contains_key(n) && wanted(n))
+    });
+    let fast = fast.map(|d| d.changed);
     let mut send: Vec<Arc<Resource>> = Vec::new();
-    let candidates: Box<dyn Iterator<Item = (&String, &Arc<Resource>)>> = match &fast {
+    let candidates: Box<dyn Iterator<Item = (&Name, &Arc<Resource>)>> = match &fast {
         Some(changed) => Box::new(changed.iter().filter_map(|n| all.get_key_value(n))),
         None => Box::new(all.iter()),
     };
     for (name, r) in candidates.filter(|(n, _)| wanted(n)) {
         let known = match sub.holds.get(name) {
             Some(held) => Some(&held.version),
-            None => sub.initial.get(name),
+            None => sub.initial.get(&**name),
         };
         if known != Some(&r.version) {
             send.push(Arc::clone(r));
@@ -177,38 +198,44 @@ async fn respond(
         Some(changed) => changed
             .iter()
             .filter(|n| sub.holds.contains_key(*n) && !all.contains_key(*n))
-            .cloned()
+            .map(|n| n.to_string())
             .collect(),
         None => sub
             .holds
             .keys()
-            .chain(sub.initial.keys())
+            .map(|n| &**n)
+            .chain(sub.initial.keys().map(String::as_str))
             .filter(|n| !all.contains_key(*n) || !wanted(n))
-            .cloned()
-            .collect::<BTreeSet<_>>()
+            .collect::<BTreeSet<&str>>()
             .into_iter()
+            .map(str::to_string)
             .collect(),
     };
     let missing: Vec<String> = added
-        .into_iter()
-        .filter(|n| !all.contains_key(n) && !removed.contains(n))
+        .iter()
+        .filter(|n| !all.contains_key(*n) && !removed.iter().any(|r| r == &***n))
+        .map(|n| n.to_string())
         .collect();
     removed.extend(missing);
     if send.is_empty() && removed.is_empty() && sub.answered {
         return Ok(());
     }
-    let holds = Arc::make_mut(&mut sub.holds);
-    for name in &removed {
-        holds.remove(name);
-        sub.initial.remove(name);
-    }
-    for r in &send {
-        sub.initial.remove(&r.name);
-        holds.insert(r.name.clone(), Arc::clone(r));
-    }
-    if sub.wildcard && sub.initial.is_empty() && sub.holds.len() == all.len() {
-        // Holding exactly the cache's map: share it rather than keep a copy.
+    if whole {
         sub.holds = Arc::clone(all);
+    } else {
+        let holds = Arc::make_mut(&mut sub.holds);
+        for name in &removed {
+            holds.remove(name.as_str());
+            sub.initial.remove(name);
+        }
+        for r in &send {
+            sub.initial.remove(&*r.name);
+            holds.insert(Arc::clone(&r.name), Arc::clone(r));
+        }
+        if sub.initial.is_empty() && same_entries(holds, all) {
+            // Holding exactly the cache's map: share it rather than keep a copy.
+            sub.holds = Arc::clone(all);
+        }
     }
     sub.nonce = s.next_nonce();
     sub.answered = true;

@@ -59,7 +59,7 @@ impl WorkloadSecrets {
     pub fn new(ca: Arc<Ca>, ttl: Duration) -> Arc<WorkloadSecrets> {
         let root_only = Arc::new(to_map(
             vec![translate::root_secret(&ca.trust_bundle())],
-            |s| s.name.clone(),
+            |s| &s.name,
         ));
         Arc::new(WorkloadSecrets {
             ca,
@@ -214,7 +214,7 @@ impl Drop for SecretLease {
 }
 
 fn secrets_of(cert: &WorkloadCert) -> Arc<ResourceMap> {
-    Arc::new(to_map(translate::secrets(cert), |s| s.name.clone()))
+    Arc::new(to_map(translate::secrets(cert), |s| &s.name))
 }
 
 #[cfg(test)]
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn root_only_has_no_key() {
         let (_dir, store) = store(DEFAULT_WORKLOAD_TTL);
-        let names: Vec<&String> = store.root_only.keys().collect();
+        let names: Vec<&str> = store.root_only.keys().map(|n| &**n).collect();
         assert_eq!(names, ["ROOTCA"]);
     }
 }

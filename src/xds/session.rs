@@ -152,7 +152,7 @@ impl Session {
         version: &str,
         nonce: &str,
         sent: &[Arc<Resource>],
-        holds: &Arc<BTreeMap<String, Arc<Resource>>>,
+        holds: &Arc<ResourceMap>,
         pushed: bool,
     ) {
         let label = TypeLabel { r#type: t.short() };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
-use super::resources::{Resource, ResourceMap, TypeUrl};
+use super::resources::{intern, same_entries, Name, Resource, ResourceMap, TypeUrl};
 use super::session::Session;
 use super::stream::{self, Held, Protocol};
 use super::wire::SotwResponse;
@@ -19,16 +19,92 @@ type Tx = stream::Tx<SotwResponse>;
 #[derive(Default)]
 pub struct Subscription {
     /// `None` is a wildcard subscription (all listeners or clusters).
-    names: Option<BTreeSet<String>>,
-    /// Name -> version of everything sent and not since unsubscribed. For
-    /// wildcard types this is the cache's own map, shared by every proxy.
-    sent: Arc<BTreeMap<String, Arc<Resource>>>,
+    names: Option<Names>,
+    /// Name -> version of everything sent and not since unsubscribed. When
+    /// that is the whole of the cache's map (always for wildcard types, and
+    /// for a proxy subscribed to every endpoint) it is that map, shared by
+    /// every proxy.
+    sent: Arc<ResourceMap>,
     /// The resource map last diffed: a push with the very same map (the
     /// cache reuses it when this type did not change) has nothing to send.
     seen: Option<Arc<ResourceMap>>,
     nonce: String,
     /// A first response is owed even if it is empty.
     answered: bool,
+}
+
+/// The names a stream subscribed to. Envoy repeats the whole list on every
+/// request of a type (~1,300 endpoint names on each EDS ACK), and usually it
+/// is every name the cache has: then nothing per stream is stored.
+#[derive(Clone)]
+enum Names {
+    /// Exactly the keys of this map (never mutated: maps are shared).
+    Keys(Arc<ResourceMap>),
+    /// Any other set, its names interned from the cache's map.
+    Set(Arc<BTreeSet<Name>>),
+}
+
+impl Names {
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Names::Keys(m) => m.contains_key(name),
+            Names::Set(s) => s.contains(name),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Names::Keys(m) => m.len(),
+            Names::Set(s) => s.len(),
+        }
+    }
+
+    /// In order, as the maps are.
+    fn iter(&self) -> Box<dyn Iterator<Item = &Name> + Send + '_> {
+        match self {
+            Names::Keys(m) => Box::new(m.keys()),
+            Names::Set(s) => Box::new(s.iter()),
+        }
+    }
+
+    /// `requested`, sorted and without duplicates, is exactly these names.
+    fn is(&self, requested: &[String]) -> bool {
+        self.len() == requested.len()
+            && self
+                .iter()
+                .map(|n| &**n)
+                .eq(requested.iter().map(String::as_str))
+    }
+
+    /// The names of a request, sharing what can be shared: the map itself
+    /// when they are all its names, the current subscription when unchanged.
+    fn of(
+        mut requested: Vec<String>,
+        all: Option<&Arc<ResourceMap>>,
+        current: Option<&Names>,
+    ) -> Names {
+        requested.sort_unstable();
+        requested.dedup();
+        if let Some(all) = all {
+            let keys = Names::Keys(Arc::clone(all));
+            if keys.is(&requested) {
+                return keys;
+            }
+        }
+        if let Some(current) = current.filter(|c| c.is(&requested)) {
+            return current.clone();
+        }
+        let all = all.map(|m| &**m);
+        Names::Set(Arc::new(requested.iter().map(|n| intern(all, n)).collect()))
+    }
+}
+
+fn same_names(a: Option<&Names>, b: Option<&Names>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.len() == b.len() && a.iter().eq(b.iter()),
+        _ => false,
+    }
 }
 
 /// The sotw variant of an ADS stream (see `stream.rs`).
@@ -64,12 +140,14 @@ impl Protocol for Sotw {
 }
 
 impl Held for Subscription {
-    fn held(&self) -> &ResourceMap {
+    fn held(&self) -> &Arc<ResourceMap> {
         &self.sent
     }
 
     fn forget(&mut self, name: &str) {
-        Arc::make_mut(&mut self.sent).remove(name);
+        if self.sent.contains_key(name) {
+            Arc::make_mut(&mut self.sent).remove(name);
+        }
         self.seen = None;
     }
 }
@@ -103,28 +181,33 @@ async fn on_request(
             None => s.record_ack(t, &req.version_info, &req.response_nonce),
         }
     }
-    let names: BTreeSet<String> = req.resource_names.into_iter().collect();
-    let wildcard = t.is_wildcard_type() && (names.is_empty() || names.contains("*"));
-    let names = (!wildcard).then_some(names);
+    let requested = req.resource_names;
+    let wildcard =
+        t.is_wildcard_type() && (requested.is_empty() || requested.iter().any(|n| n == "*"));
+    let names = (!wildcard).then(|| Names::of(requested, s.resources_of(t), sub.names.as_ref()));
     // A new stream must be answered with the whole subscribed set; a grown
     // endpoint or route subscription only with what it added (the protocol
     // delivers those types per resource); listeners and clusters always whole.
     let initial = req.response_nonce.is_empty() || !sub.answered;
-    let resend = if initial || (names != sub.names && t.is_wildcard_type()) {
-        Resend::All
-    } else {
-        let before = sub.names.clone().unwrap_or_default();
-        Resend::Added(
-            names
-                .iter()
-                .flatten()
-                .filter(|n| !before.contains(*n))
-                .cloned()
-                .collect(),
-        )
-    };
+    let resend =
+        if initial || (t.is_wildcard_type() && !same_names(names.as_ref(), sub.names.as_ref())) {
+            Resend::All
+        } else {
+            let before = sub.names.as_ref();
+            Resend::Added(
+                names
+                    .iter()
+                    .flat_map(|n| n.iter())
+                    .filter(|n| !before.is_some_and(|b| b.contains(n)))
+                    .cloned()
+                    .collect(),
+            )
+        };
     if let Some(names) = &names {
-        Arc::make_mut(&mut sub.sent).retain(|n, _| names.contains(n));
+        // Only when something was unsubscribed: a shared map is copied on write.
+        if sub.sent.keys().any(|n| !names.contains(n)) {
+            Arc::make_mut(&mut sub.sent).retain(|n, _| names.contains(n));
+        }
     }
     sub.names = names;
     respond(s, t, sub, resend, false, tx).await
@@ -135,7 +218,7 @@ pub enum Resend {
     /// Nothing more: a push after a snapshot change.
     Changed,
     /// Newly subscribed names too.
-    Added(BTreeSet<String>),
+    Added(BTreeSet<Name>),
     /// The whole subscribed set.
     All,
 }
@@ -178,7 +261,7 @@ async fn respond(
             let to_send: Vec<Arc<Resource>> = delta
                 .changed
                 .iter()
-                .filter(|n| names.contains(*n))
+                .filter(|n| names.contains(n))
                 .filter_map(|n| all.get(n))
                 .filter(|r| sub.sent.get(&r.name).map(|o| &o.version) != Some(&r.version))
                 .cloned()
@@ -186,7 +269,14 @@ async fn respond(
             if to_send.is_empty() {
                 return Ok(());
             }
-            return send(s, t, sub, all, to_send, pushed, tx).await;
+            // Held all of the previous map and no name came or went: once
+            // the changes are sent it holds all of this one. Decided here so
+            // the shared map is not copied just to be updated and compared.
+            let whole = Arc::ptr_eq(&sub.sent, &delta.from)
+                && delta.changed.iter().all(|n| {
+                    delta.from.contains_key(n) && all.contains_key(n) && names.contains(n)
+                });
+            return send(s, t, sub, all, to_send, whole, pushed, tx).await;
         }
     }
     sub.seen = Some(Arc::clone(all));
@@ -194,6 +284,7 @@ async fn respond(
         None => all.values().collect(),
         Some(names) => names.iter().filter_map(|n| all.get(n)).collect(),
     };
+    let whole = t.is_wildcard_type() && sub.names.is_none();
     let changed: Vec<Arc<Resource>> = desired
         .iter()
         .filter(|r| sub.sent.get(&r.name).map(|old| &old.version) != Some(&r.version))
@@ -213,13 +304,13 @@ async fn respond(
         desired.iter().map(|r| Arc::clone(r)).collect()
     } else {
         let added = match &resend {
-            Resend::Added(names) => names.clone(),
-            _ => BTreeSet::new(),
+            Resend::Added(names) => Some(names),
+            _ => None,
         };
-        let changed: BTreeSet<&str> = changed.iter().map(|c| c.name.as_str()).collect();
+        let changed: BTreeSet<&str> = changed.iter().map(|c| &*c.name).collect();
         desired
             .iter()
-            .filter(|r| added.contains(&r.name) || changed.contains(r.name.as_str()))
+            .filter(|r| added.is_some_and(|a| a.contains(&r.name)) || changed.contains(&*r.name))
             .map(|r| Arc::clone(r))
             .collect()
     };
@@ -227,21 +318,24 @@ async fn respond(
     if to_send.is_empty() && !(t.is_wildcard_type() && (force || removed)) {
         return Ok(());
     }
-    send(s, t, sub, all, to_send, pushed, tx).await
+    send(s, t, sub, all, to_send, whole, pushed, tx).await
 }
 
-/// Records what the stream now holds and writes the response.
+/// Records what the stream now holds and writes the response. `whole`: the
+/// stream will hold exactly `all`, known without comparing.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     s: &Session,
     t: TypeUrl,
     sub: &mut Subscription,
     all: &Arc<ResourceMap>,
     to_send: Vec<Arc<Resource>>,
+    whole: bool,
     pushed: bool,
     tx: &Tx,
 ) -> Result<(), ()> {
-    if t.is_wildcard_type() && sub.names.is_none() {
-        // The whole map was sent: share it rather than copy it.
+    if whole {
+        // The whole map is held: share it rather than copy it.
         sub.sent = Arc::clone(all);
     } else {
         let sent = Arc::make_mut(&mut sub.sent);
@@ -249,7 +343,10 @@ async fn send(
             sent.clear();
         }
         for r in &to_send {
-            sent.insert(r.name.clone(), Arc::clone(r));
+            sent.insert(Arc::clone(&r.name), Arc::clone(r));
+        }
+        if same_entries(sent, all) {
+            sub.sent = Arc::clone(all);
         }
     }
     sub.nonce = s.next_nonce();

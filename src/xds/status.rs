@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use parking_lot::Mutex;
 
-use super::resources::{Resource, TypeUrl};
+use super::resources::{ResourceMap, TypeUrl};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Nack {
@@ -32,7 +32,7 @@ pub struct TypeStatus {
     /// What the stream holds, shared with it (weak: the stream owns it, and
     /// a copy per proxy per push would cost more than the config itself).
     #[serde(skip)]
-    pub resources: std::sync::Weak<BTreeMap<String, Arc<Resource>>>,
+    pub resources: std::sync::Weak<ResourceMap>,
     /// Snapshot creation time of the response awaiting an ACK, for convergence.
     #[serde(skip)]
     pub pending: Option<(String, Instant)>,

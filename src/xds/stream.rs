@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use super::resources::{ResourceMap, TypeUrl};
+use super::resources::{Name, ResourceMap, TypeUrl};
 use super::server::XdsContext;
 use super::session::{Caller, Session};
 
@@ -45,7 +45,7 @@ pub trait Protocol {
 
 /// What a subscription holds, for bookkeeping shared by both variants.
 pub trait Held {
-    fn held(&self) -> &ResourceMap;
+    fn held(&self) -> &Arc<ResourceMap>;
     /// Forget that the proxy holds `name`, so the next push resends it.
     fn forget(&mut self, name: &str);
 }
@@ -94,7 +94,7 @@ pub async fn run<P: Protocol>(
                 // only differences are sent).
                 s.refresh().await;
                 for t in TypeUrl::PUSH_ORDER {
-                    let before = (t == TypeUrl::Cluster).then(|| versions(subs.get(&t)));
+                    let before = (t == TypeUrl::Cluster).then(|| held(subs.get(&t)));
                     if let Some(sub) = subs.get_mut(&t) {
                         if P::push(s, t, sub, &tx).await.is_err() {
                             return;
@@ -119,31 +119,33 @@ pub async fn run<P: Protocol>(
     }
 }
 
-/// Resource versions a subscription holds, by name.
-fn versions<S: Held>(sub: Option<&S>) -> BTreeMap<String, String> {
-    sub.map(|s| {
-        s.held()
-            .iter()
-            .map(|(n, r)| (n.clone(), r.version.clone()))
-            .collect()
-    })
-    .unwrap_or_default()
+/// What a subscription holds (shared, not copied: maps are never mutated
+/// in place while shared).
+fn held<S: Held>(sub: Option<&S>) -> Arc<ResourceMap> {
+    sub.map(|s| Arc::clone(s.held())).unwrap_or_default()
 }
 
 /// Envoy warms a changed cluster again and waits for its load assignment,
 /// even when the assignment itself did not change (Istio pushes EDS after
 /// CDS for this reason). Forgetting that the proxy holds those assignments
 /// makes the EDS push that follows in push order resend them.
-fn rewarm_endpoints<S: Held>(subs: &mut BTreeMap<TypeUrl, S>, before: &BTreeMap<String, String>) {
-    let after = versions(subs.get(&TypeUrl::Cluster));
-    let changed: Vec<&String> = after
+fn rewarm_endpoints<S: Held>(subs: &mut BTreeMap<TypeUrl, S>, before: &Arc<ResourceMap>) {
+    let after = held(subs.get(&TypeUrl::Cluster));
+    if Arc::ptr_eq(before, &after) {
+        return;
+    }
+    let changed: Vec<Name> = after
         .iter()
-        .filter(|(name, version)| before.get(*name).is_some_and(|old| old != *version))
-        .map(|(name, _)| name)
+        .filter(|(name, r)| {
+            before
+                .get(*name)
+                .is_some_and(|old| old.version != r.version)
+        })
+        .map(|(name, _)| Arc::clone(name))
         .collect();
     if let Some(eds) = subs.get_mut(&TypeUrl::Endpoint) {
         for name in changed {
-            eds.forget(name);
+            eds.forget(&name);
         }
     }
 }
