@@ -16,10 +16,10 @@ use std::task::{ready, Context, Poll};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use tokio::sync::mpsc;
-use tonic::codec::{Codec, Streaming};
 use tonic::codegen::{http, Body, StdError};
 use tonic::Status;
 
+use super::requests::Requests;
 use super::server::XdsContext;
 use super::session::Caller;
 use super::stream::{self, Protocol};
@@ -32,8 +32,8 @@ const SHARED_FROM: usize = 4 << 10;
 /// gRPC's message prefix: a compression flag and a big-endian length.
 const PREFIX: usize = 5;
 
-/// Serves one bidirectional ADS call: decodes requests with tonic, runs the
-/// stream's task, and answers with a `ResponseBody` over its queue.
+/// Serves one bidirectional ADS call: decodes requests (`requests.rs`), runs
+/// the stream's task, and answers with a `ResponseBody` over its queue.
 pub fn streaming<P, B>(
     ctx: Arc<XdsContext>,
     caller: Caller,
@@ -58,8 +58,7 @@ where
             .into_http();
         }
     }
-    let decoder = tonic_prost::ProstCodec::<P::Response, P::Request>::default().decoder();
-    let requests = Streaming::new_request(decoder, req.into_body(), None, Some(max_message_bytes));
+    let requests = Requests::<P::Request>::new(req.into_body(), max_message_bytes);
     let (tx, rx) = mpsc::channel(queue);
     tokio::spawn(stream::run::<P>(ctx, caller, requests, tx));
     let mut resp = http::Response::new(tonic::body::Body::new(ResponseBody {

@@ -8,6 +8,7 @@ mod csr;
 mod delta;
 pub mod json;
 mod node;
+mod requests;
 mod resources;
 pub mod secrets;
 mod server;

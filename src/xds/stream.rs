@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
+use super::requests::Requests;
 use super::resources::{Name, ResourceMap, TypeUrl};
 use super::server::XdsContext;
 use super::session::{Caller, Session};
@@ -18,7 +19,7 @@ pub type Tx<R> = mpsc::Sender<Result<R, Status>>;
 
 /// One ADS protocol variant (State-of-the-World or Delta).
 pub trait Protocol {
-    type Request: Send + 'static;
+    type Request: prost::Message + Default + Send + 'static;
     type Response: Send + 'static;
     /// Per-type subscription state on one stream.
     type Sub: Held + Send;
@@ -53,7 +54,7 @@ pub trait Held {
 pub async fn run<P: Protocol>(
     ctx: Arc<XdsContext>,
     caller: Caller,
-    mut requests: Streaming<P::Request>,
+    mut requests: Requests<P::Request>,
     tx: Tx<P::Response>,
 ) {
     let mut snapshots = ctx.snapshots.clone();
