@@ -54,9 +54,8 @@ fn the_api_server_calls_rudders_webhooks() {
     kube.install_crds();
     let dir = workdir("webhooks");
     let tls_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    let (tls, mut flags) = TlsXds::prepare(&dir.path().join("identity"), tls_addr, "24h");
-    let hook_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    flags.extend(["--webhook-addr".to_string(), hook_addr.to_string()]);
+    let (tls, flags) = TlsXds::prepare(&dir.path().join("identity"), tls_addr, "24h");
+    let hook_addr = tls.webhook_addr;
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let rudder = spawn_rudder_kube(&kube.kubeconfig, &flags);
     let ca = base64(&std::fs::read(&tls.root_cert).expect("root certificate"));
@@ -134,7 +133,10 @@ fn the_api_server_calls_rudders_webhooks() {
         message.contains("rudder") || message.contains("validation.rudder.io"),
         "not refused by our webhook: {message}"
     );
-    assert!(message.contains("spec.http[0].match[0].uri"), "no field path: {message}");
+    assert!(
+        message.contains("spec.http[0].match[0].uri"),
+        "no field path: {message}"
+    );
     // The same object, fixed, is admitted.
     let mut good = bad.clone();
     good["spec"]["http"][0]["match"][0]["uri"]["regex"] = json!("/api/(v1)");

@@ -124,7 +124,7 @@ echo "Envoy: $ENVOY_BIN"
 
 # Control-plane and Envoy admin ports: Istio's defaults when free, else any.
 # The app-facing and backend addresses are fixed by config/demo.
-read -r XDS_PORT ADMIN_PORT ENVOY_ADMIN STATS_PORT READY_PORT TLS_PORT < <(python3 - <<'EOF'
+read -r XDS_PORT ADMIN_PORT ENVOY_ADMIN STATS_PORT READY_PORT TLS_PORT WEBHOOK_PORT < <(python3 - <<'EOF'
 import socket, sys
 def bind(addr, fallback=None):
     s = socket.socket()  # SO_REUSEADDR as servers do, so TIME_WAIT doesn't count as in use:
@@ -136,11 +136,11 @@ def bind(addr, fallback=None):
 for ip, port in [("127.0.0.1", 8080), ("127.0.0.1", 7070), ("127.0.0.11", 9080),
                  ("127.0.0.12", 9080), ("127.0.0.13", 9080), ("127.0.0.21", 9070)]:
     bind((ip, port)).close()
-held = [bind(("127.0.0.1", p), ("127.0.0.1", 0)) for p in (15010, 15014, 15000, 15090, 15021, 15012)]
+held = [bind(("127.0.0.1", p), ("127.0.0.1", 0)) for p in (15010, 15014, 15000, 15090, 15021, 15012, 15017)]
 print(*(s.getsockname()[1] for s in held))
 EOF
 ) || true
-[[ -n ${TLS_PORT:-} ]] || die "could not set up ports (see above)"
+[[ -n ${WEBHOOK_PORT:-} ]] || die "could not set up ports (see above)"
 cp -R "$ROOT/config/demo" "$WORK/demo"
 
 echo
@@ -157,7 +157,8 @@ echo "   backends: web-11/12/13 on 127.0.0.11-13:9080 (HTTP), store-0 on 127.0.0
     die "rudder token: $(cat "$WORK/token.log")"
 start rudder env NO_COLOR=1 "$RUDDER" serve --config-dir demo --xds-addr "127.0.0.1:$XDS_PORT" \
     --admin-addr "127.0.0.1:$ADMIN_PORT" --debounce 100ms --ca-dir identity/ca \
-    --token-public-key identity/jwt-pub.pem --xds-tls-addr "127.0.0.1:$TLS_PORT"
+    --token-public-key identity/jwt-pub.pem --xds-tls-addr "127.0.0.1:$TLS_PORT" \
+    --webhook-addr "127.0.0.1:$WEBHOOK_PORT"
 wait_until 30 "rudder /ready" curl -sf "http://127.0.0.1:$ADMIN_PORT/ready"
 echo "   rudder:   xDS over TLS on 127.0.0.1:$TLS_PORT (plaintext $XDS_PORT), admin on http://127.0.0.1:$ADMIN_PORT"
 "$RUDDER" bootstrap --node-id "$NODE_ID" --meta INTERCEPTION_MODE=NONE --xds-addr "127.0.0.1:$TLS_PORT" \

@@ -24,6 +24,8 @@ pub struct Rudder {
 #[derive(Debug, Clone)]
 pub struct TlsXds {
     pub addr: SocketAddr,
+    /// Where the admission webhooks listen (HTTPS, the same certificate).
+    pub webhook_addr: SocketAddr,
     pub root_cert: PathBuf,
     pub token_key: PathBuf,
 }
@@ -53,9 +55,14 @@ impl TlsXds {
     pub fn prepare_kube(dir: &Path, addr: SocketAddr, workload_ttl: &str) -> (TlsXds, Vec<String>) {
         std::fs::create_dir_all(dir).expect("creating the identity directory");
         let ca = dir.join("ca");
+        // With a CA Rudder also serves its webhooks; by default on 15017,
+        // which tests running side by side would fight over.
+        let webhook_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let flags = [
             "--ca-dir",
             &ca.display().to_string(),
+            "--webhook-addr",
+            &webhook_addr.to_string(),
             "--xds-tls-addr",
             &addr.to_string(),
             "--tls-san",
@@ -67,6 +74,7 @@ impl TlsXds {
         .to_vec();
         let tls = TlsXds {
             addr,
+            webhook_addr,
             root_cert: ca.join("root-cert.pem"),
             token_key: dir.join("jwt-key.pem"),
         };
