@@ -295,7 +295,7 @@ impl Loopback {
 }
 
 /// Envoy got no certificate and no listener from Rudder within a few seconds.
-fn assert_starved(envoy: &Envoy, why: &str) {
+pub(crate) fn assert_starved(envoy: &Envoy, why: &str) {
     std::thread::sleep(Duration::from_secs(3));
     let certs = envoy.admin_get("/certs");
     assert!(
