@@ -226,17 +226,22 @@ fn helm_chart_crds_are_the_generated_crds() {
 }
 
 #[test]
-fn helm_chart_lints_and_requires_a_ca_bundle() {
+fn helm_chart_lints_with_and_without_a_ca_bundle() {
     let chart = chart().display().to_string();
     let ca = format!("caBundle={}", b64("root"));
     let (ok, stdout, stderr) = helm(&["lint", "--strict", &chart, "--set", &ca]);
     assert!(ok, "helm lint failed:\n{stdout}{stderr}");
     assert!(stdout.contains("0 chart(s) failed"), "{stdout}");
 
-    // Without a caBundle, rendering the webhooks fails and says what to give;
-    // without webhooks none is needed.
-    let (ok, _, stderr) = helm(&["template", "rudder", &chart]);
-    assert!(!ok && stderr.contains("caBundle is required"), "{stderr}");
+    // Without a caBundle the webhooks render without one: Rudder sets it.
+    let (ok, stdout, stderr) = helm(&["template", "rudder", &chart]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("WebhookConfiguration") && !stdout.contains("caBundle:"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = helm(&["lint", "--strict", &chart]);
+    assert!(ok, "helm lint without a caBundle failed:\n{stdout}{stderr}");
     let off = "webhooks.inject.enabled=false,webhooks.validate.enabled=false";
     let (ok, stdout, stderr) = helm(&["template", "rudder", &chart, "--set", off]);
     assert!(ok, "{stderr}");
@@ -406,7 +411,8 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
         assert_eq!(hook["failurePolicy"], "Fail");
     }
 
-    // Least privilege: no Secrets, nothing written but configmaps and tokenreviews.
+    // Least privilege: no Secrets, nothing written but configmaps,
+    // tokenreviews and Rudder's own two webhook configurations (patch).
     let role = find(&objects, "ClusterRole", "rudder");
     for rule in role["rules"].as_array().unwrap() {
         let resources = rule["resources"].as_array().unwrap();
@@ -422,9 +428,18 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
             .collect();
         let writes = verbs.iter().any(|v| !["get", "list", "watch"].contains(v));
         if writes {
+            let webhook_configs = resources
+                == &[
+                    json!("mutatingwebhookconfigurations"),
+                    json!("validatingwebhookconfigurations"),
+                ]
+                && rule["resourceNames"] == json!(["rudder-sidecar-injector", "rudder-validator"])
+                && verbs == ["get", "list", "watch", "patch"];
             assert!(
-                resources == &[json!("configmaps")] || resources == &[json!("tokenreviews")],
-                "writes outside configmaps/tokenreviews: {rule}"
+                resources == &[json!("configmaps")]
+                    || resources == &[json!("tokenreviews")]
+                    || webhook_configs,
+                "writes outside configmaps/tokenreviews/Rudder's webhook configurations: {rule}"
             );
         }
     }
@@ -472,6 +487,35 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
         assert!(
             !can(verb, group, resource),
             "{sa} can {verb} {group}/{resource}"
+        );
+    }
+
+    // Rudder's own webhook configurations, by name, and no others.
+    let can_on = |verb: &str, resource: &str, name: &str| {
+        let review = json!({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": sa, "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{NS}")],
+                     "resourceAttributes": {"verb": verb, "group": "admissionregistration.k8s.io", "resource": resource, "name": name}},
+        });
+        let answer = kube.create(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            &review,
+        );
+        answer["status"]["allowed"] == true
+    };
+    for (resource, name) in [
+        ("mutatingwebhookconfigurations", "rudder-sidecar-injector"),
+        ("validatingwebhookconfigurations", "rudder-validator"),
+    ] {
+        for verb in ["get", "watch", "patch"] {
+            assert!(
+                can_on(verb, resource, name),
+                "{sa} cannot {verb} {resource}/{name}"
+            );
+        }
+        assert!(
+            !can_on("patch", resource, "istio-sidecar-injector"),
+            "{sa} can patch {resource}/istio-sidecar-injector"
         );
     }
 

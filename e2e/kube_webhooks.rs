@@ -48,26 +48,19 @@ fn webhook(name: &str, url: &str, ca: &str, rules: Value, extra: Value) -> Value
     hook
 }
 
-#[test]
-fn the_api_server_calls_rudders_webhooks() {
-    let kube = KubeApi::start();
-    kube.install_crds();
-    let dir = workdir("webhooks");
-    let tls_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    let (tls, flags) = TlsXds::prepare(&dir.path().join("identity"), tls_addr, "24h");
-    let hook_addr = tls.webhook_addr;
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let rudder = spawn_rudder_kube(&kube.kubeconfig, &flags);
-    let ca = base64(&std::fs::read(&tls.root_cert).expect("root certificate"));
+const VALIDATING: &str = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
+const MUTATING: &str = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
 
+/// `rudder-validator`, for VirtualServices and DestinationRules.
+fn create_validator(kube: &KubeApi, hook_addr: SocketAddr, ca: &str) {
     let validate = format!("https://{hook_addr}/validate");
     kube.create(
-        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+        VALIDATING,
         &json!({
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": "rudder-validator"},
-            "webhooks": [webhook("validation.rudder.io", &validate, &ca, json!([{
+            "webhooks": [webhook("validation.rudder.io", &validate, ca, json!([{
                 "operations": ["CREATE", "UPDATE"],
                 "apiGroups": ["networking.istio.io"],
                 "apiVersions": ["*"],
@@ -75,14 +68,18 @@ fn the_api_server_calls_rudders_webhooks() {
             }]), json!({}))],
         }),
     );
+}
+
+/// `rudder-sidecar-injector`, for pods in `istio-injection=enabled` namespaces.
+fn create_injector(kube: &KubeApi, hook_addr: SocketAddr, ca: &str) {
     let inject = format!("https://{hook_addr}/inject");
     kube.create(
-        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        MUTATING,
         &json!({
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "MutatingWebhookConfiguration",
             "metadata": {"name": "rudder-sidecar-injector"},
-            "webhooks": [webhook("namespace.sidecar-injector.rudder.io", &inject, &ca, json!([{
+            "webhooks": [webhook("namespace.sidecar-injector.rudder.io", &inject, ca, json!([{
                 "operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
             }]), json!({
                 "namespaceSelector": {"matchExpressions": [
@@ -91,20 +88,17 @@ fn the_api_server_calls_rudders_webhooks() {
             }))],
         }),
     );
-    for (ns, labels) in [
-        ("shop", json!({"istio-injection": "enabled"})),
-        ("plain", json!({})),
-    ] {
-        kube.create(
-            "/api/v1/namespaces",
-            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}),
-        );
-    }
+}
 
+/// Creates a VirtualService Rudder's webhook must refuse in namespace `shop`
+/// (which must exist), checks the refusal and returns the object.
+fn bad_virtual_service_is_refused(kube: &KubeApi, rudder: &Rudder) -> Value {
     // A VirtualService matching on a regex RE2 cannot compile (the CRD
     // schema cannot tell): refused by the API server, with Rudder's reason
     // and field path. The API server starts calling a new webhook within a
-    // moment; until then an accepted object is deleted and retried.
+    // moment; until then an accepted object is deleted and retried, as is a
+    // refusal for failing to call it (the API server's webhook client may
+    // still hold an older caBundle for a moment).
     let bad = json!({
         "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
         "metadata": {"name": "reviews", "namespace": "shop"},
@@ -120,11 +114,14 @@ fn the_api_server_calls_rudders_webhooks() {
         if last.0 == 201 {
             kube.request("DELETE", &format!("{vs}/reviews"), None);
         }
-        (last.0 != 201).then_some(())
+        let ours = last.1["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("spec.http[0].match[0].uri"));
+        (last.0 != 201 && ours).then_some(())
     });
     let (status, answer) = last;
     assert!(
-        refused.is_some(),
+        refused.is_some() || status != 201,
         "a bad VirtualService was accepted ({status}): {answer:#}{}",
         rudder.log_tail(20)
     );
@@ -137,6 +134,35 @@ fn the_api_server_calls_rudders_webhooks() {
         message.contains("spec.http[0].match[0].uri"),
         "no field path: {message}"
     );
+    bad
+}
+
+#[test]
+fn the_api_server_calls_rudders_webhooks() {
+    let kube = KubeApi::start();
+    kube.install_crds();
+    let dir = workdir("webhooks");
+    let tls_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let (tls, flags) = TlsXds::prepare(&dir.path().join("identity"), tls_addr, "24h");
+    let hook_addr = tls.webhook_addr;
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let rudder = spawn_rudder_kube(&kube.kubeconfig, &flags);
+    let ca = base64(&std::fs::read(&tls.root_cert).expect("root certificate"));
+
+    create_validator(&kube, hook_addr, &ca);
+    create_injector(&kube, hook_addr, &ca);
+    for (ns, labels) in [
+        ("shop", json!({"istio-injection": "enabled"})),
+        ("plain", json!({})),
+    ] {
+        kube.create(
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}),
+        );
+    }
+
+    let bad = bad_virtual_service_is_refused(&kube, &rudder);
+    let vs = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices";
     // The same object, fixed, is admitted.
     let mut good = bad.clone();
     good["spec"]["http"][0]["match"][0]["uri"]["regex"] = json!("/api/(v1)");
@@ -178,4 +204,70 @@ fn the_api_server_calls_rudders_webhooks() {
         "injected outside the labelled namespace: {plain:#}"
     );
     assert!(plain["spec"]["initContainers"].is_null(), "{plain:#}");
+}
+
+/// Webhook configurations applied with an EMPTY caBundle (the Helm chart's
+/// default) work once Rudder has set it: one exists before Rudder starts,
+/// the other is created after.
+#[test]
+fn rudder_sets_the_webhooks_ca_bundle() {
+    let kube = KubeApi::start();
+    kube.install_crds();
+    let dir = workdir("webhook-ca-bundle");
+    let tls_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let (tls, flags) = TlsXds::prepare(&dir.path().join("identity"), tls_addr, "24h");
+    let hook_addr = tls.webhook_addr;
+    create_validator(&kube, hook_addr, "");
+    kube.create(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}}),
+    );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let rudder = spawn_rudder_kube(&kube.kubeconfig, &flags);
+    create_injector(&kube, hook_addr, "");
+
+    let ca = base64(&std::fs::read(&tls.root_cert).expect("root certificate"));
+    for (collection, name) in [
+        (VALIDATING, "rudder-validator"),
+        (MUTATING, "rudder-sidecar-injector"),
+    ] {
+        let path = format!("{collection}/{name}");
+        let mut stored = Value::Null;
+        let set = poll(std::time::Duration::from_secs(15), || {
+            stored = kube.get(&path);
+            (stored["webhooks"][0]["clientConfig"]["caBundle"] == json!(ca)).then_some(())
+        });
+        assert!(
+            set.is_some(),
+            "{name}: caBundle not set to the root: {stored:#}{}",
+            rudder.log_tail(20)
+        );
+        let managers: Vec<&str> = stored["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["manager"].as_str())
+            .collect();
+        assert!(
+            managers.contains(&"rudder"),
+            "{name}: managers {managers:?}"
+        );
+    }
+
+    // The API server now trusts the webhooks' certificate: a bad
+    // VirtualService is refused by Rudder, a pod is injected.
+    bad_virtual_service_is_refused(&kube, &rudder);
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-0"},
+        "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "example/web"}]},
+    });
+    let injected = kube.create("/api/v1/namespaces/shop/pods", &pod);
+    assert_eq!(
+        injected["spec"]["containers"]
+            .as_array()
+            .map_or(0, Vec::len),
+        2,
+        "{injected:#}"
+    );
 }

@@ -105,7 +105,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    // The sidecars' trust anchor, in every namespace.
+    // The sidecars' trust anchor, in every namespace, and the API server's
+    // for the webhooks, in their configurations.
     let root_cert_task = match (&identity, kube_client) {
         (Some(identity), Some(client)) => {
             let bundle = identity.secrets.ca().trust_bundle();
@@ -113,9 +114,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 config_map = crate::source::kube::ROOT_CERT_CONFIG_MAP,
                 "publishing the mesh root to every namespace"
             );
-            Some(tokio::spawn(crate::source::kube::publish_root_cert(
-                client, bundle,
-            )))
+            let names = crate::source::kube::WebhookConfigNames {
+                mutating: args.mutating_webhook_config.clone(),
+                validating: args.validating_webhook_config.clone(),
+            };
+            tracing::info!(mutating = %names.mutating, validating = %names.validating, "keeping the webhook configurations' caBundle on the mesh root");
+            let ca_bundle = tokio::spawn(crate::source::kube::patch_webhook_ca_bundles(
+                client.clone(),
+                names,
+                bundle.clone(),
+            ));
+            let root_cert = tokio::spawn(crate::source::kube::publish_root_cert(client, bundle));
+            Some((root_cert, ca_bundle))
         }
         _ => None,
     };
@@ -185,8 +195,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some((_, rotation)) = tls_task {
         rotation.abort();
     }
-    if let Some(task) = root_cert_task {
-        task.abort();
+    if let Some((root_cert, ca_bundle)) = root_cert_task {
+        root_cert.abort();
+        ca_bundle.abort();
     }
     metrics_task.abort();
     outcome

@@ -76,6 +76,24 @@ pub struct ServeArgs {
     /// --ca-dir is set, with the TLS xDS port's certificate.
     #[arg(long, default_value = "0.0.0.0:15017")]
     pub webhook_addr: SocketAddr,
+    /// With --kube and --ca-dir: the MutatingWebhookConfiguration whose
+    /// webhooks' caBundle Rudder keeps equal to its CA root.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "rudder-sidecar-injector",
+        conflicts_with = "config_dir"
+    )]
+    pub mutating_webhook_config: String,
+    /// With --kube and --ca-dir: the ValidatingWebhookConfiguration whose
+    /// webhooks' caBundle Rudder keeps equal to its CA root.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "rudder-validator",
+        conflicts_with = "config_dir"
+    )]
+    pub validating_webhook_config: String,
     /// What the injection webhook adds; its token audience is the first
     /// --token-audience.
     #[command(flatten)]

@@ -17,12 +17,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
-{{/* The webhooks' clientConfig: the chart's Service, port 443 (-> 15017). */}}
+{{/* The webhooks' clientConfig: the chart's Service, port 443 (-> 15017),
+and `caBundle` only when given. */}}
 {{- define "rudder.webhookClient" -}}
 service:
   name: rudder
   namespace: {{ .root.Release.Namespace }}
   path: {{ .path }}
   port: 443
-caBundle: {{ required "caBundle is required: base64 of Rudder's CA root certificate (base64 -w0 < root-cert.pem); see docs/operating.md, Installing with Helm" .root.Values.caBundle | quote }}
+{{- /* Unset: Rudder sets it (field manager rudder) and Helm leaves it alone. */}}
+{{- with .root.Values.caBundle }}
+caBundle: {{ . | quote }}
+{{- end }}
 {{- end }}

@@ -21,6 +21,7 @@ mod kinds;
 mod mesh;
 mod relist;
 mod root_cert;
+mod webhook_ca;
 
 use futures::stream::{self, BoxStream, StreamExt};
 use kube::core::DynamicObject;
@@ -32,6 +33,7 @@ use tokio::sync::mpsc;
 pub use kinds::{all as watched_kinds, WatchedKind};
 pub use mesh::MeshConfigMap;
 pub use root_cert::{publish_root_cert, ROOT_CERT_CONFIG_MAP, ROOT_CERT_KEY};
+pub use webhook_ca::{patch_webhook_ca_bundles, WebhookConfigNames};
 
 use super::SourceEvent;
 use crate::model::MeshConfig;
