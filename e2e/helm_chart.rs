@@ -135,6 +135,8 @@ fn collection(obj: &Value) -> String {
         "CustomResourceDefinition" => ("customresourcedefinitions", false),
         "ClusterRole" => ("clusterroles", false),
         "ClusterRoleBinding" => ("clusterrolebindings", false),
+        "Role" => ("roles", true),
+        "RoleBinding" => ("rolebindings", true),
         "MutatingWebhookConfiguration" => ("mutatingwebhookconfigurations", false),
         "ValidatingWebhookConfiguration" => ("validatingwebhookconfigurations", false),
         "ServiceAccount" => ("serviceaccounts", true),
@@ -254,10 +256,10 @@ fn helm_chart_lints_with_and_without_a_ca_bundle() {
         "--set",
         &ca,
         "--set",
-        "replicas=2",
+        "replicas=2,ca.secret=",
     ]);
     assert!(
-        !ok && stderr.contains("replicas > 1 needs ca.secretName"),
+        !ok && stderr.contains("replicas > 1 needs ca.secret or ca.secretName"),
         "{stderr}"
     );
 }
@@ -290,6 +292,8 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
         "ConfigMap/istio",
         "Deployment/rudder",
         "MutatingWebhookConfiguration/rudder-sidecar-injector",
+        "Role/rudder",
+        "RoleBinding/rudder",
         "Service/rudder",
         "ServiceAccount/rudder",
         "ValidatingWebhookConfiguration/rudder-validator",
@@ -351,11 +355,18 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
             (15017, "https-webhook")
         ]
     );
-    assert_eq!(pod["volumes"][0], json!({"name": "ca", "emptyDir": {}}));
+    // The CA is the Secret rudder-ca, read through the API; its keys pass
+    // through /tmp, in memory.
+    assert_eq!(
+        pod["volumes"][0],
+        json!({"name": "tmp", "emptyDir": {"medium": "Memory"}})
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     let args = container_args(deploy);
     assert_eq!(args[..2], ["serve", "--kube"]);
     assert_eq!(arg(&args, "--mesh-config-map"), Some("rudder-system/istio"));
+    assert_eq!(arg(&args, "--ca-secret"), Some("rudder-system/rudder-ca"));
+    assert_eq!(arg(&args, "--ca-dir"), None);
     assert_eq!(
         arg(&args, "--xds-addr"),
         Some("127.0.0.1:15010"),
@@ -411,7 +422,7 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
         assert_eq!(hook["failurePolicy"], "Fail");
     }
 
-    // Least privilege: no Secrets, nothing written but configmaps,
+    // Least privilege: in the ClusterRole no Secrets, nothing written but configmaps,
     // tokenreviews and Rudder's own two webhook configurations (patch).
     let role = find(&objects, "ClusterRole", "rudder");
     for rule in role["rules"].as_array().unwrap() {
@@ -443,6 +454,17 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
             );
         }
     }
+
+    // Secrets only through the Role: get the CA Secret by name, create one.
+    let role = find(&objects, "Role", "rudder");
+    assert_eq!(role["metadata"]["namespace"], NS);
+    assert_eq!(
+        role["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rudder-ca"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        ])
+    );
 
     // The API server accepts every object.
     apply_all(&kube, &objects);
@@ -487,6 +509,35 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
         assert!(
             !can(verb, group, resource),
             "{sa} can {verb} {group}/{resource}"
+        );
+    }
+
+    // The CA Secret, by name, in the release namespace only.
+    let can_secret = |verb: &str, namespace: &str, name: &str| {
+        let review = json!({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": sa, "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{NS}")],
+                     "resourceAttributes": {"verb": verb, "resource": "secrets", "namespace": namespace, "name": name}},
+        });
+        let answer = kube.create(
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            &review,
+        );
+        answer["status"]["allowed"] == true
+    };
+    assert!(can_secret("get", NS, "rudder-ca"));
+    assert!(can_secret("create", NS, ""));
+    for (verb, namespace, name) in [
+        ("get", NS, "cacerts"),
+        ("list", NS, ""),
+        ("update", NS, "rudder-ca"),
+        ("delete", NS, "rudder-ca"),
+        ("get", "default", "rudder-ca"),
+        ("create", "default", ""),
+    ] {
+        assert!(
+            !can_secret(verb, namespace, name),
+            "{sa} can {verb} secrets/{name} in {namespace}"
         );
     }
 
@@ -578,8 +629,17 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
         "GET {ready} not 200 within 60s; args {run_args:?}{}",
         rudder.log_tail(40)
     );
-    // ... and, with the chart's RBAC, publishes its root into namespaces.
-    let root = std::fs::read_to_string(dir.path().join("ca/root-cert.pem")).expect("the CA's root");
+    // ... with the chart's RBAC, keeps its CA in the Secret rudder-ca ...
+    let secret = kube.get(&format!("/api/v1/namespaces/{NS}/secrets/rudder-ca"));
+    let root = base64::engine::general_purpose::STANDARD
+        .decode(
+            secret["data"]["root-cert.pem"]
+                .as_str()
+                .expect("root-cert.pem"),
+        )
+        .unwrap();
+    let root = String::from_utf8(root).unwrap();
+    // ... and publishes its root into namespaces.
     let path = format!("/api/v1/namespaces/{NS}/configmaps/rudder-ca-root-cert");
     let published = poll(Duration::from_secs(30), || {
         match kube.request("GET", &path, None) {

@@ -5,11 +5,15 @@
 //! the published root and sends a real projected token (TokenRequest) for
 //! demo/web gets web's SPIFFE certificate; a valid token for demo/other
 //! cannot claim web.
+//!
+//! With `--ca-secret`, the CA lives in a Secret: the first Rudder generates
+//! the root and creates the Secret, a restarted one loads the same root.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::mtls::assert_starved;
@@ -152,4 +156,79 @@ fn kube_identity_root_cert_config_maps_and_token_review() {
     );
     let (_, certz) = rudder.admin_get("/debug/certz");
     assert!(!certz.contains("sa/other"), "issued for other: {certz}");
+}
+
+/// The `root-cert.pem` and `root-key.pem` of the Secret at `path`, once it
+/// exists.
+fn secret_root(kube: &KubeApi, path: &str) -> (String, Value) {
+    let secret = wait_for(
+        &format!("Secret {path}"),
+        Duration::from_secs(20),
+        || match kube.request("GET", path, None) {
+            (200, secret) => Some(secret),
+            _ => None,
+        },
+    );
+    let data = &secret["data"];
+    assert!(
+        data["root-key.pem"].is_string(),
+        "no root-key.pem: {secret:#}"
+    );
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data["root-cert.pem"].as_str().expect("root-cert.pem"))
+        .unwrap();
+    (String::from_utf8(pem).unwrap(), secret)
+}
+
+#[test]
+fn kube_identity_ca_secret_is_created_once_and_reloaded() {
+    let kube = KubeApi::start();
+    kube.install_crds();
+    kube.create(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rudder-system"}}),
+    );
+    let dir = workdir("kube-ca-secret");
+    let start = || {
+        let tls_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let (_, flags) = TlsXds::prepare_kube(&dir.path().join("identity"), tls_addr, "24h");
+        // The Secret instead of a directory.
+        assert_eq!(flags[0], "--ca-dir");
+        let mut flags: Vec<&str> = flags[2..].iter().map(String::as_str).collect();
+        flags.extend(["--ca-secret", "rudder-system/rudder-ca"]);
+        spawn_rudder_kube(&kube.kubeconfig, &flags)
+    };
+    let secret_path = "/api/v1/namespaces/rudder-system/secrets/rudder-ca";
+    assert_eq!(kube.request("GET", secret_path, None).0, 404);
+
+    // First start: Rudder generates the root and stores it in a new Secret.
+    let first = start();
+    let (root, secret) = secret_root(&kube, secret_path);
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "rudder"
+    );
+    assert_eq!(published_root(&kube, "default").trim(), root.trim());
+    let created = secret["metadata"]["resourceVersion"].clone();
+    assert!(
+        !dir.path().join("identity/ca").exists(),
+        "--ca-secret wrote the CA to --ca-dir's place"
+    );
+    drop(first);
+
+    // Restart: the same root, from the Secret, which stays as it was.
+    let cm = format!("/api/v1/namespaces/default/configmaps/{CONFIG_MAP}");
+    kube.expect("DELETE", &cm, None, &[200]);
+    let second = start();
+    second.proc.wait_for_log(
+        "loading the mesh CA from its Secret",
+        Duration::from_secs(5),
+    );
+    assert_eq!(published_root(&kube, "default").trim(), root.trim());
+    let (again, secret) = secret_root(&kube, secret_path);
+    assert_eq!(again, root);
+    assert_eq!(secret["metadata"]["resourceVersion"], created);
+    let (_, certz) = second.admin_get("/debug/certz");
+    assert!(certz.contains("\"source\":\"SelfSigned\""), "{certz}");
 }

@@ -57,17 +57,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Source::Kube(source) => Some(source.client()),
         Source::File(..) => None,
     };
-    let identity = match &args.ca_dir {
-        Some(dir) => Some(MeshIdentity::start(
-            &args,
-            dir,
-            &mesh.trust_domain,
-            kube_client.clone(),
-        )?),
-        None => {
-            tracing::warn!("no --ca-dir: running without a CA, so no workload certificates, no mutual TLS, no TLS xDS port and no admission webhooks");
+    let ca = match (&args.ca_dir, &args.ca_secret, &kube_client) {
+        (Some(dir), _, _) => {
+            let ca = crate::ca::Ca::load_or_create(dir, &mesh.trust_domain)
+                .with_context(|| format!("loading the CA from --ca-dir {}", dir.display()))?;
+            tracing::info!(ca = ?ca, dir = %dir.display(), "mesh CA ready");
+            Some(ca)
+        }
+        (None, Some(secret), Some(client)) => {
+            let ca =
+                crate::source::kube::load_or_create_ca(client.clone(), secret, &mesh.trust_domain)
+                    .await
+                    .with_context(|| format!("--ca-secret {secret}"))?;
+            tracing::info!(ca = ?ca, secret = %secret, "mesh CA ready");
+            Some(ca)
+        }
+        (None, Some(_), None) => anyhow::bail!("--ca-secret needs --kube"),
+        (None, None, _) => {
+            tracing::warn!("no --ca-dir or --ca-secret: running without a CA, so no workload certificates, no mutual TLS, no TLS xDS port and no admission webhooks");
             None
         }
+    };
+    let identity = match ca {
+        Some(ca) => Some(MeshIdentity::start(&args, ca, kube_client.clone())?),
+        None => None,
     };
     let (index, snapshots) = Index::with_mesh(1, args.debounce, mesh);
 
@@ -322,13 +335,9 @@ const SERVING_CERT_TTL: std::time::Duration = std::time::Duration::from_secs(365
 impl MeshIdentity {
     fn start(
         args: &ServeArgs,
-        dir: &std::path::Path,
-        trust_domain: &str,
+        ca: crate::ca::Ca,
         kube: Option<kube::Client>,
     ) -> anyhow::Result<Self> {
-        let ca = crate::ca::Ca::load_or_create(dir, trust_domain)
-            .with_context(|| format!("loading the CA from --ca-dir {}", dir.display()))?;
-        tracing::info!(ca = ?ca, dir = %dir.display(), "mesh CA ready");
         let ca = Arc::new(ca);
         let mut names: Vec<String> = SERVING_NAMES.iter().map(|n| n.to_string()).collect();
         names.extend(args.tls_sans.iter().cloned());

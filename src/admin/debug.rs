@@ -148,7 +148,9 @@ pub async fn certz(State(s): State<AdminState>) -> Json<Value> {
     let now = std::time::SystemTime::now();
     let time = |t| humantime::format_rfc3339_seconds(t).to_string();
     let Some(store) = &s.xds.secrets else {
-        return Json(json!({"ca": null, "note": "Rudder runs without a CA (no --ca-dir)"}));
+        return Json(
+            json!({"ca": null, "note": "Rudder runs without a CA (no --ca-dir or --ca-secret)"}),
+        );
     };
     let ca = store.ca();
     Json(json!({

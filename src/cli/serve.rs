@@ -47,6 +47,16 @@ pub struct ServeArgs {
     /// (SDS), mutual TLS and the authenticated TLS xDS port.
     #[arg(long, value_name = "DIR")]
     pub ca_dir: Option<PathBuf>,
+    /// With --kube, instead of --ca-dir: the mesh CA in a Secret, with the
+    /// same file names as keys. Missing, Rudder generates a root and creates
+    /// the Secret (root-cert.pem, root-key.pem), so replicas and restarts
+    /// share it. Needs get and create on secrets in NAMESPACE.
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        conflicts_with_all = ["config_dir", "ca_dir"]
+    )]
+    pub ca_secret: Option<crate::source::kube::CaSecret>,
     /// Lifetime of workload certificates; each is replaced at 80 % of it.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub workload_cert_ttl: Duration,
@@ -145,5 +155,20 @@ mod source_tests {
         assert!(stray.contains("cannot be used with"), "{stray}");
         let stray = parse(&["--config-dir", "cfg", "--mesh-config-map", "a/b"]).unwrap_err();
         assert!(stray.contains("cannot be used with"), "{stray}");
+    }
+
+    #[test]
+    fn ca_secret_needs_kube_and_excludes_ca_dir() {
+        let ok = parse(&["--kube", "--ca-secret", "rudder-system/rudder-ca"]).unwrap();
+        assert_eq!(ok.ca_secret.unwrap().to_string(), "rudder-system/rudder-ca");
+        for bad in [
+            &["--config-dir", "cfg", "--ca-secret", "a/b"][..],
+            &["--kube", "--ca-dir", "ca", "--ca-secret", "a/b"],
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("cannot be used with"), "{err}");
+        }
+        let err = parse(&["--kube", "--ca-secret", "just-a-name"]).unwrap_err();
+        assert!(err.contains("NAMESPACE/NAME"), "{err}");
     }
 }

@@ -13,9 +13,10 @@
 //! `--mesh-config` in file mode. Edits to it take effect on restart; it is not
 //! watched.
 //!
-//! Secrets: the CA stays in `--ca-dir` for now. Reading Istio's `cacerts`
-//! Secret is the CA-in-Secret item, separate work.
+//! Secrets: with `--ca-secret` the CA is read from (or created as) one
+//! Secret at start-up ([`load_or_create_ca`]); no other Secret is read.
 
+mod ca_secret;
 mod convert;
 mod kinds;
 mod mesh;
@@ -30,6 +31,7 @@ use kube::runtime::WatchStreamExt;
 use kube::Api;
 use tokio::sync::mpsc;
 
+pub use ca_secret::{load_or_create_ca, CaSecret};
 pub use kinds::{all as watched_kinds, WatchedKind};
 pub use mesh::MeshConfigMap;
 pub use root_cert::{publish_root_cert, ROOT_CERT_CONFIG_MAP, ROOT_CERT_KEY};
