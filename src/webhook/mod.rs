@@ -17,7 +17,6 @@ mod tests;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -35,7 +34,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
 pub use template::Template;
 
@@ -44,8 +42,6 @@ use crate::xds::ServingCert;
 /// A review carries the object and, on updates, its old version; the API
 /// server caps objects near 3 MiB, so this leaves room without being unbounded.
 const MAX_REVIEW_BYTES: usize = 16 << 20;
-/// A client that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `POST /validate` and `POST /inject`.
 pub fn router(template: Arc<Template>) -> Router {
@@ -124,31 +120,7 @@ struct TlsListener {
 impl TlsListener {
     fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<Self> {
         let local = listener.local_addr()?;
-        let (tx, handshaken) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
-        let accepting = tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of descriptors and the like: back off, don't spin.
-                        tracing::warn!("webhook accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::info!(%peer, "webhook TLS handshake failed: {e}"),
-                        Err(_) => tracing::info!(%peer, "webhook TLS handshake timed out"),
-                    }
-                });
-            }
-        });
+        let (handshaken, accepting) = crate::xds::tls_handshakes(listener, config, "webhook");
         Ok(TlsListener {
             local,
             handshaken,

@@ -28,4 +28,4 @@ pub use secrets::{CertStatus, WorkloadSecrets};
 pub use server::{serve, serve_tls, Authenticate, XdsContext, XdsError};
 pub use session::Caller;
 pub use status::{Registry, SyncStatus};
-pub use tls::{ServingCert, TlsError};
+pub use tls::{handshakes as tls_handshakes, ServingCert, TlsError};

@@ -126,29 +126,45 @@ pub fn server_config(cert: Arc<ServingCert>) -> Arc<ServerConfig> {
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
+) -> impl tokio_stream::Stream<Item = Result<TlsStream<TcpStream>, io::Error>> {
+    use tokio_stream::StreamExt;
+    let (handshaken, _accepting) = handshakes(listener, config, "xDS");
+    ReceiverStream::new(handshaken).map(|(tls, _peer)| Ok(tls))
+}
+
+/// The accept loop behind every TLS port (xDS, webhooks): each accepted
+/// connection is handed over with its peer address once its handshake
+/// finished within [`HANDSHAKE_TIMEOUT`]. The loop ends when the receiver is
+/// dropped (noticed at the next accept) or the returned task is aborted.
+pub fn handshakes(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    port: &'static str,
+) -> (
+    mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
-    tokio::spawn(async move {
+    let accepting = tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors and the like: back off, don't spin.
-                    tracing::warn!("xDS TLS accept failed: {e}");
+                    tracing::warn!("{port} TLS accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
-            let acceptor = acceptor.clone();
-            let handshaken = tx.clone();
+            let (acceptor, handshaken) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let _ = handshaken.send(Ok(tls)).await;
+                        let _ = handshaken.send((tls, peer)).await;
                     }
-                    Ok(Err(e)) => tracing::info!(%peer, "xDS TLS handshake failed: {e}"),
-                    Err(_) => tracing::info!(%peer, "xDS TLS handshake timed out"),
+                    Ok(Err(e)) => tracing::info!(%peer, "{port} TLS handshake failed: {e}"),
+                    Err(_) => tracing::info!(%peer, "{port} TLS handshake timed out"),
                 }
             });
             if tx.is_closed() {
@@ -156,5 +172,5 @@ pub fn incoming(
             }
         }
     });
-    ReceiverStream::new(rx)
+    (rx, accepting)
 }
