@@ -83,17 +83,10 @@ fn decode(body: &[u8]) -> Result<AdmissionReview<DynamicObject>, String> {
     serde_json::from_slice(body).map_err(|e| format!("the body is not an AdmissionReview: {e}\n"))
 }
 
-/// TLS 1.2+ with Rudder's serving certificate. The API server speaks
-/// HTTP/2 when offered and HTTP/1.1 otherwise; both are served.
+/// TLS with Rudder's serving certificate. The API server speaks HTTP/2 when
+/// offered and HTTP/1.1 otherwise; both are served.
 pub fn server_config(cert: Arc<ServingCert>) -> Arc<ServerConfig> {
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(config)
+    crate::xds::tls_server_config(cert, &[b"h2", b"http/1.1"])
 }
 
 /// Serves the webhooks over TLS on `listener` until `shutdown` completes.

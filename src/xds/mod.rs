@@ -28,4 +28,6 @@ pub use secrets::{CertStatus, WorkloadSecrets};
 pub use server::{serve, serve_tls, Authenticate, XdsContext, XdsError};
 pub use session::Caller;
 pub use status::{Registry, SyncStatus};
-pub use tls::{handshakes as tls_handshakes, ServingCert, TlsError};
+pub use tls::{
+    handshakes as tls_handshakes, server_config as tls_server_config, ServingCert, TlsError,
+};

@@ -258,7 +258,10 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), XdsError> {
     let addr = local_addr(&listener);
-    let incoming = super::tls::incoming(listener, super::tls::server_config(cert));
+    let incoming = super::tls::incoming(
+        listener,
+        super::tls::server_config(cert, super::tls::ALPN_GRPC),
+    );
     let ads = Ads {
         ctx,
         auth: Some(auth),

@@ -108,15 +108,19 @@ fn certified_key(cert: &WorkloadCert) -> Result<CertifiedKey, TlsError> {
     Ok(CertifiedKey::new(chain, signer))
 }
 
-/// TLS 1.2+ with HTTP/2 only: gRPC needs nothing else.
-pub fn server_config(cert: Arc<ServingCert>) -> Arc<ServerConfig> {
+/// ALPN of the xDS port: gRPC needs HTTP/2 and nothing else.
+pub const ALPN_GRPC: &[&[u8]] = &[b"h2"];
+
+/// TLS 1.2+ with Rudder's serving certificate, offering `alpn`. Every TLS
+/// port (xDS, webhooks) is built here.
+pub fn server_config(cert: Arc<ServingCert>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")
         .with_no_client_auth()
         .with_cert_resolver(cert);
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }
 
