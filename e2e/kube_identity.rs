@@ -10,7 +10,6 @@
 //! the root and creates the Secret, a restarted one loads the same root.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
@@ -51,23 +50,6 @@ fn token_for(kube: &KubeApi, sa: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no token in {answer:#}"))
         .to_string()
-}
-
-/// An Envoy whose node claims demo/`node_sa`, sending `token`, trusting the
-/// root in `tls.root_cert`.
-fn envoy(dir: &Path, tls: &TlsXds, node_sa: &str, token: &str) -> Envoy {
-    let file = dir.join(format!("token-{}", free_port()));
-    std::fs::write(&file, token).unwrap();
-    let mut args = tls.bootstrap_args(&file);
-    args.extend([
-        "--meta".to_string(),
-        "INTERCEPTION_MODE=NONE".to_string(),
-        "--meta".to_string(),
-        format!("SERVICE_ACCOUNT={node_sa}"),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let node = format!("sidecar~127.0.0.5~{node_sa}-0.{NS}~{NS}.svc.cluster.local");
-    spawn_envoy(&node, tls.addr, false, &args)
 }
 
 #[test]
@@ -124,14 +106,14 @@ fn kube_identity_root_cert_config_maps_and_token_review() {
     tls.root_cert = dir.path().join("mounted-root-cert.pem");
     std::fs::write(&tls.root_cert, &published).unwrap();
 
-    let web = envoy(dir.path(), &tls, "web", &token_for(&kube, "web"));
+    let web = tls.spawn_envoy(dir.path(), "web", &token_for(&kube, "web"));
     web.wait_for("web's certificate", Duration::from_secs(30), |e| {
         e.try_admin_get("/certs")
             .is_ok_and(|(_, certs)| certs.contains("spiffe://cluster.local/ns/demo/sa/web"))
     });
 
     // A real token for demo/other, claiming web: refused.
-    let intruder = envoy(dir.path(), &tls, "web", &token_for(&kube, "other"));
+    let intruder = tls.spawn_envoy(dir.path(), "web", &token_for(&kube, "other"));
     assert_starved(&intruder, "a token for demo/other claiming demo/web");
     rudder
         .proc
@@ -144,7 +126,7 @@ fn kube_identity_root_cert_config_maps_and_token_review() {
     );
 
     // A token that is not a real token: the API server's refusal, not a pass.
-    let forged = envoy(dir.path(), &tls, "web", "not.a-token.at-all");
+    let forged = tls.spawn_envoy(dir.path(), "web", "not.a-token.at-all");
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         !forged.admin_get("/certs").contains("spiffe://"),

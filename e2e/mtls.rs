@@ -258,18 +258,7 @@ impl Loopback {
 
     /// An Envoy whose node claims demo/`node_sa` and that sends `token`.
     fn envoy(&self, node_sa: &str, token: &str) -> Envoy {
-        let file = self.dir.path().join(format!("token-{}", free_port()));
-        std::fs::write(&file, token).unwrap();
-        let mut args = self.tls.bootstrap_args(&file);
-        args.extend([
-            "--meta".to_string(),
-            "INTERCEPTION_MODE=NONE".to_string(),
-            "--meta".to_string(),
-            format!("SERVICE_ACCOUNT={node_sa}"),
-        ]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let node = format!("sidecar~127.0.0.5~{node_sa}-0.demo~demo.svc.cluster.local");
-        spawn_envoy(&node, self.tls.addr, false, &args)
+        self.tls.spawn_envoy(self.dir.path(), node_sa, token)
     }
 
     fn token(&self, key: &std::path::Path, sa: &str, issued: SystemTime) -> String {

@@ -81,6 +81,23 @@ impl TlsXds {
         (tls, flags)
     }
 
+    /// A loopback Envoy (INTERCEPTION_MODE=NONE) on this port whose node
+    /// claims demo/`node_sa` and which sends `token` (written into `dir`).
+    pub fn spawn_envoy(&self, dir: &Path, node_sa: &str, token: &str) -> super::Envoy {
+        let file = dir.join(format!("token-{}", free_port()));
+        std::fs::write(&file, token).expect("writing the token file");
+        let mut args = self.bootstrap_args(&file);
+        args.extend([
+            "--meta".to_string(),
+            "INTERCEPTION_MODE=NONE".to_string(),
+            "--meta".to_string(),
+            format!("SERVICE_ACCOUNT={node_sa}"),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = format!("sidecar~127.0.0.5~{node_sa}-0.demo~demo.svc.cluster.local");
+        super::spawn_envoy(&node, self.addr, false, &args)
+    }
+
     /// `rudder bootstrap` flags for a proxy on this port with `token_file`.
     pub fn bootstrap_args(&self, token_file: &Path) -> Vec<String> {
         vec![
