@@ -9,7 +9,7 @@ use crate::api::networking::common::{
     Destination as ApiDestination, Percent, StringMatch as ApiMatch,
 };
 use crate::api::networking::virtual_service::{
-    HeaderOperations, Headers, HttpMatchRequest, HttpRoute as ApiRoute, RedirectPortSelection,
+    grpc_status_code, HeaderOperations, Headers, HttpMatchRequest, HttpRoute as ApiRoute, RedirectPortSelection,
     RouteDestination, VirtualService as ApiVirtualService,
 };
 use crate::api::parse_duration;
@@ -182,9 +182,13 @@ fn http_route(r: &ApiRoute, _index: usize, ns: &str) -> Option<HttpRoute> {
                 Some((fixed, pct.unwrap_or(1_000_000)))
             }),
             abort: f.abort.as_ref().and_then(|a| {
-                let status = u16::try_from(a.http_status?).ok()?;
+                let kind = match (a.http_status, &a.grpc_status) {
+                    (Some(status), _) => Abort::Http(u16::try_from(status).ok()?),
+                    (None, Some(name)) => Abort::Grpc(grpc_status_code(name)?),
+                    (None, None) => return None,
+                };
                 Some((
-                    status,
+                    kind,
                     a.percentage.as_ref().map(millionths).unwrap_or(1_000_000),
                 ))
             }),

@@ -134,8 +134,17 @@ pub struct Retry {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Fault {
     pub delay: Option<(Duration, u32)>,
-    /// (HTTP status, percent in millionths)
-    pub abort: Option<(u16, u32)>,
+    /// (what the caller gets, percent in millionths)
+    pub abort: Option<(Abort, u32)>,
+}
+
+/// What an injected abort answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Abort {
+    /// An HTTP status code.
+    Http(u16),
+    /// A gRPC status code (`UNAVAILABLE` is 14), for gRPC callers.
+    Grpc(u32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]

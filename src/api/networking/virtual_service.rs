@@ -37,6 +37,7 @@ pub use policy::{
     Abort, CorsPolicy, Delay, HttpFaultInjection, HttpMirrorPolicy, HttpRetry, UnmatchedPreflights,
 };
 pub use validate::validate;
+pub use validate_policy::grpc_status_code;
 
 /// Configuration affecting traffic routing: the rules applied when a host is
 /// addressed. See https://istio.io/docs/reference/config/networking/virtual-service.html

@@ -42,6 +42,7 @@ const CORS_METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "*",
 ];
 
+/// gRPC status code names, each at the index of its code (`UNAVAILABLE` = 14).
 const GRPC_STATUSES: &[&str] = &[
     "OK",
     "CANCELLED",
@@ -61,6 +62,14 @@ const GRPC_STATUSES: &[&str] = &[
     "DATA_LOSS",
     "UNAUTHENTICATED",
 ];
+
+/// The code of a `grpcStatus` name, as Envoy's fault filter wants it.
+pub fn grpc_status_code(name: &str) -> Option<u32> {
+    GRPC_STATUSES
+        .iter()
+        .position(|s| *s == name)
+        .and_then(|i| u32::try_from(i).ok())
+}
 
 /// Header changes: names must be set, pseudo-headers and `Host` are off
 /// limits except that a request may set the authority, and values must be
@@ -280,7 +289,7 @@ fn check_abort(at: &str, abort: &Abort) -> Checked {
         }
     }
     if let Some(status) = &abort.grpc_status {
-        if !GRPC_STATUSES.contains(&status.as_str()) {
+        if grpc_status_code(status).is_none() {
             return fail(
                 format!("{at}.grpcStatus"),
                 format!(
