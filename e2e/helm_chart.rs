@@ -423,7 +423,8 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
     }
 
     // Least privilege: in the ClusterRole no Secrets, nothing written but configmaps,
-    // tokenreviews and Rudder's own two webhook configurations (patch).
+    // tokenreviews, Rudder's own two webhook configurations (patch) and the
+    // status subresource of the Istio kinds (never their spec).
     let role = find(&objects, "ClusterRole", "rudder");
     for rule in role["rules"].as_array().unwrap() {
         let resources = rule["resources"].as_array().unwrap();
@@ -446,21 +447,34 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
                 ]
                 && rule["resourceNames"] == json!(["rudder-sidecar-injector", "rudder-validator"])
                 && verbs == ["get", "list", "watch", "patch"];
+            let istio_status = resources
+                .iter()
+                .all(|r| r.as_str().unwrap().ends_with("/status"))
+                && rule["apiGroups"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|g| g.as_str().unwrap().ends_with(".istio.io"))
+                && verbs == ["get", "patch"];
             assert!(
                 resources == &[json!("configmaps")]
                     || resources == &[json!("tokenreviews")]
-                    || webhook_configs,
-                "writes outside configmaps/tokenreviews/Rudder's webhook configurations: {rule}"
+                    || webhook_configs
+                    || istio_status,
+                "writes outside configmaps/tokenreviews/Rudder's webhook configurations/Istio status: {rule}"
             );
         }
     }
 
-    // Secrets only through the Role: get the CA Secret by name, create one.
+    // Namespace-scoped rights through the Role: the leader Lease by name (and
+    // creating it); the CA Secret by name, and creating one.
     let role = find(&objects, "Role", "rudder");
     assert_eq!(role["metadata"]["namespace"], NS);
     assert_eq!(
         role["rules"],
         json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["rudder-leader"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
             {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rudder-ca"], "verbs": ["get"]},
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
         ])
@@ -474,19 +488,24 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
         443
     );
 
-    // The RBAC, as the API server's authorizer sees it.
+    // The RBAC, as the API server's authorizer sees it: one
+    // SubjectAccessReview per question, `attributes` being its
+    // resourceAttributes.
     let sa = format!("system:serviceaccount:{NS}:rudder");
-    let can = |verb: &str, group: &str, resource: &str| {
+    let allowed = |attributes: Value| {
         let review = json!({
             "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
             "spec": {"user": sa, "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{NS}")],
-                     "resourceAttributes": {"verb": verb, "group": group, "resource": resource}},
+                     "resourceAttributes": attributes},
         });
         let answer = kube.create(
             "/apis/authorization.k8s.io/v1/subjectaccessreviews",
             &review,
         );
         answer["status"]["allowed"] == true
+    };
+    let can = |verb: &str, group: &str, resource: &str| {
+        allowed(json!({"verb": verb, "group": group, "resource": resource}))
     };
     for (verb, group, resource) in [
         ("watch", "", "pods"),
@@ -505,6 +524,8 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
         ("get", "", "secrets"),
         ("delete", "", "pods"),
         ("update", "networking.istio.io", "virtualservices"),
+        ("patch", "networking.istio.io", "virtualservices"),
+        ("patch", "coordination.k8s.io", "leases"),
     ] {
         assert!(
             !can(verb, group, resource),
@@ -512,18 +533,45 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
         );
     }
 
+    // Status, and only status, of the Istio kinds.
+    for (group, resource) in [
+        ("networking.istio.io", "virtualservices"),
+        ("security.istio.io", "authorizationpolicies"),
+    ] {
+        let status = |verb: &str| {
+            allowed(
+                json!({"verb": verb, "group": group, "resource": resource, "subresource": "status", "namespace": "default"}),
+            )
+        };
+        assert!(
+            status("patch") && status("get"),
+            "{sa} cannot patch {resource}/status"
+        );
+        assert!(!status("update"), "{sa} can update {resource}/status");
+    }
+
+    // The leader Lease, by name, in the release namespace only.
+    let can_lease = |verb: &str, namespace: &str, name: &str| {
+        allowed(
+            json!({"verb": verb, "group": "coordination.k8s.io", "resource": "leases", "namespace": namespace, "name": name}),
+        )
+    };
+    assert!(can_lease("get", NS, "rudder-leader") && can_lease("patch", NS, "rudder-leader"));
+    assert!(can_lease("create", NS, ""));
+    for (verb, namespace, name) in [
+        ("patch", NS, "kube-controller-manager"),
+        ("delete", NS, "rudder-leader"),
+        ("patch", "kube-system", "rudder-leader"),
+    ] {
+        assert!(
+            !can_lease(verb, namespace, name),
+            "{sa} can {verb} lease {namespace}/{name}"
+        );
+    }
+
     // The CA Secret, by name, in the release namespace only.
     let can_secret = |verb: &str, namespace: &str, name: &str| {
-        let review = json!({
-            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-            "spec": {"user": sa, "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{NS}")],
-                     "resourceAttributes": {"verb": verb, "resource": "secrets", "namespace": namespace, "name": name}},
-        });
-        let answer = kube.create(
-            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-            &review,
-        );
-        answer["status"]["allowed"] == true
+        allowed(json!({"verb": verb, "resource": "secrets", "namespace": namespace, "name": name}))
     };
     assert!(can_secret("get", NS, "rudder-ca"));
     assert!(can_secret("create", NS, ""));
@@ -543,16 +591,9 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
 
     // Rudder's own webhook configurations, by name, and no others.
     let can_on = |verb: &str, resource: &str, name: &str| {
-        let review = json!({
-            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-            "spec": {"user": sa, "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{NS}")],
-                     "resourceAttributes": {"verb": verb, "group": "admissionregistration.k8s.io", "resource": resource, "name": name}},
-        });
-        let answer = kube.create(
-            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-            &review,
-        );
-        answer["status"]["allowed"] == true
+        allowed(
+            json!({"verb": verb, "group": "admissionregistration.k8s.io", "resource": resource, "name": name}),
+        )
     };
     for (resource, name) in [
         ("mutatingwebhookconfigurations", "rudder-sidecar-injector"),
@@ -650,6 +691,15 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
     let published =
         published.unwrap_or_else(|| panic!("no {path} within 30s{}", rudder.log_tail(40)));
     assert_eq!(published["data"]["root-cert.pem"], root.as_str());
+    // It wrote as the leader: the chart's Role let it take the Lease.
+    let lease = kube.get(&format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/rudder-leader"
+    ));
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or_default();
+    assert!(
+        !holder.is_empty(),
+        "the leader Lease has no holder: {lease}"
+    );
 }
 
 /// The non-default shapes: plaintext xDS on, a `cacerts` Secret, two

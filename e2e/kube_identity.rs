@@ -23,7 +23,7 @@ const NS: &str = "demo";
 const CONFIG_MAP: &str = "rudder-ca-root-cert";
 
 /// The ConfigMap's `root-cert.pem` in `ns`, once it exists.
-fn published_root(kube: &KubeApi, ns: &str) -> String {
+pub(crate) fn published_root(kube: &KubeApi, ns: &str) -> String {
     let path = format!("/api/v1/namespaces/{ns}/configmaps/{CONFIG_MAP}");
     wait_for(
         &format!("{CONFIG_MAP} in namespace {ns}"),
@@ -142,7 +142,7 @@ fn kube_identity_root_cert_config_maps_and_token_review() {
 
 /// The `root-cert.pem` and `root-key.pem` of the Secret at `path`, once it
 /// exists.
-fn secret_root(kube: &KubeApi, path: &str) -> (String, Value) {
+pub(crate) fn secret_root(kube: &KubeApi, path: &str) -> (String, Value) {
     let secret = wait_for(
         &format!("Secret {path}"),
         Duration::from_secs(20),

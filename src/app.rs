@@ -118,29 +118,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    // The sidecars' trust anchor, in every namespace, and the API server's
-    // for the webhooks, in their configurations.
-    let root_cert_task = match (&identity, kube_client) {
-        (Some(identity), Some(client)) => {
-            let bundle = identity.secrets.ca().trust_bundle();
-            tracing::info!(
-                config_map = crate::source::kube::ROOT_CERT_CONFIG_MAP,
-                "publishing the mesh root to every namespace"
-            );
-            let names = crate::source::kube::WebhookConfigNames {
-                mutating: args.mutating_webhook_config.clone(),
-                validating: args.validating_webhook_config.clone(),
-            };
-            tracing::info!(mutating = %names.mutating, validating = %names.validating, "keeping the webhook configurations' caBundle on the mesh root");
-            let ca_bundle = tokio::spawn(crate::source::kube::patch_webhook_ca_bundles(
-                client.clone(),
-                names,
-                bundle.clone(),
-            ));
-            let root_cert = tokio::spawn(crate::source::kube::publish_root_cert(client, bundle));
-            Some((root_cert, ca_bundle))
-        }
-        _ => None,
+    let cluster_writers = match kube_client {
+        Some(client) => spawn_cluster_writers(
+            &args,
+            client,
+            identity.as_ref().map(|i| i.secrets.ca().trust_bundle()),
+            snapshots.clone(),
+            metrics.leader.clone(),
+        ),
+        None => ClusterWriters::default(),
     };
     let index_task = tokio::spawn(index.run(events_rx));
     let source_task = tokio::spawn(source.run());
@@ -208,12 +194,107 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some((_, rotation)) = tls_task {
         rotation.abort();
     }
-    if let Some((root_cert, ca_bundle)) = root_cert_task {
-        root_cert.abort();
-        ca_bundle.abort();
-    }
+    cluster_writers.stop().await;
     metrics_task.abort();
     outcome
+}
+
+/// The leader-only tasks, and the election they wait on.
+#[derive(Default)]
+struct ClusterWriters {
+    writers: Vec<tokio::task::JoinHandle<()>>,
+    election: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ClusterWriters {
+    /// Stops writing and hands the lease on (released, not left to expire).
+    async fn stop(self) {
+        for writer in self.writers {
+            writer.abort();
+            let _ = writer.await;
+        }
+        if let Some(election) = self.election {
+            let wait = std::time::Duration::from_secs(2);
+            if tokio::time::timeout(wait, election).await.is_err() {
+                tracing::warn!(
+                    "the leader lease was not released within {wait:?}; it expires by itself"
+                );
+            }
+        }
+    }
+}
+
+/// The writes made for the whole cluster, by the leader only: the status of
+/// refused objects and, with a CA, the sidecars' trust anchor in every
+/// namespace and the API server's in the webhook configurations.
+fn spawn_cluster_writers(
+    args: &ServeArgs,
+    client: kube::Client,
+    trust_bundle: Option<String>,
+    snapshots: tokio::sync::watch::Receiver<Arc<crate::model::Snapshot>>,
+    leader_gauge: prometheus_client::metrics::gauge::Gauge,
+) -> ClusterWriters {
+    use crate::source::kube as k;
+    let mut election = None;
+    let leadership = if args.leader_election {
+        let config = k::LeaseConfig {
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            name: args.leader_election_lease.clone(),
+            duration: args.leader_lease_duration,
+        };
+        let (leadership, task) = k::Leadership::elect(client.clone(), config, k::leader_identity());
+        election = Some(task);
+        leadership
+    } else {
+        tracing::info!("--leader-election=false: this replica makes the cluster-wide writes");
+        k::Leadership::always()
+    };
+    let mut writers = Vec::new();
+    let mut watched = leadership.clone();
+    writers.push(tokio::spawn(async move {
+        loop {
+            leader_gauge.set(i64::from(watched.is_leader()));
+            if !watched.changed().await {
+                return;
+            }
+        }
+    }));
+    let status_client = client.clone();
+    writers.push(tokio::spawn(
+        leadership
+            .clone()
+            .run_while_leader("status of refused objects", move || {
+                k::report_invalid_objects(status_client.clone(), snapshots.clone())
+            }),
+    ));
+    if let Some(bundle) = trust_bundle {
+        tracing::info!(
+            config_map = k::ROOT_CERT_CONFIG_MAP,
+            "the leader publishes the mesh root to every namespace"
+        );
+        let names = k::WebhookConfigNames {
+            mutating: args.mutating_webhook_config.clone(),
+            validating: args.validating_webhook_config.clone(),
+        };
+        tracing::info!(mutating = %names.mutating, validating = %names.validating, "the leader keeps the webhook configurations' caBundle on the mesh root");
+        let (c, b) = (client.clone(), bundle.clone());
+        writers.push(tokio::spawn(
+            leadership
+                .clone()
+                .run_while_leader("webhook caBundle", move || {
+                    k::patch_webhook_ca_bundles(c.clone(), names.clone(), b.clone())
+                }),
+        ));
+        writers.push(tokio::spawn(
+            leadership.run_while_leader("root certificate ConfigMaps", move || {
+                k::publish_root_cert(client.clone(), bundle.clone())
+            }),
+        ));
+    }
+    ClusterWriters { writers, election }
 }
 
 /// The config source: `--config-dir` or `--kube`, exactly one (clap checks).

@@ -45,6 +45,9 @@ pub struct Metrics {
     pub workload_cert_expiry: Gauge,
     /// Certificates signed for CSRs (Istio's CreateCertificate).
     pub csr_issued: Counter,
+    /// 1 while this replica makes the cluster-wide writes (holds the
+    /// leader Lease, or leader election is off); 0 otherwise.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -65,6 +68,7 @@ impl Default for Metrics {
             serving_cert_expiry: Gauge::default(),
             workload_cert_expiry: Gauge::default(),
             csr_issued: Counter::default(),
+            leader: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -132,6 +136,11 @@ impl Default for Metrics {
             "csr_issued",
             "Certificates signed for workload CSRs (Istio CreateCertificate)",
             m.csr_issued.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica makes the cluster-wide Kubernetes writes (holds the leader Lease)",
+            m.leader.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -23,7 +23,7 @@ pub use http::{
     HttpResponse,
 };
 pub use proc::{workdir, Proc};
-pub use rudder::{spawn_rudder, spawn_rudder_kube, Rudder, TlsXds};
+pub use rudder::{launch_rudder_kube, spawn_rudder, spawn_rudder_kube, Rudder, TlsXds};
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -135,6 +135,25 @@ impl Proc {
         }
     }
 
+    /// SIGTERM, then waits up to `grace` for a clean exit (SIGKILL after it);
+    /// the exit status, `None` when it had to be killed.
+    pub fn terminate(&self, grace: Duration) -> Option<ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        assert!(
+            sent.is_ok_and(|s| s.success()) || !self.is_running(),
+            "kill -TERM {} ({}) failed",
+            self.pid(),
+            self.name
+        );
+        let exited = super::poll(grace, || self.exit_status());
+        if exited.is_none() {
+            self.kill();
+        }
+        exited
+    }
+
     /// SIGKILL and reap; idempotent.
     pub fn kill(&self) {
         let mut child = self.child();

@@ -153,6 +153,15 @@ pub fn spawn_rudder_at(
 /// `rudder serve --kube --kubeconfig KUBECONFIG` on fresh loopback ports:
 /// the cluster, not a directory, is the source.
 pub fn spawn_rudder_kube(kubeconfig: &Path, extra_args: &[&str]) -> Rudder {
+    let rudder = launch_rudder_kube(kubeconfig, extra_args);
+    rudder.wait_healthy();
+    rudder
+}
+
+/// [`spawn_rudder_kube`] without waiting for health, to start replicas at
+/// the same moment. Spawn from the test's own thread: the child is killed
+/// when the thread that spawned it exits (`--pdeathsig`).
+pub fn launch_rudder_kube(kubeconfig: &Path, extra_args: &[&str]) -> Rudder {
     let xds_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let mut cmd = Command::new("setpriv");
@@ -173,7 +182,9 @@ fn start_rudder(
     extra_args: &[&str],
 ) -> Rudder {
     let source = ["--config-dir".to_string(), config_dir.display().to_string()];
-    launch(cmd, &source, xds_addr, admin_addr, extra_args)
+    let rudder = launch(cmd, &source, xds_addr, admin_addr, extra_args);
+    rudder.wait_healthy();
+    rudder
 }
 
 fn launch(
@@ -195,12 +206,11 @@ fn launch(
         admin_url: format!("http://{admin_addr}"),
         tls: None,
     };
-    rudder.wait_healthy();
     rudder
 }
 
 impl Rudder {
-    fn wait_healthy(&self) {
+    pub fn wait_healthy(&self) {
         let url = format!("{}/healthz", self.admin_url);
         let healthy = poll(STARTUP_TIMEOUT, || {
             self.proc.assert_running("starting up");

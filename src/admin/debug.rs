@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use sha2::Digest;
 
 use super::AdminState;
 use crate::translate;
@@ -158,6 +159,8 @@ pub async fn certz(State(s): State<AdminState>) -> Json<Value> {
             "trust_domain": ca.trust_domain(),
             "source": format!("{:?}", ca.source()),
             "not_after": time(ca.signer_not_after()),
+            // Equal on replicas that share a CA: compare them without the PEM.
+            "trust_bundle_sha256": hex::encode(sha2::Sha256::digest(ca.trust_bundle().as_bytes())),
         },
         "workload_ttl": humantime::format_duration(store.ttl()).to_string(),
         "serving_cert": s.serving_cert.as_ref().map(|c| json!({"not_after": time(c.not_after())})),

@@ -104,6 +104,34 @@ pub struct ServeArgs {
         conflicts_with = "config_dir"
     )]
     pub validating_webhook_config: String,
+    /// With --kube: compete for a Lease so that one replica makes the
+    /// cluster-wide writes (root-certificate ConfigMaps, webhook caBundle,
+    /// status of refused objects); every replica serves xDS regardless.
+    /// `false`: this replica always writes.
+    #[arg(
+        long,
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL",
+        conflicts_with = "config_dir"
+    )]
+    pub leader_election: bool,
+    /// The leader Lease's namespace; default: the client's namespace (in a
+    /// pod, its own).
+    #[arg(long, value_name = "NAMESPACE", conflicts_with = "config_dir")]
+    pub leader_election_namespace: Option<String>,
+    /// The leader Lease's name.
+    #[arg(
+        long,
+        default_value = "rudder-leader",
+        value_name = "NAME",
+        conflicts_with = "config_dir"
+    )]
+    pub leader_election_lease: String,
+    /// How long the leader holds the Lease without renewing it: a replica
+    /// takes over at most this long after its leader stops.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, conflicts_with = "config_dir")]
+    pub leader_lease_duration: Duration,
     /// What the injection webhook adds; its token audience is the first
     /// --token-audience.
     #[command(flatten)]

@@ -24,6 +24,8 @@ mod tests;
 mod tests_invalid;
 
 use kube::CustomResource;
+
+use super::IstioStatus;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +49,8 @@ pub use validate_policy::grpc_status_code;
     version = "v1",
     kind = "VirtualService",
     namespaced,
+    // Rudder reports refusals there (source/kube/status.rs), as on every kind.
+    status = "IstioStatus",
     // The index compares objects to skip no-op updates.
     derive = "PartialEq",
     derive = "Default",

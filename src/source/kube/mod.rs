@@ -15,13 +15,20 @@
 //!
 //! Secrets: with `--ca-secret` the CA is read from (or created as) one
 //! Secret at start-up ([`load_or_create_ca`]); no other Secret is read.
+//!
+//! Writes: every replica reads and serves; the writes made for the whole
+//! cluster (root-certificate ConfigMaps, webhook caBundles, status of
+//! refused objects) run only on the replica holding the leader Lease
+//! ([`Leadership`]).
 
 mod ca_secret;
 mod convert;
 mod kinds;
+mod leader;
 mod mesh;
 mod relist;
 mod root_cert;
+mod status;
 mod webhook_ca;
 
 use futures::stream::{self, BoxStream, StreamExt};
@@ -33,8 +40,10 @@ use tokio::sync::mpsc;
 
 pub use ca_secret::{load_or_create_ca, CaSecret};
 pub use kinds::{all as watched_kinds, WatchedKind};
+pub use leader::{identity as leader_identity, Leadership, LeaseConfig};
 pub use mesh::MeshConfigMap;
 pub use root_cert::{publish_root_cert, ROOT_CERT_CONFIG_MAP, ROOT_CERT_KEY};
+pub use status::report_invalid_objects;
 pub use webhook_ca::{patch_webhook_ca_bundles, WebhookConfigNames};
 
 use super::SourceEvent;

@@ -9,10 +9,9 @@
 //! no-op otherwise. RBAC: get/list/watch on namespaces; get/create/patch on
 //! configmaps.
 //!
-//! Not leader-elected: every replica applies the same content, which is
-//! harmless but repeats the writes. The ConfigMaps themselves are not
-//! watched, so one deleted by hand comes back on the namespace's next event
-//! or Rudder's next start.
+//! Leader-only ([`super::Leadership`]). The ConfigMaps themselves are not
+//! watched, so one deleted by hand comes back on the namespace's next event,
+//! the next change of leader, or Rudder's next start.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};

@@ -15,7 +15,9 @@
 //! (RBAC, say) are logged and retried with backoff. RBAC: get/list/watch/
 //! patch on mutatingwebhookconfigurations and validatingwebhookconfigurations.
 //!
-//! Not leader-elected: replicas sharing a root write the same bytes.
+//! Leader-only ([`super::Leadership`]). Replicas must share one root (a CA
+//! Secret, or the same --ca-dir files): the API server calls any replica
+//! behind the Service, and trusts only the root the leader wrote.
 
 use base64::Engine;
 use futures::StreamExt;
