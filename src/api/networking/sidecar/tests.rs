@@ -56,6 +56,10 @@ fn invalid_sidecars() {
         (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, serverCertificate: /c}}}}")), "spec.ingress[0].tls.privateKey", "requires a private key"),
         (ingress(&format!("{{{https}, tls: {{mode: MUTUAL, serverCertificate: /c, privateKey: /k}}}}")), "spec.ingress[0].tls.caCertificates", "client CA bundle"),
         (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, serverCertificate: /c, privateKey: /k, caCrl: /crl}}}}")), "spec.ingress[0].tls.caCrl", "not supported with SIMPLE"),
+        (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, serverCertificate: /c, privateKey: /k, verifyCertificateHash: [abc]}}}}")), "spec.ingress[0].tls.verifyCertificateHash[0]", "not a hex-encoded SHA-256"),
+        (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, serverCertificate: /c, privateKey: /k, verifyCertificateSpki: ['bm90IGEgaGFzaA==']}}}}")), "spec.ingress[0].tls.verifyCertificateSpki[0]", "not a base64-encoded SHA-256"),
+        (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, serverCertificate: /c, privateKey: /k, maxProtocolVersion: TLSV1_1}}}}")), "spec.ingress[0].tls.minProtocolVersion", "above maxProtocolVersion"),
+        (ingress(&format!("{{{https}, tls: {{mode: SIMPLE, serverCertificate: /c, privateKey: /k, minProtocolVersion: TLSV1_3, maxProtocolVersion: TLSV1_2}}}}")), "spec.ingress[0].tls.minProtocolVersion", "above maxProtocolVersion"),
         (ingress("{port: {number: 80}, connectionPool: {tcp: {connectTimeout: 0s}}}"), "spec.ingress[0].connectionPool.tcp.connectTimeout", "at least 1ms"),
         ("{inboundConnectionPool: {}}".into(), "spec.inboundConnectionPool", "at least one field"),
         ("{outboundTrafficPolicy: {mode: REGISTRY_ONLY, egressProxy: {host: a.example.com, port: {number: 443}}}}".into(), "spec.outboundTrafficPolicy.egressProxy", "only with mode ALLOW_ANY"),
@@ -79,6 +83,8 @@ fn istio_accepts_what_it_accepts() {
         // Duplicate hosts are warnings too.
         "{egress: [{hosts: ['*/*', 'prod/a.example.com', 'prod/a.example.com']}]}",
         "{egress: [{port: {number: 0}, bind: 'unix://@abstract', hosts: ['./*']}]}",
+        // Pins Envoy can decode, and a TLS 1.3-only range.
+        "{ingress: [{port: {number: 8443, protocol: HTTPS}, tls: {mode: MUTUAL, serverCertificate: /c, privateKey: /k, caCertificates: /ca, minProtocolVersion: TLSV1_3, verifyCertificateHash: ['DF:6F:F7:2F:E9:11:65:21:26:8F:6F:2D:D4:96:6F:51:DF:47:98:83:FE:70:37:B3:9F:75:91:6A:C3:04:9D:1A'], verifyCertificateSpki: ['AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=']}}]}",
     ] {
         validate(&spec(yaml)).unwrap_or_else(|e| panic!("{yaml}: {e}"));
     }

@@ -221,6 +221,8 @@ pub(crate) fn check_server_tls(field: &str, tls: &ServerTlsSettings) -> Result<(
             }
         }
     }
+    check_pins(field, tls)?;
+    check_versions(field, tls)?;
     if set(&tls.ca_crl) {
         if set(&tls.credential_name) {
             return err(
@@ -231,6 +233,50 @@ pub(crate) fn check_server_tls(field: &str, tls: &ServerTlsSettings) -> Result<(
         if mode == ServerTlsMode::Simple {
             return err("caCrl", "CRL is not supported with SIMPLE TLS");
         }
+    }
+    Ok(())
+}
+
+/// Envoy refuses pins it cannot decode, which would reject the whole
+/// listener: a SHA-256 as hex (colons allowed), an SPKI hash as base64.
+fn check_pins(field: &str, tls: &ServerTlsSettings) -> Result<(), FieldError> {
+    use base64::Engine as _;
+    for (i, hash) in tls.verify_certificate_hash.iter().enumerate() {
+        let digits: String = hash.chars().filter(|c| *c != ':').collect();
+        if digits.len() != 64 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(FieldError::new(
+                format!("{field}.verifyCertificateHash[{i}]"),
+                format!("{hash:?} is not a hex-encoded SHA-256 (64 hex digits, colons allowed)"),
+            ));
+        }
+    }
+    for (i, spki) in tls.verify_certificate_spki.iter().enumerate() {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(spki);
+        if decoded.map(|d| d.len()) != Ok(32) {
+            return Err(FieldError::new(
+                format!("{field}.verifyCertificateSpki[{i}]"),
+                format!("{spki:?} is not a base64-encoded SHA-256"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A server's range defaults to TLS 1.2 through 1.3 (`TLS_AUTO` too); an
+/// empty range is refused by Envoy.
+fn check_versions(field: &str, tls: &ServerTlsSettings) -> Result<(), FieldError> {
+    let rank = |v: Option<TlsProtocol>, auto: u8| match v {
+        None | Some(TlsProtocol::TlsAuto) => auto,
+        Some(TlsProtocol::TlsV1_0) => 0,
+        Some(TlsProtocol::TlsV1_1) => 1,
+        Some(TlsProtocol::TlsV1_2) => 2,
+        Some(TlsProtocol::TlsV1_3) => 3,
+    };
+    if rank(tls.min_protocol_version, 2) > rank(tls.max_protocol_version, 3) {
+        return Err(FieldError::new(
+            format!("{field}.minProtocolVersion"),
+            "minProtocolVersion is above maxProtocolVersion (unset or TLS_AUTO: TLSV1_2 to TLSV1_3)",
+        ));
     }
     Ok(())
 }
