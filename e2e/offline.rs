@@ -125,6 +125,14 @@ fn offline_golden_translations_pass_envoy_validation() {
     let cert = rcgen::generate_simple_self_signed(vec!["golden.test".to_string()]).unwrap();
     let stand_in = dir.path().join("stand-in.pem");
     std::fs::write(&stand_in, cert.cert.pem()).unwrap();
+    // A private key's stand-in is the key of that certificate: Envoy checks
+    // that a server's key matches its certificate.
+    let stand_in_key = dir.path().join("stand-in-key.pem");
+    std::fs::write(&stand_in_key, cert.signing_key.serialize_pem()).unwrap();
+    let stand_ins = StandIns {
+        cert: stand_in.to_str().unwrap(),
+        key: stand_in_key.to_str().unwrap(),
+    };
     let mut failures = Vec::new();
     for case in &cases {
         let mut boot = base.clone();
@@ -133,7 +141,7 @@ fn offline_golden_translations_pass_envoy_validation() {
         listeners.extend(read(case, "listeners"));
         let clusters = statics["clusters"].as_array_mut().unwrap();
         clusters.extend(read(case, "clusters"));
-        replace_missing_files(&mut boot, stand_in.to_str().unwrap());
+        replace_missing_files(&mut boot, &stand_ins, stand_ins.cert);
         let file = dir.path().join(format!("{case}.json"));
         std::fs::write(&file, serde_json::to_vec_pretty(&boot).unwrap()).unwrap();
         if let Err(e) = crate::support::envoy_validate(&file) {
@@ -143,7 +151,15 @@ fn offline_golden_translations_pass_envoy_validation() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-fn replace_missing_files(v: &mut Value, stand_in: &str) {
+/// Files that stand in for those a golden case names but this machine lacks.
+struct StandIns<'a> {
+    cert: &'a str,
+    key: &'a str,
+}
+
+/// Replaces every missing `filename` by `stand_in`: the certificate, or
+/// under a `private_key` the key.
+fn replace_missing_files(v: &mut Value, stand_ins: &StandIns, stand_in: &str) {
     match v {
         Value::Object(map) => {
             for (key, value) in map.iter_mut() {
@@ -153,13 +169,16 @@ fn replace_missing_files(v: &mut Value, stand_in: &str) {
                     {
                         *path = stand_in.to_string();
                     }
-                    _ => replace_missing_files(value, stand_in),
+                    _ if key == "private_key" => {
+                        replace_missing_files(value, stand_ins, stand_ins.key)
+                    }
+                    _ => replace_missing_files(value, stand_ins, stand_ins.cert),
                 }
             }
         }
         Value::Array(items) => items
             .iter_mut()
-            .for_each(|i| replace_missing_files(i, stand_in)),
+            .for_each(|i| replace_missing_files(i, stand_ins, stand_in)),
         _ => {}
     }
 }

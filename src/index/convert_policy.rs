@@ -107,7 +107,7 @@ fn load_balancer(lb: &LoadBalancerSettings) -> Option<LoadBalancer> {
     }))
 }
 
-fn connection_pool(p: &ConnectionPoolSettings) -> ConnectionPool {
+pub(super) fn connection_pool(p: &ConnectionPoolSettings) -> ConnectionPool {
     let pos = |v: Option<i32>| v.filter(|n| *n > 0).map(|n| n as u32);
     let tcp = p.tcp.as_ref();
     let http = p.http.as_ref();
@@ -212,6 +212,12 @@ pub fn sidecar(sc: &ApiSidecar) -> SidecarScope {
                 OutboundMode::RegistryOnly => OutboundPolicy::RegistryOnly,
                 OutboundMode::AllowAny => OutboundPolicy::AllowAny,
             }),
+        ingress: super::convert_sidecar::ingress(sc),
+        inbound_connection_pool: sc
+            .spec
+            .inbound_connection_pool
+            .as_ref()
+            .map(connection_pool),
         created: created(&sc.metadata),
         key,
     }

@@ -8,6 +8,7 @@ mod convert_entry;
 mod convert_policy;
 mod convert_routing;
 mod convert_security;
+mod convert_sidecar;
 mod store;
 
 #[cfg(test)]

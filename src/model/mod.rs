@@ -7,6 +7,7 @@ pub mod proxy;
 pub mod routing;
 pub mod security;
 mod service;
+pub mod sidecar;
 mod snapshot;
 
 pub use mesh::{MeshConfig, OutboundPolicy};

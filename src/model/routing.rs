@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+// The Sidecar resource lives in model/sidecar.rs; these names stay
+// importable from here, where egress scoping first lived.
+pub use super::sidecar::{EgressHost, NamespacePattern, SidecarScope};
+
 /// `namespace/name` of an Istio resource, for messages and precedence.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct ConfigKey {
@@ -489,45 +493,4 @@ mod tests {
             "a.b.svc.cluster.local"
         ));
     }
-}
-
-/// The namespace part of a Sidecar egress host (`ns/host`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum NamespacePattern {
-    /// `*`: any namespace.
-    Any,
-    /// A namespace by name (`.` already replaced by the Sidecar's own).
-    Named(String),
-    /// `~`: no namespace (imports nothing).
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct EgressHost {
-    pub namespace: NamespacePattern,
-    /// `*`, `*.suffix` or a fully qualified host.
-    pub host: String,
-}
-
-impl EgressHost {
-    pub fn imports(&self, namespace: &str, fqdn: &str) -> bool {
-        let ns_ok = match &self.namespace {
-            NamespacePattern::Any => true,
-            NamespacePattern::Named(n) => n == namespace,
-            NamespacePattern::None => false,
-        };
-        ns_ok && host_matches(&self.host, fqdn)
-    }
-}
-
-/// A Sidecar resource, resolved: which services its proxies see and how
-/// they treat unknown destinations.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct SidecarScope {
-    pub key: ConfigKey,
-    /// Empty: every workload in the namespace without a more specific Sidecar.
-    pub workload_selector: BTreeMap<String, String>,
-    pub egress: Vec<EgressHost>,
-    pub outbound_policy: Option<super::OutboundPolicy>,
-    pub created: i64,
 }

@@ -78,6 +78,8 @@ const EXPECTED_CASES: &[&str] = &[
     "vs_routing",
     "dr_policies",
     "sidecar_scope",
+    "sidecar_ingress",
+    "sidecar_ingress_none",
     "service_entries",
     "redirect_mode",
     "shared_port",
@@ -197,15 +199,16 @@ fn snapshot(unit: &str, yaml: &str, mesh: MeshConfig) -> Result<Arc<Snapshot>, S
 }
 
 /// The four resource types, in translator order (not yet sorted).
-struct Resources {
-    clusters: Vec<Cluster>,
-    listeners: Vec<Listener>,
-    routes: Vec<RouteConfiguration>,
-    endpoints: Vec<ClusterLoadAssignment>,
+pub(super) struct Resources {
+    pub clusters: Vec<Cluster>,
+    pub listeners: Vec<Listener>,
+    pub routes: Vec<RouteConfiguration>,
+    pub endpoints: Vec<ClusterLoadAssignment>,
 }
 
 /// Translates a case's YAML; returns the snapshot too, for its rejections.
-fn translate_case(case: &str, yaml: &str) -> Result<(Arc<Snapshot>, Resources), String> {
+/// Unit tests use it to run the real pipeline on YAML of their own.
+pub(super) fn translate_case(case: &str, yaml: &str) -> Result<(Arc<Snapshot>, Resources), String> {
     let header = parse_header(yaml)?;
     let mut proxy = Proxy::from_node_id(&header.node_id).map_err(|e| e.to_string())?;
     proxy.interception = header.interception;

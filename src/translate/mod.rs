@@ -10,12 +10,16 @@ mod listener;
 mod mtls;
 mod names;
 mod policy;
+mod reach;
 mod route;
 mod secret;
+mod server_tls;
 mod shape;
 
 #[cfg(test)]
 mod golden;
+#[cfg(test)]
+mod ingress_tests;
 
 pub use cluster::clusters;
 pub use endpoint::{endpoints, endpoints_for};
@@ -26,7 +30,7 @@ pub use names::{
 };
 pub use route::{routes, tcp_destinations, tls_routes};
 pub use secret::{root_secret, sds_config, secrets, ROOT_SECRET, WORKLOAD_SECRET};
-pub use shape::ProxyShape;
+pub use shape::{InboundPort, ProxyShape};
 
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion,

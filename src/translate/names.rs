@@ -30,6 +30,11 @@ pub fn loopback_listener(port: u16) -> String {
     format!("127.0.0.1_{port}")
 }
 
+/// An inbound listener that binds its port, Istio's `BIND_PORT`.
+pub fn bound_listener(bind: std::net::IpAddr, port: u16) -> String {
+    format!("{bind}_{port}")
+}
+
 /// Every name a client may use for a service, as Istio's virtual hosts answer:
 /// the FQDN, `name.ns.svc`, `name.ns`, the bare name (only from the same
 /// namespace, where it resolves), and the cluster IP.

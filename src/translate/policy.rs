@@ -185,7 +185,7 @@ fn apply_lb(cluster: &mut Cluster, lb: &LoadBalancer) {
     }
 }
 
-fn apply_pool(
+pub fn apply_pool(
     cluster: &mut Cluster,
     pool: &ConnectionPool,
     http: &mut envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions,
@@ -244,16 +244,12 @@ fn transport_socket_for(tls: &ClientTls) -> Option<TransportSocket> {
     if !matches!(tls.mode, TlsMode::Simple | TlsMode::Mutual) {
         return None;
     }
-    let file = |f: &String| DataSource {
-        specifier: Some(data_source::Specifier::Filename(f.clone())),
-        ..Default::default()
-    };
     let mut common = CommonTlsContext::default();
     if tls.mode == TlsMode::Mutual {
         if let (Some(cert), Some(key)) = (&tls.client_certificate, &tls.private_key) {
             common.tls_certificates = vec![TlsCertificate {
-                certificate_chain: Some(file(cert)),
-                private_key: Some(file(key)),
+                certificate_chain: Some(file_source(cert)),
+                private_key: Some(file_source(key)),
                 ..Default::default()
             }];
         }
@@ -263,7 +259,7 @@ fn transport_socket_for(tls: &ClientTls) -> Option<TransportSocket> {
             common.validation_context_type = Some(
                 common_tls_context::ValidationContextType::ValidationContext(
                     CertificateValidationContext {
-                        trusted_ca: Some(file(ca)),
+                        trusted_ca: Some(file_source(ca)),
                         match_typed_subject_alt_names: tls
                             .subject_alt_names
                             .iter()
@@ -293,4 +289,12 @@ fn transport_socket_for(tls: &ClientTls) -> Option<TransportSocket> {
         name: "envoy.transport_sockets.tls".to_string(),
         config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(context))),
     })
+}
+
+/// A file the proxy reads (certificates, keys, CA bundles).
+pub fn file_source(path: &str) -> DataSource {
+    DataSource {
+        specifier: Some(data_source::Specifier::Filename(path.to_string())),
+        ..Default::default()
+    }
 }

@@ -1,8 +1,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::authz::applies_to;
-use crate::model::routing::{ConfigKey, SidecarScope};
+use crate::model::routing::{ConfigKey, ConnectionPool, SidecarScope};
 use crate::model::security::InboundMtls;
+use crate::model::sidecar::{DefaultEndpoint, IngressListener};
 use crate::model::{
     Interception, OutboundPolicy, Protocol, Proxy, ProxyKind, Service, ServiceEndpoints, Snapshot,
 };
@@ -16,8 +17,10 @@ pub struct ProxyShape {
     pub kind: ProxyKind,
     pub namespace: String,
     pub interception: Interception,
-    /// Ports the workload serves (from Services selecting it), by protocol.
-    pub inbound_ports: BTreeMap<u16, Protocol>,
+    /// The ports the proxy serves inbound (each through `inbound|PORT||`):
+    /// the target ports of the Services selecting the workload, or, when its
+    /// Sidecar lists `ingress` listeners, those listeners' ports instead.
+    pub inbound: BTreeMap<u16, InboundPort>,
     /// The workload's labels that some VirtualService `sourceLabels` or
     /// DestinationRule `workloadSelector` reads, and only those: proxies of
     /// different workloads still share a shape when no rule tells them apart.
@@ -35,15 +38,30 @@ pub struct ProxyShape {
     pub request_authn: Vec<ConfigKey>,
 }
 
+/// One port the proxy serves inbound.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct InboundPort {
+    /// As declared (by the Service port or the ingress listener).
+    pub protocol: Protocol,
+    /// The Sidecar `ingress` listener declaring the port; None for a
+    /// Service's target port.
+    pub listener: Option<IngressListener>,
+    /// The listener's `connectionPool`, else the Sidecar's
+    /// `inboundConnectionPool` (which also covers Service ports).
+    pub connection_pool: Option<ConnectionPool>,
+}
+
 impl ProxyShape {
     pub fn of(snapshot: &Snapshot, proxy: &Proxy) -> ProxyShape {
+        let sidecar = sidecar_for(snapshot, proxy);
+        let scope = sidecar.as_ref().and_then(|k| snapshot.sidecars.get(k));
         ProxyShape {
             kind: proxy.kind,
             namespace: proxy.namespace.clone(),
             interception: proxy.interception,
-            inbound_ports: inbound_ports(snapshot, proxy),
+            inbound: inbound(snapshot, proxy, scope.map(|s| s.as_ref())),
             labels: routing_labels(snapshot, proxy),
-            sidecar: sidecar_for(snapshot, proxy),
+            sidecar,
             mtls: proxy.mtls,
             inbound_mtls: InboundMtls::resolve(
                 snapshot.peer_authentications.values().map(|p| p.as_ref()),
@@ -95,15 +113,30 @@ impl ProxyShape {
     }
 
     /// Is this service part of the proxy's world? Without a Sidecar resource,
-    /// every service is; with one, only those its egress hosts import.
+    /// every service is; with one, only those its egress hosts import. A
+    /// Sidecar without `egress` (only `ingress`, say) imports `*/*`, as Istio.
     pub fn imports(&self, snapshot: &Snapshot, svc: &Service) -> bool {
         match self.scope(snapshot) {
             None => true,
+            Some(scope) if scope.egress.is_empty() => true,
             Some(scope) => scope
                 .egress
                 .iter()
                 .any(|e| e.imports(&svc.key.namespace, &svc.hostname())),
         }
+    }
+
+    /// Is `port` taken on this pod by the inbound side: served inbound (the
+    /// application's own port, or one a Sidecar ingress listener binds), or
+    /// where an ingress listener's application listens on loopback? Envoy's
+    /// loopback listeners must leave such ports alone, or binding fails.
+    pub fn holds_port(&self, port: u16) -> bool {
+        self.inbound.contains_key(&port)
+            || self.inbound.values().any(|p| {
+                p.listener.as_ref().is_some_and(|l| {
+                    matches!(l.endpoint, DefaultEndpoint::Loopback { port: to, .. } if to == port)
+                })
+            })
     }
 
     /// The Sidecar's outboundTrafficPolicy, else the mesh's.
@@ -195,9 +228,40 @@ fn routing_labels(snapshot: &Snapshot, proxy: &Proxy) -> BTreeMap<String, String
         .collect()
 }
 
-/// The workload's served ports: target ports of every Service selecting it.
-/// The Pod object's labels win over the proxy's own claim when both exist.
-fn inbound_ports(snapshot: &Snapshot, proxy: &Proxy) -> BTreeMap<u16, Protocol> {
+/// What the proxy serves inbound. Istio: a Sidecar's `ingress` listeners,
+/// when it has any, replace the Services' ports, and are configured only
+/// for a workload some Service selects.
+fn inbound(
+    snapshot: &Snapshot,
+    proxy: &Proxy,
+    scope: Option<&SidecarScope>,
+) -> BTreeMap<u16, InboundPort> {
+    let services = service_ports(snapshot, proxy);
+    let pool = scope.and_then(|s| s.inbound_connection_pool.as_ref());
+    let ingress = scope.map(|s| s.ingress.as_slice()).unwrap_or_default();
+    if ingress.is_empty() {
+        let port = |protocol| InboundPort {
+            protocol,
+            listener: None,
+            connection_pool: pool.cloned(),
+        };
+        return services.into_iter().map(|(n, p)| (n, port(p))).collect();
+    }
+    if services.is_empty() {
+        return BTreeMap::new();
+    }
+    // Validation keeps ingress ports unique.
+    let port = |l: &IngressListener| InboundPort {
+        protocol: l.protocol,
+        listener: Some(l.clone()),
+        connection_pool: l.connection_pool.as_ref().or(pool).cloned(),
+    };
+    ingress.iter().map(|l| (l.port, port(l))).collect()
+}
+
+/// The target ports of every Service selecting the workload. The Pod
+/// object's labels win over the proxy's own claim when both exist.
+fn service_ports(snapshot: &Snapshot, proxy: &Proxy) -> BTreeMap<u16, Protocol> {
     if proxy.kind != ProxyKind::Sidecar {
         return BTreeMap::new();
     }

@@ -13,9 +13,9 @@ use crate::translate::{names, socket_address, ProxyShape};
 pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
     outbound_ports(snapshot, shape)
         .into_iter()
-        // The application itself listens on its own ports; binding them on
-        // loopback too would fail (and Envoy would refuse the update).
-        .filter(|(port, _)| !shape.inbound_ports.contains_key(port))
+        // The application and the inbound side hold some ports; binding
+        // them on loopback too would fail (and Envoy would refuse the update).
+        .filter(|(port, _)| !shape.holds_port(*port))
         .map(|(port, services)| listener(snapshot, shape, port, &services))
         .collect()
 }

@@ -3,7 +3,8 @@
 //!   outbound listener 15001 hands each connection to a per-port listener by
 //!   its original destination; the virtual inbound listener 15006 serves the
 //!   workload's own ports.
-//! - `NONE`: no capture; the application dials `127.0.0.1:<service port>`.
+//! - `NONE`: no capture; the application dials `127.0.0.1:<service port>`,
+//!   and Sidecar `ingress` listeners bind their ports themselves.
 
 mod filters;
 mod inbound;
@@ -27,12 +28,9 @@ pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
     }
     let mut out = match shape.interception {
         Interception::None => loopback::listeners(snapshot, shape),
-        Interception::Redirect | Interception::Tproxy => {
-            let mut l = outbound::listeners(snapshot, shape);
-            l.push(inbound::listener(snapshot, shape));
-            l
-        }
+        Interception::Redirect | Interception::Tproxy => outbound::listeners(snapshot, shape),
     };
+    out.extend(inbound::listeners(snapshot, shape));
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }

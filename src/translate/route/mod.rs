@@ -34,7 +34,7 @@ pub fn routes(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<RouteConfiguration
     outbound_ports(snapshot, shape)
         .into_iter()
         // Loopback listeners skip the workload's own ports (see listener/loopback.rs).
-        .filter(|(port, _)| captured || !shape.inbound_ports.contains_key(port))
+        .filter(|(port, _)| captured || !shape.holds_port(*port))
         .filter(|(_, services)| services.iter().any(|(_, p)| routed(p)))
         .map(|(port, services)| {
             // Envoy refuses a route configuration where two virtual hosts share

@@ -1,12 +1,14 @@
-//! CDS: one EDS cluster per service port, the proxy's inbound clusters, and
-//! Istio's two fixed clusters.
+//! CDS: one EDS cluster per service port, the proxy's inbound clusters
+//! (inbound.rs), and Istio's two fixed clusters.
+
+mod inbound;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig, LbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
-    socket_address as sa, BindConfig, Http1ProtocolOptions, Http2ProtocolOptions, SocketAddress,
+    Address, Http1ProtocolOptions, Http2ProtocolOptions,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
@@ -19,8 +21,8 @@ use envoy_types::util::pack_any;
 
 use super::names::{self, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
 use super::{ads_config_source, mtls, policy, seconds, socket_address, ProxyShape};
-use crate::model::routing::{TlsMode, TrafficPolicy};
-use crate::model::{Interception, Protocol, ProxyKind, Resolution, Service, ServicePort, Snapshot};
+use crate::model::routing::{ConnectionPool, TlsMode, TrafficPolicy};
+use crate::model::{Protocol, ProxyKind, Resolution, Service, ServicePort, Snapshot};
 
 /// Istio's default connect timeout for mesh clusters.
 const CONNECT_TIMEOUT_SECS: i64 = 10;
@@ -50,12 +52,8 @@ pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
         }
     }
     if shape.kind == ProxyKind::Sidecar {
-        out.extend(
-            shape.inbound_ports.iter().map(|(port, proto)| {
-                inbound(*port, *proto, shape.interception != Interception::None)
-            }),
-        );
-        out.push(inbound_passthrough());
+        out.extend(inbound::clusters(snapshot, shape));
+        out.push(inbound::passthrough());
     }
     out.push(passthrough());
     out.push(blackhole());
@@ -126,35 +124,46 @@ fn outbound(
     mesh_tls(&mut cluster, svc, port, subset, policy, shape, snapshot);
     let pool = policy.connection_pool.as_ref();
     let upgrade = pool.and_then(|p| p.h2_upgrade) == Some(true) && port.protocol.is_http();
-    if port.protocol.is_http2() || upgrade {
+    finish_http_options(&mut cluster, http, port.protocol, upgrade, pool);
+    Some(cluster)
+}
+
+/// Sets the cluster's HTTP protocol options: HTTP/2 upstream for HTTP/2 and
+/// gRPC ports (or when `upgrade`), and whatever a connection pool put in
+/// `http`. HTTP settings mean nothing to a TCP proxy, and Envoy requires an
+/// upstream protocol whenever these options are present.
+fn finish_http_options(
+    cluster: &mut Cluster,
+    mut http: HttpProtocolOptions,
+    protocol: Protocol,
+    upgrade: bool,
+    pool: Option<&ConnectionPool>,
+) {
+    if protocol.is_http2() || upgrade {
         http.upstream_protocol_options = Some(http2());
     }
-    // HTTP settings mean nothing to a TCP proxy; and Envoy requires an
-    // upstream protocol whenever these options are present.
-    let may_be_http = port.protocol.is_http() || port.protocol == Protocol::Unknown;
-    if http != HttpProtocolOptions::default()
-        && (may_be_http || http.upstream_protocol_options.is_some())
+    let may_be_http = protocol.is_http() || protocol == Protocol::Unknown;
+    if http == HttpProtocolOptions::default()
+        || !(may_be_http || http.upstream_protocol_options.is_some())
     {
-        if http.upstream_protocol_options.is_none() {
-            http.upstream_protocol_options = Some(if pool.is_some_and(|p| p.use_client_protocol) {
-                UpstreamProtocolOptions::UseDownstreamProtocolConfig(UseDownstreamHttpConfig {
-                    http_protocol_options: Some(Http1ProtocolOptions::default()),
-                    http2_protocol_options: Some(Http2ProtocolOptions::default()),
-                    ..Default::default()
-                })
-            } else {
-                UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-                    protocol_config: Some(
-                        explicit_http_config::ProtocolConfig::HttpProtocolOptions(
-                            Http1ProtocolOptions::default(),
-                        ),
-                    ),
-                })
-            });
-        }
-        set_protocol_options(&mut cluster, http);
+        return;
     }
-    Some(cluster)
+    if http.upstream_protocol_options.is_none() {
+        http.upstream_protocol_options = Some(if pool.is_some_and(|p| p.use_client_protocol) {
+            UpstreamProtocolOptions::UseDownstreamProtocolConfig(UseDownstreamHttpConfig {
+                http_protocol_options: Some(Http1ProtocolOptions::default()),
+                http2_protocol_options: Some(Http2ProtocolOptions::default()),
+                ..Default::default()
+            })
+        } else {
+            UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                protocol_config: Some(explicit_http_config::ProtocolConfig::HttpProtocolOptions(
+                    Http1ProtocolOptions::default(),
+                )),
+            })
+        });
+    }
+    set_protocol_options(cluster, http);
 }
 
 /// Mesh mTLS to a service: always with DestinationRule ISTIO_MUTUAL (even
@@ -184,41 +193,6 @@ fn mesh_tls(
     }
 }
 
-/// The local application at the port it listens on. With capture, as Istio
-/// does since 1.10: the connection's original destination (the pod IP), from
-/// 127.0.0.6 so the capture rules let it through; an application listening
-/// only on localhost is then not exposed to the mesh. Without capture there
-/// is no inbound listener, and the application is on loopback.
-fn inbound(port: u16, protocol: Protocol, captured: bool) -> Cluster {
-    let name = names::inbound_cluster(port);
-    let mut cluster = if captured {
-        Cluster {
-            cluster_discovery_type: Some(ClusterDiscoveryType::Type(
-                DiscoveryType::OriginalDst as i32,
-            )),
-            lb_policy: LbPolicy::ClusterProvided as i32,
-            upstream_bind_config: Some(inbound_source()),
-            ..base(&name)
-        }
-    } else {
-        Cluster {
-            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
-            load_assignment: Some(static_assignment(&name, "127.0.0.1", port)),
-            ..base(&name)
-        }
-    };
-    if protocol.is_http2() {
-        set_protocol_options(
-            &mut cluster,
-            HttpProtocolOptions {
-                upstream_protocol_options: Some(http2()),
-                ..Default::default()
-            },
-        );
-    }
-    cluster
-}
-
 /// Sends to wherever the client was going (the original destination).
 fn passthrough() -> Cluster {
     Cluster {
@@ -227,32 +201,6 @@ fn passthrough() -> Cluster {
         )),
         lb_policy: LbPolicy::ClusterProvided as i32,
         ..base(PASSTHROUGH_CLUSTER)
-    }
-}
-
-/// Forwards inbound connections to their original destination (the
-/// application's port), from 127.0.0.6 so the capture rules let them through.
-fn inbound_passthrough() -> Cluster {
-    Cluster {
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
-            DiscoveryType::OriginalDst as i32,
-        )),
-        lb_policy: LbPolicy::ClusterProvided as i32,
-        upstream_bind_config: Some(inbound_source()),
-        ..base(names::INBOUND_PASSTHROUGH_CLUSTER)
-    }
-}
-
-/// Inbound connections to the application leave from 127.0.0.6, which the
-/// capture rules exempt (otherwise they would be captured again).
-fn inbound_source() -> BindConfig {
-    BindConfig {
-        source_address: Some(SocketAddress {
-            address: names::INBOUND_PASSTHROUGH_SOURCE.to_string(),
-            port_specifier: Some(sa::PortSpecifier::PortValue(0)),
-            ..Default::default()
-        }),
-        ..Default::default()
     }
 }
 
@@ -276,21 +224,29 @@ fn base(name: &str) -> Cluster {
     }
 }
 
-fn static_assignment(cluster: &str, host: &str, port: u16) -> ClusterLoadAssignment {
-    assignment_of(cluster, [(host, port)].into_iter())
+/// One endpoint at `address` (an IP and port, or a Unix socket).
+fn static_assignment(cluster: &str, address: Address) -> ClusterLoadAssignment {
+    addressed(cluster, [address].into_iter())
 }
 
 fn assignment_of<'a>(
     cluster: &str,
     endpoints: impl Iterator<Item = (&'a str, u16)>,
 ) -> ClusterLoadAssignment {
+    addressed(
+        cluster,
+        endpoints.map(|(host, port)| socket_address(host, port)),
+    )
+}
+
+fn addressed(cluster: &str, addresses: impl Iterator<Item = Address>) -> ClusterLoadAssignment {
     ClusterLoadAssignment {
         cluster_name: cluster.to_string(),
         endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: endpoints
-                .map(|(host, port)| LbEndpoint {
+            lb_endpoints: addresses
+                .map(|address| LbEndpoint {
                     host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                        address: Some(socket_address(host, port)),
+                        address: Some(address),
                         ..Default::default()
                     })),
                     ..Default::default()

@@ -1,0 +1,205 @@
+//! How each inbound port of a proxy is received, decided once for the
+//! listeners and the clusters alike: as a chain of the capture listener
+//! `virtualInbound`, on a listener that binds the port itself (Istio's
+//! `captureMode: NONE`, or any Sidecar ingress port of a proxy without
+//! capture), or not by Envoy at all. A Sidecar ingress port Envoy cannot
+//! serve as asked is skipped, with the reason, rather than sent for Envoy
+//! to refuse.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::listener::{outbound_ports, RESERVED_PORTS};
+use super::shape::InboundPort;
+use super::ProxyShape;
+use crate::model::security::MtlsMode;
+use crate::model::sidecar::{CaptureMode, DefaultEndpoint, IngressListener, ServerTls};
+use crate::model::{Interception, Protocol, Snapshot};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// A filter chain of `virtualInbound`, matched by destination port.
+    Captured,
+    /// A listener of its own, bound at this address and the port.
+    Bound(IpAddr),
+    /// No listener: a Service port of a proxy without capture, where the
+    /// application takes its traffic directly.
+    Unserved,
+}
+
+/// Every inbound port with how it is reached, or why it cannot be.
+pub fn ports<'a>(
+    snapshot: &Snapshot,
+    shape: &'a ProxyShape,
+) -> Vec<(u16, &'a InboundPort, Result<Reach, String>)> {
+    let captured = shape.interception != Interception::None;
+    // Outbound listeners `0.0.0.0_PORT` exist only with capture.
+    let outbound: BTreeSet<u16> = if captured {
+        outbound_ports(snapshot, shape).into_keys().collect()
+    } else {
+        BTreeSet::new()
+    };
+    shape
+        .inbound
+        .iter()
+        .map(|(&port, inbound)| {
+            let reach = match &inbound.listener {
+                None if captured => Ok(Reach::Captured),
+                None => Ok(Reach::Unserved),
+                Some(l) => ingress(l, captured, &outbound),
+            };
+            (port, inbound, reach)
+        })
+        .collect()
+}
+
+/// The TLS the proxy terminates on an inbound port. Istio applies an
+/// ingress listener's `tls` only where PeerAuthentication disables mesh
+/// mTLS for the port: elsewhere mesh mTLS owns it, and `tls` is ignored.
+pub fn terminated_tls<'a>(
+    shape: &ProxyShape,
+    port: u16,
+    inbound: &'a InboundPort,
+) -> Option<&'a ServerTls> {
+    let tls = inbound.listener.as_ref()?.tls.as_ref()?;
+    (shape.inbound_mtls.at(port) == MtlsMode::Disable).then_some(tls)
+}
+
+/// What the application receives on an inbound port: plaintext behind
+/// terminated TLS (Istio's `AfterTLSTermination`), else the port's protocol.
+pub fn app_protocol(shape: &ProxyShape, port: u16, inbound: &InboundPort) -> Protocol {
+    match (terminated_tls(shape, port, inbound), inbound.protocol) {
+        (Some(_), Protocol::Https) => Protocol::Http,
+        (Some(_), Protocol::Tls) => Protocol::Tcp,
+        (_, protocol) => protocol,
+    }
+}
+
+/// Istio's rules for one ingress listener (`getBindToPort`, `CanBindToPort`),
+/// plus the cases where Envoy would refuse the listener or loop.
+fn ingress(l: &IngressListener, captured: bool, outbound: &BTreeSet<u16>) -> Result<Reach, String> {
+    let port = l.port;
+    if RESERVED_PORTS.contains(&port) {
+        return Err(format!(
+            "port {port} is one of the sidecar's own ports ({RESERVED_PORTS:?}); skipped"
+        ));
+    }
+    if l.protocol == Protocol::Udp {
+        return Err("UDP is not proxied by the sidecar; skipped".to_string());
+    }
+    let binds = match l.capture {
+        CaptureMode::None => true,
+        CaptureMode::Default => !captured,
+        CaptureMode::Iptables if captured => false,
+        CaptureMode::Iptables => {
+            return Err(
+                "captureMode IPTABLES, but this proxy's traffic is not captured \
+                 (interception NONE); skipped"
+                    .to_string(),
+            )
+        }
+    };
+    if !binds {
+        return Ok(Reach::Captured);
+    }
+    let bind = l.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    match l.endpoint {
+        DefaultEndpoint::OriginalDestination => {
+            return Err(format!(
+                "the listener binds port {port} itself (no capture), so it needs a \
+                 defaultEndpoint: its original destination is the listener; skipped"
+            ))
+        }
+        DefaultEndpoint::Loopback { port: to, .. }
+            if to == port && (bind.is_unspecified() || bind.is_loopback()) =>
+        {
+            return Err(format!(
+                "defaultEndpoint is the listener's own address ({bind}:{port}); skipped"
+            ))
+        }
+        _ => {}
+    }
+    if bind.is_unspecified() && outbound.contains(&port) {
+        return Err(format!(
+            "a listener bound at {bind}:{port} would collide with the outbound listener \
+             of service port {port}; set `bind` to the pod's IP, or use another port; skipped"
+        ));
+    }
+    Ok(Reach::Bound(bind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(port: u16, capture: CaptureMode, endpoint: DefaultEndpoint) -> IngressListener {
+        IngressListener {
+            index: 0,
+            port,
+            protocol: Protocol::Http,
+            name: String::new(),
+            bind: None,
+            capture,
+            endpoint,
+            tls: None,
+            connection_pool: None,
+        }
+    }
+
+    fn loopback(port: u16) -> DefaultEndpoint {
+        DefaultEndpoint::Loopback {
+            ip: Ipv4Addr::LOCALHOST.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn capture_mode_decides_chain_or_own_listener() {
+        let none = BTreeSet::new();
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let cases = [
+            (CaptureMode::Default, true, Ok(Reach::Captured)),
+            (CaptureMode::Default, false, Ok(Reach::Bound(any))),
+            (CaptureMode::Iptables, true, Ok(Reach::Captured)),
+            (CaptureMode::None, true, Ok(Reach::Bound(any))),
+            (CaptureMode::None, false, Ok(Reach::Bound(any))),
+        ];
+        for (mode, captured, want) in cases {
+            let l = listener(9080, mode, loopback(8080));
+            assert_eq!(ingress(&l, captured, &none), want, "{mode:?} {captured}");
+        }
+        let l = listener(9080, CaptureMode::Iptables, loopback(8080));
+        assert!(ingress(&l, false, &none).unwrap_err().contains("IPTABLES"));
+    }
+
+    #[test]
+    fn listeners_envoy_would_refuse_or_loop_are_skipped() {
+        let none = BTreeSet::new();
+        let skipped = |l: IngressListener, outbound: &BTreeSet<u16>| {
+            ingress(&l, true, outbound).expect_err("skipped")
+        };
+        let own = listener(15006, CaptureMode::Default, loopback(8080));
+        assert!(skipped(own, &none).contains("sidecar's own"));
+        let mut udp = listener(53, CaptureMode::Default, loopback(53));
+        udp.protocol = Protocol::Udp;
+        assert!(skipped(udp, &none).contains("UDP"));
+        let loops = listener(
+            9080,
+            CaptureMode::None,
+            DefaultEndpoint::OriginalDestination,
+        );
+        assert!(skipped(loops, &none).contains("needs a defaultEndpoint"));
+        let itself = listener(9080, CaptureMode::None, loopback(9080));
+        assert!(skipped(itself, &none).contains("own address"));
+        let outbound = BTreeSet::from([9080]);
+        let collides = listener(9080, CaptureMode::None, loopback(8080));
+        assert!(skipped(collides, &outbound).contains("collide"));
+        // Bound to the pod's own address, it no longer collides.
+        let mut pod_ip = listener(9080, CaptureMode::None, loopback(9080));
+        pod_ip.bind = Some("198.18.0.7".parse().unwrap());
+        assert_eq!(
+            ingress(&pod_ip, true, &outbound),
+            Ok(Reach::Bound(pod_ip.bind.unwrap()))
+        );
+    }
+}
