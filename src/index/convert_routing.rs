@@ -9,8 +9,8 @@ use crate::api::networking::common::{
     Destination as ApiDestination, Percent, StringMatch as ApiMatch,
 };
 use crate::api::networking::virtual_service::{
-    grpc_status_code, HeaderOperations, Headers, HttpMatchRequest, HttpRoute as ApiRoute, RedirectPortSelection,
-    RouteDestination, VirtualService as ApiVirtualService,
+    grpc_status_code, HeaderOperations, Headers, HttpMatchRequest, HttpRoute as ApiRoute,
+    RedirectPortSelection, RouteDestination, VirtualService as ApiVirtualService,
 };
 use crate::api::parse_duration;
 use crate::model::routing::*;
