@@ -467,7 +467,8 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
     }
 
     // Namespace-scoped rights through the Role: the leader Lease by name (and
-    // creating it); the CA Secret by name, and creating one.
+    // creating it); the mesh ConfigMap followed by name; the CA Secret by
+    // name, and creating one.
     let role = find(&objects, "Role", "rudder");
     assert_eq!(role["metadata"]["namespace"], NS);
     assert_eq!(
@@ -475,6 +476,7 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
         json!([
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["rudder-leader"], "verbs": ["get", "patch"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["istio"], "verbs": ["list", "watch"]},
             {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["rudder-ca"], "verbs": ["get"]},
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
         ])
@@ -699,6 +701,23 @@ fn helm_chart_applies_to_the_api_server_and_its_serve_args_run() {
     assert!(
         !holder.is_empty(),
         "the leader Lease has no holder: {lease}"
+    );
+    // ... and follows the mesh ConfigMap with the chart's RBAC: an invalid
+    // edit shows up refused on /debug/configz.
+    let mesh_cm = format!("/api/v1/namespaces/{NS}/configmaps/istio");
+    let mut cm = kube.get(&mesh_cm);
+    cm["data"]["mesh"] = json!("outboundTrafficPolicy: {mode: SOMETIMES}\n");
+    kube.expect("PUT", &mesh_cm, Some(&cm), &[200]);
+    let configz = format!("http://{admin}/debug/configz");
+    let refused = poll(Duration::from_secs(30), || {
+        let (_, body) = try_http_get(&configz, None).ok()?;
+        body.contains(&format!("ConfigMap {NS}/istio"))
+            .then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "the mesh ConfigMap edit never reached Rudder (RBAC for list/watch?){}",
+        rudder.log_tail(30)
     );
 }
 

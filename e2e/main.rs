@@ -14,6 +14,7 @@ mod jwt;
 mod kube_apiserver;
 mod kube_flow;
 mod kube_identity;
+mod kube_mesh_config;
 mod kube_replicas;
 mod kube_webhooks;
 mod mtls;

@@ -373,6 +373,8 @@ async fn kube_source(
     };
     let options = KubeOptions {
         mesh_config_map: args.mesh_config_map.clone(),
+        // --mesh-config replaces the ConfigMap, so its edits must not apply.
+        follow_mesh_config: args.mesh_config.is_none(),
     };
     Ok(KubeSource::new(client, events, options))
 }

@@ -145,6 +145,10 @@ pub(crate) fn envoy_flags() -> Vec<String> {
         "1",
         "--drain-strategy",
         "immediate",
+        // Access logs to files are flushed every 10 s by default; tests read
+        // them from the log file soon after the request.
+        "--file-flush-interval-msec",
+        "100",
     ]
     .map(str::to_string)
     .to_vec()

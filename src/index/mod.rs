@@ -88,7 +88,32 @@ impl Index {
         match event {
             SourceEvent::Replace { unit, items } => self.store.replace(&unit, items),
             SourceEvent::Synced => self.synced += 1,
+            SourceEvent::Mesh(mesh) => self.set_mesh(mesh),
         }
+    }
+
+    /// A live mesh config change: everything is recomputed for every proxy.
+    /// The trust domain stays what it was at start-up: the CA issues for
+    /// it, and certificates and peers' SAN checks would part ways.
+    fn set_mesh(&mut self, mut mesh: MeshConfig) {
+        if mesh.trust_domain != self.mesh.trust_domain {
+            tracing::error!(
+                running = %self.mesh.trust_domain,
+                configured = %mesh.trust_domain,
+                "mesh config: trustDomain changes take effect on restart only; keeping the running one"
+            );
+            mesh.trust_domain = self.mesh.trust_domain.clone();
+        }
+        if mesh == *self.mesh {
+            return;
+        }
+        tracing::info!(
+            ?mesh,
+            "mesh config changed; recomputing every proxy's config"
+        );
+        self.mesh = Arc::new(mesh);
+        self.store.pending.routing = true;
+        self.store.pending.workloads = true;
     }
 
     fn synced(&self) -> bool {

@@ -192,3 +192,38 @@ async fn a_resent_unchanged_object_publishes_nothing() {
     let idle = tokio::time::timeout(Duration::from_millis(300), rx.changed()).await;
     assert!(idle.is_err(), "an unchanged object must not publish");
 }
+
+#[tokio::test]
+async fn a_mesh_config_edit_pushes_everything_but_keeps_the_trust_domain() {
+    let (index, mut rx) = Index::new(1, Duration::from_millis(20));
+    let (tx, events) = mpsc::channel(64);
+    tokio::spawn(index.run(events));
+    tx.send(SourceEvent::Synced).await.unwrap();
+    rx.changed().await.unwrap();
+    let first = rx.borrow_and_update().clone();
+
+    let mut edited = crate::api::parse_mesh_config(
+        "outboundTrafficPolicy: {mode: REGISTRY_ONLY}\ntrustDomain: other.example",
+    )
+    .unwrap();
+    tx.send(SourceEvent::Mesh(edited.clone())).await.unwrap();
+    rx.changed().await.unwrap();
+    let second = rx.borrow_and_update().clone();
+    assert_eq!(second.version, first.version + 1);
+    assert!(
+        second.changes.routing && second.changes.workloads,
+        "{:?}",
+        second.changes
+    );
+    assert_eq!(
+        second.mesh.trust_domain, first.mesh.trust_domain,
+        "trust domain kept"
+    );
+    edited.trust_domain = first.mesh.trust_domain.clone();
+    assert_eq!(*second.mesh, edited);
+
+    // The same config again (as a relist resends it): nothing is pushed.
+    tx.send(SourceEvent::Mesh(edited)).await.unwrap();
+    let idle = tokio::time::timeout(Duration::from_millis(300), rx.changed()).await;
+    assert!(idle.is_err(), "an unchanged mesh config must not publish");
+}

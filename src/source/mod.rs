@@ -53,4 +53,6 @@ pub enum SourceEvent {
     Replace { unit: String, items: Vec<Item> },
     /// The source has reported everything it had at start-up.
     Synced,
+    /// A new, valid mesh config (the kube source's mesh ConfigMap changed).
+    Mesh(crate::model::MeshConfig),
 }

@@ -1,14 +1,26 @@
-//! Istio's MeshConfig from its ConfigMap (`istio-system/istio`, key `mesh`),
-//! read once at start-up, as `--mesh-config` is in file mode.
+//! Istio's MeshConfig from its ConfigMap (`istio-system/istio`, key `mesh`):
+//! read at start-up ([`read`]: the CA needs the trust domain before anything
+//! runs, and a bad one stops start-up), then followed ([`follow`]): each
+//! valid edit reaches the index as [`SourceEvent::Mesh`] and every proxy is
+//! recomputed, as istiod's mesh watcher does. An invalid edit is refused
+//! like any document, listed on `/debug/configz` under
+//! `kube:ConfigMap/NAMESPACE/NAME`, and the last good config stays. A deleted
+//! ConfigMap means Istio's defaults, as in Istio.
 
 use std::fmt;
 use std::str::FromStr;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
 use kube::Api;
+use tokio::sync::mpsc;
 
 use super::KubeSourceError;
-use crate::model::MeshConfig;
+use crate::api::{DocumentError, FieldError};
+use crate::model::{MeshConfig, ObjectRef};
+use crate::source::{Item, SourceEvent};
 
 /// Where the mesh config lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +86,83 @@ fn parse(at: &MeshConfigMap, text: &str) -> Result<MeshConfig, KubeSourceError> 
     crate::api::parse_mesh_config(text).map_err(|e| KubeSourceError::MeshConfig(at.clone(), e))
 }
 
+/// Follows the ConfigMap until the index goes away, sending each valid
+/// change. Watch failures are logged and retried with backoff.
+pub async fn follow(client: kube::Client, at: MeshConfigMap, events: mpsc::Sender<SourceEvent>) {
+    let api: Api<ConfigMap> = Api::namespaced(client, &at.namespace);
+    let selector = watcher::Config::default().fields(&format!("metadata.name={}", at.name));
+    let mut stream = watcher(api, selector).default_backoff().boxed();
+    // Whether the current (re)list found the ConfigMap.
+    let mut listed = false;
+    while let Some(event) = stream.next().await {
+        let text = match event {
+            Ok(Event::Init) => {
+                listed = false;
+                continue;
+            }
+            Ok(Event::InitApply(map)) | Ok(Event::Apply(map)) => {
+                listed = true;
+                map.data.and_then(|mut d| d.remove(&at.key))
+            }
+            Ok(Event::InitDone) if listed => continue,
+            Ok(Event::InitDone) | Ok(Event::Delete(_)) => None,
+            Err(e) => {
+                tracing::warn!(configmap = %at, "watching the mesh config: {e}; retrying");
+                continue;
+            }
+        };
+        for event in judge(&at, text.as_deref()) {
+            if events.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// What the index is told about the ConfigMap's current text (`None`: gone,
+/// or no such key): the config, and the unit that carries its refusal, if
+/// any (an empty unit clears an earlier one).
+fn judge(at: &MeshConfigMap, text: Option<&str>) -> Vec<SourceEvent> {
+    let unit = format!("kube:ConfigMap/{}/{}", at.namespace, at.name);
+    let parsed = match text {
+        Some(text) => crate::api::parse_mesh_config(text),
+        None => {
+            tracing::warn!(configmap = %at, "no mesh config in the cluster; using Istio's defaults");
+            Ok(MeshConfig::default())
+        }
+    };
+    match parsed {
+        Ok(mesh) => vec![
+            SourceEvent::Replace {
+                unit,
+                items: Vec::new(),
+            },
+            SourceEvent::Mesh(mesh),
+        ],
+        Err(e) => {
+            // The ConfigMap's field, then the MeshConfig field within its YAML.
+            let field = format!("data.{}", at.key);
+            let reason = match e.field.as_str() {
+                "" => e.reason,
+                inner => format!("{inner}: {}", e.reason),
+            };
+            tracing::error!(configmap = %at, "mesh config refused, the last good one stays: {field}: {reason}");
+            let error = DocumentError {
+                object: Some(ObjectRef {
+                    kind: "ConfigMap".into(),
+                    namespace: at.namespace.clone(),
+                    name: at.name.clone(),
+                }),
+                error: FieldError::new(field, reason),
+            };
+            vec![SourceEvent::Replace {
+                unit,
+                items: vec![Item::Invalid { document: 0, error }],
+            }]
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +187,43 @@ mod tests {
             "{err}"
         );
         assert_eq!(parse(&at, "").unwrap(), MeshConfig::default());
+    }
+
+    #[test]
+    fn a_valid_edit_clears_the_refusal_and_an_invalid_one_keeps_the_config() {
+        let at = MeshConfigMap::default();
+        let events = judge(&at, Some("outboundTrafficPolicy: {mode: REGISTRY_ONLY}"));
+        match events.as_slice() {
+            [SourceEvent::Replace { unit, items }, SourceEvent::Mesh(mesh)] => {
+                assert_eq!(unit, "kube:ConfigMap/istio-system/istio");
+                assert!(items.is_empty());
+                assert_ne!(*mesh, MeshConfig::default());
+            }
+            other => panic!("{other:?}"),
+        }
+        let events = judge(&at, Some("outboundTrafficPolicy: {mode: SOMETIMES}"));
+        match events.as_slice() {
+            [SourceEvent::Replace { items, .. }] => match items.as_slice() {
+                [Item::Invalid { error, .. }] => {
+                    assert_eq!(error.error.field, "data.mesh");
+                    assert!(
+                        error
+                            .error
+                            .reason
+                            .starts_with("outboundTrafficPolicy.mode: "),
+                        "{}",
+                        error.error.reason
+                    );
+                    assert_eq!(error.object.as_ref().unwrap().kind, "ConfigMap");
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("no Mesh event for an invalid config: {other:?}"),
+        }
+        // Gone: Istio's defaults.
+        match judge(&at, None).as_slice() {
+            [_, SourceEvent::Mesh(mesh)] => assert_eq!(*mesh, MeshConfig::default()),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -8,10 +8,8 @@
 //! retried with backoff, never fatal: a kind that cannot be listed (its CRD
 //! not installed, RBAC missing) keeps Rudder not ready and says why.
 //!
-//! Mesh config: the index takes its MeshConfig at construction, so the
-//! ConfigMap is read once at start-up ([`KubeSource::mesh_config`]), like
-//! `--mesh-config` in file mode. Edits to it take effect on restart; it is not
-//! watched.
+//! Mesh config: read at start-up ([`KubeSource::mesh_config`]), then
+//! followed: valid edits reach the index as `SourceEvent::Mesh` (see mesh.rs).
 //!
 //! Secrets: with `--ca-secret` the CA is read from (or created as) one
 //! Secret at start-up ([`load_or_create_ca`]); no other Secret is read.
@@ -63,6 +61,8 @@ pub enum KubeSourceError {
 pub struct KubeOptions {
     /// Istio's mesh ConfigMap, read by [`KubeSource::mesh_config`].
     pub mesh_config_map: MeshConfigMap,
+    /// Whether [`KubeSource::run`] also follows the ConfigMap's edits.
+    pub follow_mesh_config: bool,
 }
 
 /// Watches a cluster through any client: in-cluster, a kubeconfig, or a test's
@@ -102,6 +102,22 @@ impl KubeSource {
 
     /// Watches every kind until the index goes away.
     pub async fn run(self) {
+        // Aborted when the watches end: dropping the handle would not stop it.
+        struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                if let Some(task) = &self.0 {
+                    task.abort();
+                }
+            }
+        }
+        let _mesh = AbortOnDrop(self.options.follow_mesh_config.then(|| {
+            tokio::spawn(mesh::follow(
+                self.client.clone(),
+                self.options.mesh_config_map.clone(),
+                self.events.clone(),
+            ))
+        }));
         let mut states: Vec<KindState> = kinds::all().into_iter().map(KindState::new).collect();
         let streams: Vec<KindEvents> = states
             .iter()

@@ -163,6 +163,7 @@ mod tests {
                     unit.clone()
                 }
                 SourceEvent::Synced => "synced".into(),
+                SourceEvent::Mesh(_) => "mesh".into(),
             })
             .collect()
     }
