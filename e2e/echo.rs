@@ -10,20 +10,31 @@
 //! one-shot client: send `--line`, print the first line back, exit.
 //! `--jwks-file FILE` serves FILE (re-read on every request) at
 //! `GET /jwks.json`: a JWKS server for RequestAuthentication `jwksUri`.
+//! `--tls-cert FILE --tls-key FILE` serve HTTPS instead, and each answer
+//! adds the SNI name the client sent (`sni`): a TLS backend behind a proxy
+//! that passes TLS through.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
 use axum::Json;
 use clap::Parser;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{lookup_host, TcpListener, TcpStream};
 use tokio::time::timeout;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::server::TlsStream;
 
 /// Bound on each upstream call and on the `--send-tcp` client, so a black-
 /// holed connection fails the request instead of hanging it.
@@ -59,7 +70,18 @@ struct Args {
     line: String,
     /// Serve this file as `application/json` at `GET /jwks.json`.
     #[arg(long, value_name = "FILE", conflicts_with = "tcp")]
-    jwks_file: Option<std::path::PathBuf>,
+    jwks_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM) and `--tls-key`.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tcp"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -68,7 +90,7 @@ struct Backend {
     listen: SocketAddr,
     call_http: Option<String>,
     call_tcp: Option<String>,
-    jwks_file: Option<std::path::PathBuf>,
+    jwks_file: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -94,22 +116,100 @@ async fn main() -> anyhow::Result<()> {
         backend.name, backend.listen
     );
     if args.tcp {
-        serve_tcp(listener, backend.name).await
-    } else {
-        serve_http(listener, backend).await
+        return serve_tcp(listener, backend.name).await;
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+        _ => None,
+    };
+    let app = axum::Router::new().fallback(echo).with_state(backend);
+    let service = app.into_make_service_with_connect_info::<Peer>();
+    match tls {
+        Some(config) => axum::serve(TlsListener::new(listener, config)?, service).await?,
+        None => axum::serve(listener, service).await?,
+    }
+    Ok(())
+}
+
+/// Who called: the peer's address and, over TLS, the SNI name it sent.
+#[derive(Clone, Debug)]
+struct Peer {
+    addr: SocketAddr,
+    sni: Option<String>,
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
+        Peer {
+            addr: *stream.remote_addr(),
+            sni: None,
+        }
     }
 }
 
-async fn serve_http(listener: TcpListener, backend: Backend) -> anyhow::Result<()> {
-    let app = axum::Router::new().fallback(echo).with_state(backend);
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).await?;
-    Ok(())
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Peer {
+        stream.remote_addr().clone()
+    }
+}
+
+fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading {}", cert.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(Arc::new(config))
+}
+
+/// Connections whose TLS handshake is done, from Rudder's own accept loop.
+struct TlsListener {
+    local: SocketAddr,
+    handshaken: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    _accepting: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    fn new(listener: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (handshaken, accepting) = rudder::xds::tls_handshakes(listener, config, "echo");
+        Ok(TlsListener {
+            local,
+            handshaken,
+            _accepting: accepting,
+        })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let Some((tls, addr)) = self.handshaken.recv().await else {
+            // The accept loop ends only when this listener is dropped.
+            return std::future::pending().await;
+        };
+        let sni = tls.get_ref().1.server_name().map(str::to_string);
+        (tls, Peer { addr, sni })
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(Peer {
+            addr: self.local,
+            sni: None,
+        })
+    }
 }
 
 async fn echo(
     State(backend): State<Backend>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -138,12 +238,15 @@ async fn echo(
     let mut body = json!({
         "backend": backend.name,
         "listen": backend.listen.to_string(),
-        "peer": peer.to_string(),
+        "peer": peer.addr.to_string(),
         "method": method.as_str(),
         "path": uri.path_and_query().map_or("/", |p| p.as_str()),
         "host": host,
         "headers": header_map(&headers),
     });
+    if let Some(sni) = peer.sni {
+        body["sni"] = sni.into();
+    }
     let mut status = status;
     if method == Method::GET && uri.path() == "/chain" {
         let calls_ok = chain_calls(&backend, &mut body).await;
