@@ -213,3 +213,41 @@ fn ports_without_capture_get_listeners_of_their_own() {
     assert!(listener(&mixed, "0.0.0.0_9090").is_some());
     assert_eq!(captured_ports(&mixed), Vec::<u32>::new());
 }
+
+#[test]
+fn only_an_instance_ip_endpoint_makes_a_shape_per_pod() {
+    use crate::model::Proxy;
+    use crate::translate::ProxyShape;
+    let second_pod = "apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: demo, labels: {app: web}}
+status: {podIP: 198.18.20.2}
+";
+    let shapes = |ingress: &str| {
+        let docs = [POD, second_pod, SERVICE, &sidecar(ingress)];
+        let header = "# proxy: sidecar~198.18.20.1~web-0.demo~demo.svc.cluster.local interception=REDIRECT labels=app=web\n";
+        let (snap, _) = translate_case("shape_test", &(header.to_string() + &docs.join("---\n")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let shape = |node: &str| {
+            let mut proxy = Proxy::from_node_id(node).unwrap();
+            proxy.labels = [("app".to_string(), "web".to_string())].into();
+            ProxyShape::of(&snap, &proxy)
+        };
+        (
+            shape("sidecar~198.18.20.1~web-0.demo~demo.svc.cluster.local"),
+            shape("sidecar~198.18.20.2~web-1.demo~demo.svc.cluster.local"),
+        )
+    };
+    let (a, b) = shapes(INGRESS_9090);
+    assert_eq!(
+        a, b,
+        "loopback endpoints: one shape, one config for both pods"
+    );
+    assert_eq!(a.instance_ip, None);
+
+    let (a, b) = shapes(
+        "  ingress:\n  - port: {number: 9090, protocol: TCP}\n    defaultEndpoint: 0.0.0.0:9091\n",
+    );
+    assert_ne!(a, b, "each pod forwards to its own address");
+    assert_eq!(a.instance_ip, Some("198.18.20.1".parse().unwrap()));
+}

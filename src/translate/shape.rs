@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use crate::model::authz::applies_to;
 use crate::model::routing::{ConfigKey, ConnectionPool, SidecarScope};
@@ -21,6 +22,10 @@ pub struct ProxyShape {
     /// the target ports of the Services selecting the workload, or, when its
     /// Sidecar lists `ingress` listeners, those listeners' ports instead.
     pub inbound: BTreeMap<u16, InboundPort>,
+    /// The proxy's own IP, only when a Sidecar ingress listener forwards to
+    /// it (`defaultEndpoint: 0.0.0.0:PORT`); unset otherwise, so proxies of
+    /// different pods still share a shape.
+    pub instance_ip: Option<IpAddr>,
     /// The workload's labels that some VirtualService `sourceLabels` or
     /// DestinationRule `workloadSelector` reads, and only those: proxies of
     /// different workloads still share a shape when no rule tells them apart.
@@ -55,11 +60,18 @@ impl ProxyShape {
     pub fn of(snapshot: &Snapshot, proxy: &Proxy) -> ProxyShape {
         let sidecar = sidecar_for(snapshot, proxy);
         let scope = sidecar.as_ref().and_then(|k| snapshot.sidecars.get(k));
+        let inbound = inbound(snapshot, proxy, scope.map(|s| s.as_ref()));
+        let to_instance = inbound.values().any(|p| {
+            p.listener
+                .as_ref()
+                .is_some_and(|l| matches!(l.endpoint, DefaultEndpoint::InstanceIp { .. }))
+        });
         ProxyShape {
             kind: proxy.kind,
             namespace: proxy.namespace.clone(),
             interception: proxy.interception,
-            inbound: inbound(snapshot, proxy, scope.map(|s| s.as_ref())),
+            inbound,
+            instance_ip: to_instance.then_some(proxy.ip),
             labels: routing_labels(snapshot, proxy),
             sidecar,
             mtls: proxy.mtls,

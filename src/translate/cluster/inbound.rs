@@ -2,14 +2,13 @@
 //! to the local application, and `InboundPassthroughCluster` for the rest.
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy, OriginalDstLbConfig,
+    ClusterDiscoveryType, DiscoveryType, LbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address as sa, Address, BindConfig, Pipe, SocketAddress,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
-use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::{base, finish_http_options, static_assignment};
 use crate::model::sidecar::DefaultEndpoint;
@@ -43,13 +42,20 @@ fn cluster(shape: &ProxyShape, port: u16, inbound: &InboundPort) -> Cluster {
         None if shape.interception != Interception::None => &DefaultEndpoint::OriginalDestination,
         None => &loopback,
     };
-    let mut cluster = match endpoint {
-        DefaultEndpoint::OriginalDestination => original_destination(&name, None),
-        DefaultEndpoint::InstanceIp { port } => original_destination(&name, Some(*port)),
-        DefaultEndpoint::Loopback { ip, port } => {
+    let mut cluster = match (endpoint, shape.instance_ip) {
+        (DefaultEndpoint::InstanceIp { port }, Some(ip)) => Cluster {
+            // As the original destination: from 127.0.0.6, past capture.
+            upstream_bind_config: Some(inbound_source()),
+            ..local(&name, socket_address(&ip.to_string(), *port))
+        },
+        // The shape names the instance IP whenever an endpoint needs it.
+        (DefaultEndpoint::OriginalDestination | DefaultEndpoint::InstanceIp { .. }, _) => {
+            original_destination(&name)
+        }
+        (DefaultEndpoint::Loopback { ip, port }, _) => {
             local(&name, socket_address(&ip.to_string(), *port))
         }
-        DefaultEndpoint::Unix(path) => local(
+        (DefaultEndpoint::Unix(path), _) => local(
             &name,
             Address {
                 address: Some(address::Address::Pipe(Pipe {
@@ -70,21 +76,15 @@ fn cluster(shape: &ProxyShape, port: u16, inbound: &InboundPort) -> Cluster {
     cluster
 }
 
-/// The address the connection was sent to (the pod's own, when captured),
-/// at `port` instead when given: Istio's "instance IP" endpoint, without
-/// naming the IP, so proxies of one shape still share their config.
-fn original_destination(name: &str, port: Option<u16>) -> Cluster {
+/// The address the connection was sent to: the pod's own, at the port
+/// (which capture restores), from 127.0.0.6 so the capture rules let it
+/// through.
+fn original_destination(name: &str) -> Cluster {
     Cluster {
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(
             DiscoveryType::OriginalDst as i32,
         )),
         lb_policy: LbPolicy::ClusterProvided as i32,
-        lb_config: port.map(|p| {
-            LbConfig::OriginalDstLbConfig(OriginalDstLbConfig {
-                upstream_port_override: Some(UInt32Value { value: p.into() }),
-                ..Default::default()
-            })
-        }),
         upstream_bind_config: Some(inbound_source()),
         ..base(name)
     }
@@ -102,7 +102,7 @@ fn local(name: &str, address: Address) -> Cluster {
 /// Forwards inbound connections to their original destination (the
 /// application's port), from 127.0.0.6 so the capture rules let them through.
 pub fn passthrough() -> Cluster {
-    original_destination(names::INBOUND_PASSTHROUGH_CLUSTER, None)
+    original_destination(names::INBOUND_PASSTHROUGH_CLUSTER)
 }
 
 /// Inbound connections to the application leave from 127.0.0.6, which the
