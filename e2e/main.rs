@@ -19,6 +19,7 @@ mod kube_replicas;
 mod kube_webhooks;
 mod mtls;
 mod offline;
+mod sidecar_ingress;
 mod support;
 mod traffic;
 mod traffic_policy;

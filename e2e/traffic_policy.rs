@@ -604,6 +604,7 @@ fn policy_fault_abort_and_delay() {
     let http = concat!(
         "  - match: [{headers: {x-fault: {exact: abort}}}]\n    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}\n    route: [{destination: {host: web}}]\n",
         "  - match: [{headers: {x-fault: {exact: delay}}}]\n    fault: {delay: {fixedDelay: 500ms, percentage: {value: 100}}}\n    route: [{destination: {host: web}}]\n",
+        "  - match: [{headers: {x-fault: {exact: grpc}}}]\n    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}\n    route: [{destination: {host: web}}]\n",
         "  - route: [{destination: {host: web}}]\n",
     );
     let mesh = Mesh::start(&[
@@ -630,6 +631,30 @@ fn policy_fault_abort_and_delay() {
         5,
         "{}",
         mesh.routes_ctx()
+    );
+
+    // A gRPC abort answers a gRPC caller with the gRPC status (UNAVAILABLE
+    // is 14), in a trailers-only response, and never reaches the backend.
+    let grpc = [("x-fault", "grpc"), ("content-type", "application/grpc")];
+    for _ in 0..3 {
+        let resp = mesh.send("POST", &web, "/pkg.Svc/Call", &grpc);
+        assert_eq!(
+            resp.header("grpc-status"),
+            Some("14"),
+            "gRPC abort: {resp:?}{}",
+            mesh.routes_ctx()
+        );
+    }
+    assert_eq!(
+        mesh.stat(&format!("{faults}.aborts_injected")),
+        8,
+        "{}",
+        mesh.routes_ctx()
+    );
+    assert_eq!(
+        mesh.stat(&upstream),
+        before,
+        "no gRPC abort reached the backend"
     );
 
     let started = Instant::now();

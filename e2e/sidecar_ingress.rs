@@ -1,0 +1,188 @@
+//! Sidecar `ingress` listeners, shown by real requests from a real client
+//! pod through both pods' real Envoys (the pods harness, REDIRECT capture):
+//! a port no Service declares reaches an application listening only on
+//! loopback, and only through its sidecar; PeerAuthentication and
+//! AuthorizationPolicy govern that port as they do Service ports; and a
+//! `captureMode: NONE` listener, bound by Envoy itself, forwards to the
+//! instance IP.
+//!
+//! Needs root; see e2e/support/pods.rs.
+
+use std::time::Duration;
+
+use crate::capture::{assert_all_acked, cstat, get_json};
+use crate::support::pods::{Network, Pod};
+use crate::support::*;
+
+const NS: &str = "demo";
+/// How long a config edit may take to change what a request gets.
+const CONVERGE: Duration = Duration::from_secs(20);
+
+/// Polls `curl URL` from `pod` until the status is `want`; panics with the
+/// last answer and the server's context otherwise.
+fn wait_status(pod: &Pod, url: &str, want: u16, server: &Pod, why: &str) -> String {
+    let mut last = (0, String::new());
+    let got = poll(CONVERGE, || {
+        last = pod.curl(&["--max-time", "5", url]);
+        (last.0 == want).then(|| last.1.clone())
+    });
+    got.unwrap_or_else(|| {
+        panic!(
+            "{why}: GET {url} from {} never answered {want}; last: {} {}{}",
+            pod.name(),
+            last.0,
+            last.1,
+            server.context()
+        )
+    })
+}
+
+fn sidecar(name: &str, app: &str, ingress: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\n\
+         metadata: {{name: {name}, namespace: {NS}}}\nspec:\n  \
+         workloadSelector: {{labels: {{app: {app}}}}}\n  ingress:\n{ingress}"
+    )
+}
+
+#[test]
+fn sidecar_ingress_serves_a_loopback_only_app_on_a_port_no_service_declares() {
+    let net = Network::new("sidecar_ingress_loopback");
+    // web is in a Service (Istio configures ingress listeners only then),
+    // but not on 9090.
+    net.add_service("web", NS, &[("http", 8080, 8080)]);
+    let web = net.pod("web-0", NS, &[("app", "web")]);
+    let client = net.pod("client-0", NS, &[("app", "client")]);
+    let rudder = net.rudder();
+    web.serve_http(8080, &[]);
+    // The application is reachable on 127.0.0.1:9091 only: from other pods
+    // nothing but the sidecar can reach it.
+    web.serve_http_loopback(9091);
+    web.start_sidecar(&rudder);
+    client.start_sidecar(&rudder);
+    let url = |path: &str| format!("http://{}:9090{path}", web.ip());
+
+    // No Sidecar yet: 9090 passes through to the pod IP, where nothing listens.
+    let (status, body) = client.curl(&["--max-time", "5", &url("/before")]);
+    assert_ne!(status, 200, "nothing may answer on 9090 yet: {body}");
+
+    net.write_config(
+        "sidecar.yaml",
+        &sidecar(
+            "web",
+            "web",
+            "  - port: {number: 9090, protocol: HTTP, name: http-ingress}\n    \
+             defaultEndpoint: 127.0.0.1:9091\n",
+        ),
+    );
+    wait_status(&client, &url("/hello"), 200, &web, "ingress listener");
+    let body = get_json(&client, &url("/hello"));
+    assert_eq!(body["listen"], "127.0.0.1:9091", "{body}");
+    assert_eq!(body["path"], "/hello", "{body}");
+    // The sidecar dialled the application on loopback.
+    assert!(
+        body["peer"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("127.0.0.1:"),
+        "{body}"
+    );
+    // It went through the port's own inbound cluster, routed as HTTP.
+    web.wait_stat_at_least(&cstat("inbound|9090||", "upstream_rq_200"), 2);
+
+    // AuthorizationPolicy governs the port as any other: DENY /private.
+    net.write_config(
+        "authz.yaml",
+        &format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+             metadata: {{name: deny-private, namespace: {NS}}}\nspec:\n  \
+             selector: {{matchLabels: {{app: web}}}}\n  action: DENY\n  \
+             rules: [{{to: [{{operation: {{paths: [/private]}}}}]}}]\n"
+        ),
+    );
+    wait_status(
+        &client,
+        &url("/private"),
+        403,
+        &web,
+        "DENY on the ingress port",
+    );
+    wait_status(
+        &client,
+        &url("/public"),
+        200,
+        &web,
+        "other paths still allowed",
+    );
+
+    // PeerAuthentication STRICT: the client reaches a port no Service has
+    // through its passthrough, in plaintext, and is now refused.
+    net.write_config(
+        "peer.yaml",
+        &format!(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+             metadata: {{name: web, namespace: {NS}}}\nspec:\n  \
+             selector: {{matchLabels: {{app: web}}}}\n  mtls: {{mode: STRICT}}\n"
+        ),
+    );
+    let refused = poll(CONVERGE, || {
+        let (status, _) = client.curl(&["--max-time", "5", &url("/strict")]);
+        (status != 200).then_some(status)
+    });
+    assert!(
+        refused.is_some(),
+        "STRICT must refuse plaintext on the ingress port{}",
+        web.context()
+    );
+    web.wait_stat_at_least("tcp.inbound_mtls_required.downstream_cx_total", 1);
+    assert_all_acked(&rudder);
+}
+
+#[test]
+fn sidecar_ingress_capture_mode_none_binds_the_port_and_forwards_to_the_instance_ip() {
+    let net = Network::new("sidecar_ingress_bound");
+    net.add_service("api", NS, &[("http", 8080, 8080)]);
+    let api = net.pod("api-0", NS, &[("app", "api")]);
+    let client = net.pod("client-0", NS, &[("app", "client")]);
+    // Envoy binds 9190 itself; the application listens on 9191.
+    net.write_config(
+        "sidecar.yaml",
+        &sidecar(
+            "api",
+            "api",
+            "  - port: {number: 9190, protocol: HTTP, name: http-direct}\n    \
+             captureMode: NONE\n    defaultEndpoint: 0.0.0.0:9191\n",
+        ),
+    );
+    let rudder = net.rudder();
+    api.serve_http(9191, &[]);
+    // Inbound capture left off 9190, as Istio asks of a NONE listener
+    // (traffic.sidecar.istio.io/excludeInboundPorts): connections reach the
+    // bound listener directly.
+    api.start_sidecar_with(&rudder, &["--exclude-inbound-ports", "9190"]);
+    client.start_sidecar(&rudder);
+
+    let url = format!("http://{}:9190/direct", api.ip());
+    wait_status(&client, &url, 200, &api, "bound ingress listener");
+    let body = get_json(&client, &url);
+    // The instance IP: the pod's own address, at the endpoint's port.
+    assert_eq!(body["listen"], "0.0.0.0:9191", "{body}");
+    // From 127.0.0.6, the source capture lets through.
+    assert!(
+        body["peer"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("127.0.0.6:"),
+        "{body}"
+    );
+    api.wait_stat_at_least("listener.0.0.0.0_9190.downstream_cx_total", 2);
+    api.wait_stat_at_least(&cstat("inbound|9190||", "upstream_rq_200"), 2);
+    // Not through the capture listener.
+    assert_eq!(
+        api.stat_or_zero("listener.0.0.0.0_15006.downstream_cx_total"),
+        0,
+        "{}",
+        api.context()
+    );
+    assert_all_acked(&rudder);
+}
