@@ -2,9 +2,11 @@
 //! pod through both pods' real Envoys (the pods harness, REDIRECT capture):
 //! a port no Service declares reaches an application listening only on
 //! loopback, and only through its sidecar; PeerAuthentication and
-//! AuthorizationPolicy govern that port as they do Service ports; and a
+//! AuthorizationPolicy govern that port as they do Service ports; a
 //! `captureMode: NONE` listener, bound by Envoy itself, forwards to the
-//! instance IP.
+//! instance IP; the sidecar terminates the port's own TLS where mesh mTLS
+//! is disabled; and `connectionPool`/`inboundConnectionPool` shape the
+//! inbound clusters.
 //!
 //! Needs root; see e2e/support/pods.rs.
 
@@ -183,6 +185,135 @@ fn sidecar_ingress_capture_mode_none_binds_the_port_and_forwards_to_the_instance
         0,
         "{}",
         api.context()
+    );
+    assert_all_acked(&rudder);
+}
+
+/// Writes a self-signed certificate for `ip` and its key where the proxy's
+/// user can read them; returns (dir, cert path, key path).
+fn server_cert(ip: &str) -> (tempfile::TempDir, String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = workdir("ingress-tls");
+    let cert = rcgen::generate_simple_self_signed(vec![ip.to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    // Envoy runs as uid 1337: a test key may be world-readable.
+    for (path, mode) in [(dir.path(), 0o755), (&cert_path, 0o644), (&key_path, 0o644)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let s = |p: &std::path::Path| p.display().to_string();
+    (dir, s(&cert_path), s(&key_path))
+}
+
+#[test]
+fn sidecar_ingress_terminates_tls_where_mesh_mtls_is_disabled() {
+    let net = Network::new("sidecar_ingress_tls");
+    net.add_service("web", NS, &[("http", 8080, 8080)]);
+    let web = net.pod("web-0", NS, &[("app", "web")]);
+    let client = net.pod("client-0", NS, &[("app", "client")]);
+    let (_certs, cert, key) = server_cert(&web.ip().to_string());
+    net.write_config(
+        "sidecar.yaml",
+        &sidecar(
+            "web",
+            "web",
+            &format!(
+                "  - port: {{number: 8443, protocol: HTTPS, name: https}}\n    \
+                 defaultEndpoint: 127.0.0.1:8080\n    \
+                 tls: {{mode: SIMPLE, serverCertificate: {cert}, privateKey: {key}}}\n"
+            ),
+        ),
+    );
+    // Istio terminates a Sidecar's own TLS only where mesh mTLS is off.
+    net.write_config(
+        "peer.yaml",
+        &format!(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+             metadata: {{name: web, namespace: {NS}}}\nspec:\n  \
+             selector: {{matchLabels: {{app: web}}}}\n  \
+             portLevelMtls: {{8443: {{mode: DISABLE}}}}\n"
+        ),
+    );
+    let rudder = net.rudder();
+    web.serve_http_loopback(8080);
+    web.start_sidecar(&rudder);
+    client.start_sidecar(&rudder);
+
+    // The client trusts only this certificate, issued for the pod's IP:
+    // the answer proves the sidecar presented it.
+    let https = format!("https://{}:8443/secure", web.ip());
+    let mut last = (0, String::new());
+    let ok = poll(CONVERGE, || {
+        last = client.curl(&["--max-time", "5", "--cacert", &cert, &https]);
+        (last.0 == 200).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "HTTPS to the ingress port; last: {} {}{}",
+        last.0,
+        last.1,
+        web.context()
+    );
+    let body: serde_json::Value = serde_json::from_str(&last.1).unwrap();
+    assert_eq!(body["listen"], "127.0.0.1:8080", "{body}");
+    assert_eq!(body["path"], "/secure", "{body}");
+    web.wait_stat_at_least(&cstat("inbound|8443||", "upstream_rq_200"), 1);
+
+    // Plaintext to the TLS port is closed, never handed to the application.
+    let (status, answer) = client.curl(&[
+        "--max-time",
+        "5",
+        &format!("http://{}:8443/plain", web.ip()),
+    ]);
+    assert_eq!(status, 0, "plaintext must be refused: {answer}");
+    web.wait_stat_at_least("tcp.inbound_tls_required.downstream_cx_total", 1);
+    assert_all_acked(&rudder);
+}
+
+#[test]
+fn sidecar_connection_pools_shape_the_inbound_clusters() {
+    let net = Network::new("sidecar_ingress_pools");
+    net.add_service("web", NS, &[("http", 8080, 8080)]);
+    let web = net.pod("web-0", NS, &[("app", "web")]);
+    let client = net.pod("client-0", NS, &[("app", "client")]);
+    // inboundConnectionPool alone covers the Service's port: one request
+    // per upstream connection to the application.
+    let pool = "apiVersion: networking.istio.io/v1\nkind: Sidecar\n\
+                metadata: {name: web, namespace: demo}\nspec:\n  \
+                workloadSelector: {labels: {app: web}}\n  \
+                inboundConnectionPool: {http: {maxRequestsPerConnection: 1}}\n";
+    net.write_config("sidecar.yaml", pool);
+    let rudder = net.rudder();
+    web.serve_http(8080, &[]);
+    web.serve_http_loopback(9091);
+    web.start_sidecar(&rudder);
+    client.start_sidecar(&rudder);
+
+    for i in 0..3 {
+        get_json(&client, &format!("http://web.demo:8080/pool/{i}"));
+    }
+    web.wait_stat_at_least(&cstat("inbound|8080||", "upstream_cx_max_requests"), 2);
+
+    // An ingress port's own pool replaces the Sidecar's: idle upstream
+    // connections close after 1s, and requests share them.
+    net.write_config(
+        "sidecar.yaml",
+        &format!(
+            "{pool}  ingress:\n  - port: {{number: 9090, protocol: HTTP, name: http}}\n    \
+             defaultEndpoint: 127.0.0.1:9091\n    \
+             connectionPool: {{http: {{idleTimeout: 1s}}}}\n"
+        ),
+    );
+    let url = format!("http://{}:9090/idle", web.ip());
+    wait_status(&client, &url, 200, &web, "ingress listener");
+    get_json(&client, &url);
+    web.wait_stat_at_least(&cstat("inbound|9090||", "upstream_cx_idle_timeout"), 1);
+    assert_eq!(
+        web.stat_or_zero(&cstat("inbound|9090||", "upstream_cx_max_requests")),
+        0,
+        "the Sidecar-wide limit must not apply to a port with its own pool{}",
+        web.context()
     );
     assert_all_acked(&rudder);
 }
