@@ -39,6 +39,16 @@ fn wait_status(pod: &Pod, url: &str, want: u16, server: &Pod, why: &str) -> Stri
     })
 }
 
+/// A network with Service `app` (HTTP 8080) selecting pod `APP-0`, and a
+/// client pod: the parts every test here starts from.
+fn server_and_client(test: &str, app: &str) -> (Network, Pod, Pod) {
+    let net = Network::new(test);
+    net.add_service(app, NS, &[("http", 8080, 8080)]);
+    let server = net.pod(&format!("{app}-0"), NS, &[("app", app)]);
+    let client = net.pod("client-0", NS, &[("app", "client")]);
+    (net, server, client)
+}
+
 fn sidecar(name: &str, app: &str, ingress: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: Sidecar\n\
@@ -49,12 +59,9 @@ fn sidecar(name: &str, app: &str, ingress: &str) -> String {
 
 #[test]
 fn sidecar_ingress_serves_a_loopback_only_app_on_a_port_no_service_declares() {
-    let net = Network::new("sidecar_ingress_loopback");
     // web is in a Service (Istio configures ingress listeners only then),
     // but not on 9090.
-    net.add_service("web", NS, &[("http", 8080, 8080)]);
-    let web = net.pod("web-0", NS, &[("app", "web")]);
-    let client = net.pod("client-0", NS, &[("app", "client")]);
+    let (net, web, client) = server_and_client("sidecar_ingress_loopback", "web");
     let rudder = net.rudder();
     web.serve_http(8080, &[]);
     // The application is reachable on 127.0.0.1:9091 only: from other pods
@@ -142,10 +149,7 @@ fn sidecar_ingress_serves_a_loopback_only_app_on_a_port_no_service_declares() {
 
 #[test]
 fn sidecar_ingress_capture_mode_none_binds_the_port_and_forwards_to_the_instance_ip() {
-    let net = Network::new("sidecar_ingress_bound");
-    net.add_service("api", NS, &[("http", 8080, 8080)]);
-    let api = net.pod("api-0", NS, &[("app", "api")]);
-    let client = net.pod("client-0", NS, &[("app", "client")]);
+    let (net, api, client) = server_and_client("sidecar_ingress_bound", "api");
     // Envoy binds 9190 itself; the application listens on 9191.
     net.write_config(
         "sidecar.yaml",
@@ -208,10 +212,7 @@ fn server_cert(ip: &str) -> (tempfile::TempDir, String, String) {
 
 #[test]
 fn sidecar_ingress_terminates_tls_where_mesh_mtls_is_disabled() {
-    let net = Network::new("sidecar_ingress_tls");
-    net.add_service("web", NS, &[("http", 8080, 8080)]);
-    let web = net.pod("web-0", NS, &[("app", "web")]);
-    let client = net.pod("client-0", NS, &[("app", "client")]);
+    let (net, web, client) = server_and_client("sidecar_ingress_tls", "web");
     let (_certs, cert, key) = server_cert(&web.ip().to_string());
     net.write_config(
         "sidecar.yaml",
@@ -273,10 +274,7 @@ fn sidecar_ingress_terminates_tls_where_mesh_mtls_is_disabled() {
 
 #[test]
 fn sidecar_connection_pools_shape_the_inbound_clusters() {
-    let net = Network::new("sidecar_ingress_pools");
-    net.add_service("web", NS, &[("http", 8080, 8080)]);
-    let web = net.pod("web-0", NS, &[("app", "web")]);
-    let client = net.pod("client-0", NS, &[("app", "client")]);
+    let (net, web, client) = server_and_client("sidecar_ingress_pools", "web");
     // inboundConnectionPool alone covers the Service's port: one request
     // per upstream connection to the application.
     let pool = "apiVersion: networking.istio.io/v1\nkind: Sidecar\n\
