@@ -46,7 +46,7 @@ pub(crate) fn get_json(pod: &Pod, url: &str) -> Value {
 }
 
 /// The IP part of an echo answer's `peer` (`IP:PORT`).
-fn peer_ip(body: &Value) -> String {
+pub(crate) fn peer_ip(body: &Value) -> String {
     let peer = body["peer"].as_str().unwrap_or_default();
     peer.rsplit_once(':').map_or(peer, |(ip, _)| ip).to_string()
 }

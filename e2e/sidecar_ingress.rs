@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::capture::{assert_all_acked, cstat, get_json};
+use crate::capture::{assert_all_acked, cstat, get_json, peer_ip};
 use crate::support::pods::{Network, Pod};
 use crate::support::*;
 
@@ -20,17 +20,19 @@ const NS: &str = "demo";
 /// How long a config edit may take to change what a request gets.
 const CONVERGE: Duration = Duration::from_secs(20);
 
-/// Polls `curl URL` from `pod` until the status is `want`; panics with the
-/// last answer and the server's context otherwise.
-fn wait_status(pod: &Pod, url: &str, want: u16, server: &Pod, why: &str) -> String {
+/// Polls `curl ARGS` from `pod` until the status is `want` and returns the
+/// body; panics with the last answer and the server's context otherwise.
+fn wait_status(pod: &Pod, args: &[&str], want: u16, server: &Pod, why: &str) -> String {
     let mut last = (0, String::new());
     let got = poll(CONVERGE, || {
-        last = pod.curl(&["--max-time", "5", url]);
+        let mut all = vec!["--max-time", "5"];
+        all.extend_from_slice(args);
+        last = pod.curl(&all);
         (last.0 == want).then(|| last.1.clone())
     });
     got.unwrap_or_else(|| {
         panic!(
-            "{why}: GET {url} from {} never answered {want}; last: {} {}{}",
+            "{why}: curl {args:?} from {} never answered {want}; last: {} {}{}",
             pod.name(),
             last.0,
             last.1,
@@ -84,18 +86,12 @@ fn sidecar_ingress_serves_a_loopback_only_app_on_a_port_no_service_declares() {
              defaultEndpoint: 127.0.0.1:9091\n",
         ),
     );
-    wait_status(&client, &url("/hello"), 200, &web, "ingress listener");
+    wait_status(&client, &[&url("/hello")], 200, &web, "ingress listener");
     let body = get_json(&client, &url("/hello"));
     assert_eq!(body["listen"], "127.0.0.1:9091", "{body}");
     assert_eq!(body["path"], "/hello", "{body}");
     // The sidecar dialled the application on loopback.
-    assert!(
-        body["peer"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("127.0.0.1:"),
-        "{body}"
-    );
+    assert_eq!(peer_ip(&body), "127.0.0.1", "{body}");
     // It went through the port's own inbound cluster, routed as HTTP.
     web.wait_stat_at_least(&cstat("inbound|9090||", "upstream_rq_200"), 2);
 
@@ -111,14 +107,14 @@ fn sidecar_ingress_serves_a_loopback_only_app_on_a_port_no_service_declares() {
     );
     wait_status(
         &client,
-        &url("/private"),
+        &[&url("/private")],
         403,
         &web,
         "DENY on the ingress port",
     );
     wait_status(
         &client,
-        &url("/public"),
+        &[&url("/public")],
         200,
         &web,
         "other paths still allowed",
@@ -169,18 +165,12 @@ fn sidecar_ingress_capture_mode_none_binds_the_port_and_forwards_to_the_instance
     client.start_sidecar(&rudder);
 
     let url = format!("http://{}:9190/direct", api.ip());
-    wait_status(&client, &url, 200, &api, "bound ingress listener");
+    wait_status(&client, &[&url], 200, &api, "bound ingress listener");
     let body = get_json(&client, &url);
     // The instance IP: the pod's own address, at the endpoint's port.
     assert_eq!(body["listen"], "0.0.0.0:9191", "{body}");
     // From 127.0.0.6, the source capture lets through.
-    assert!(
-        body["peer"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("127.0.0.6:"),
-        "{body}"
-    );
+    assert_eq!(peer_ip(&body), "127.0.0.6", "{body}");
     api.wait_stat_at_least("listener.0.0.0.0_9190.downstream_cx_total", 2);
     api.wait_stat_at_least(&cstat("inbound|9190||", "upstream_rq_200"), 2);
     // Not through the capture listener.
@@ -244,19 +234,8 @@ fn sidecar_ingress_terminates_tls_where_mesh_mtls_is_disabled() {
     // The client trusts only this certificate, issued for the pod's IP:
     // the answer proves the sidecar presented it.
     let https = format!("https://{}:8443/secure", web.ip());
-    let mut last = (0, String::new());
-    let ok = poll(CONVERGE, || {
-        last = client.curl(&["--max-time", "5", "--cacert", &cert, &https]);
-        (last.0 == 200).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "HTTPS to the ingress port; last: {} {}{}",
-        last.0,
-        last.1,
-        web.context()
-    );
-    let body: serde_json::Value = serde_json::from_str(&last.1).unwrap();
+    let answer = wait_status(&client, &["--cacert", &cert, &https], 200, &web, "HTTPS");
+    let body: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(body["listen"], "127.0.0.1:8080", "{body}");
     assert_eq!(body["path"], "/secure", "{body}");
     web.wait_stat_at_least(&cstat("inbound|8443||", "upstream_rq_200"), 1);
@@ -304,7 +283,7 @@ fn sidecar_connection_pools_shape_the_inbound_clusters() {
         ),
     );
     let url = format!("http://{}:9090/idle", web.ip());
-    wait_status(&client, &url, 200, &web, "ingress listener");
+    wait_status(&client, &[&url], 200, &web, "ingress listener");
     get_json(&client, &url);
     web.wait_stat_at_least(&cstat("inbound|9090||", "upstream_cx_idle_timeout"), 1);
     assert_eq!(
