@@ -46,7 +46,7 @@ pub fn ports<'a>(
             let reach = match &inbound.listener {
                 None if captured => Ok(Reach::Captured),
                 None => Ok(Reach::Unserved),
-                Some(l) => ingress(l, captured, &outbound),
+                Some(l) => ingress(l, captured, &outbound, shape.instance_ip),
             };
             (port, inbound, reach)
         })
@@ -77,7 +77,12 @@ pub fn app_protocol(shape: &ProxyShape, port: u16, inbound: &InboundPort) -> Pro
 
 /// Istio's rules for one ingress listener (`getBindToPort`, `CanBindToPort`),
 /// plus the cases where Envoy would refuse the listener or loop.
-fn ingress(l: &IngressListener, captured: bool, outbound: &BTreeSet<u16>) -> Result<Reach, String> {
+fn ingress(
+    l: &IngressListener,
+    captured: bool,
+    outbound: &BTreeSet<u16>,
+    instance_ip: Option<IpAddr>,
+) -> Result<Reach, String> {
     let port = l.port;
     if RESERVED_PORTS.contains(&port) {
         return Err(format!(
@@ -118,6 +123,15 @@ fn ingress(l: &IngressListener, captured: bool, outbound: &BTreeSet<u16>) -> Res
             ))
         }
         _ => {}
+    }
+    // Envoy cannot bind an address the pod does not have.
+    let local = bind.is_unspecified() || bind.is_loopback() || Some(bind) == instance_ip;
+    if !local {
+        let own = instance_ip.map_or("unknown".to_string(), |ip| ip.to_string());
+        return Err(format!(
+            "bind {bind} is not this proxy's address ({own}): Envoy could not bind \
+             {bind}:{port}; skipped"
+        ));
     }
     if bind.is_unspecified() && outbound.contains(&port) {
         return Err(format!(
@@ -166,17 +180,23 @@ mod tests {
         ];
         for (mode, captured, want) in cases {
             let l = listener(9080, mode, loopback(8080));
-            assert_eq!(ingress(&l, captured, &none), want, "{mode:?} {captured}");
+            assert_eq!(
+                ingress(&l, captured, &none, None),
+                want,
+                "{mode:?} {captured}"
+            );
         }
         let l = listener(9080, CaptureMode::Iptables, loopback(8080));
-        assert!(ingress(&l, false, &none).unwrap_err().contains("IPTABLES"));
+        assert!(ingress(&l, false, &none, None)
+            .unwrap_err()
+            .contains("IPTABLES"));
     }
 
     #[test]
     fn listeners_envoy_would_refuse_or_loop_are_skipped() {
         let none = BTreeSet::new();
         let skipped = |l: IngressListener, outbound: &BTreeSet<u16>| {
-            ingress(&l, true, outbound).expect_err("skipped")
+            ingress(&l, true, outbound, None).expect_err("skipped")
         };
         let own = listener(15006, CaptureMode::Default, loopback(8080));
         assert!(skipped(own, &none).contains("sidecar's own"));
@@ -196,10 +216,15 @@ mod tests {
         assert!(skipped(collides, &outbound).contains("collide"));
         // Bound to the pod's own address, it no longer collides.
         let mut pod_ip = listener(9080, CaptureMode::None, loopback(9080));
-        pod_ip.bind = Some("198.18.0.7".parse().unwrap());
+        let ip: IpAddr = "198.18.0.7".parse().unwrap();
+        pod_ip.bind = Some(ip);
         assert_eq!(
-            ingress(&pod_ip, true, &outbound),
-            Ok(Reach::Bound(pod_ip.bind.unwrap()))
+            ingress(&pod_ip, true, &outbound, Some(ip)),
+            Ok(Reach::Bound(ip))
         );
+        // An address the pod does not have cannot be bound.
+        let other = Some("198.18.0.8".parse().unwrap());
+        let err = ingress(&pod_ip, true, &outbound, other).unwrap_err();
+        assert!(err.contains("not this proxy's address"), "{err}");
     }
 }

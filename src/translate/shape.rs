@@ -22,8 +22,9 @@ pub struct ProxyShape {
     /// the target ports of the Services selecting the workload, or, when its
     /// Sidecar lists `ingress` listeners, those listeners' ports instead.
     pub inbound: BTreeMap<u16, InboundPort>,
-    /// The proxy's own IP, only when a Sidecar ingress listener forwards to
-    /// it (`defaultEndpoint: 0.0.0.0:PORT`); unset otherwise, so proxies of
+    /// The proxy's own IP, only when a Sidecar ingress listener needs it:
+    /// to forward to it (`defaultEndpoint: 0.0.0.0:PORT`), or to check that
+    /// a `bind` address is the proxy's. Unset otherwise, so proxies of
     /// different pods still share a shape.
     pub instance_ip: Option<IpAddr>,
     /// The workload's labels that some VirtualService `sourceLabels` or
@@ -62,9 +63,11 @@ impl ProxyShape {
         let scope = sidecar.as_ref().and_then(|k| snapshot.sidecars.get(k));
         let inbound = inbound(snapshot, proxy, scope.map(|s| s.as_ref()));
         let to_instance = inbound.values().any(|p| {
-            p.listener
-                .as_ref()
-                .is_some_and(|l| matches!(l.endpoint, DefaultEndpoint::InstanceIp { .. }))
+            p.listener.as_ref().is_some_and(|l| {
+                matches!(l.endpoint, DefaultEndpoint::InstanceIp { .. })
+                    || l.bind
+                        .is_some_and(|b| !b.is_unspecified() && !b.is_loopback())
+            })
         });
         ProxyShape {
             kind: proxy.kind,

@@ -120,13 +120,26 @@ pub fn tcp_destinations(
         .iter()
         .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| namer.applies_l4(m)))
         .map(|r| {
-            r.destinations
-                .iter()
-                .map(|d| (namer.cluster(&d.destination), d.weight))
-                .collect()
+            split(
+                r.destinations
+                    .iter()
+                    .map(|d| (namer.cluster(&d.destination), d.weight))
+                    .collect(),
+            )
         })
         .filter(|v: &Vec<(String, u32)>| !v.is_empty())
         .unwrap_or_else(own)
+}
+
+/// A TCP or TLS route's (cluster, weight) list as Envoy's tcp_proxy takes
+/// it. Istio leaves zero-weight destinations out of a split, and Envoy
+/// refuses a weight of 0 there (NACKing the whole listener update); a lone
+/// destination takes all traffic whatever its weight.
+fn split(mut dests: Vec<(String, u32)>) -> Vec<(String, u32)> {
+    if dests.len() > 1 {
+        dests.retain(|(_, weight)| *weight > 0);
+    }
+    dests
 }
 
 /// One VirtualService `tls` route, resolved for a proxy and port.
@@ -162,11 +175,12 @@ pub fn tls_routes(
                 .filter(|m| namer.applies_l4(m))
                 .flat_map(|m| m.sni_hosts.iter().cloned())
                 .collect();
-            let dests: Vec<(String, u32)> = r
-                .destinations
-                .iter()
-                .map(|d| (namer.cluster(&d.destination), d.weight))
-                .collect();
+            let dests = split(
+                r.destinations
+                    .iter()
+                    .map(|d| (namer.cluster(&d.destination), d.weight))
+                    .collect(),
+            );
             (!sni.is_empty() && !dests.is_empty()).then_some(TlsRoute {
                 sni,
                 clusters: dests,
