@@ -2,8 +2,8 @@
 //! holds the mesh; `rudder serve --kube` watches it; a real Envoy, configured
 //! only by Rudder, sends real requests to real backends (in pods: the API
 //! server refuses loopback endpoints). A VirtualService
-//! edited through the API moves the traffic; restarting Rudder, and then the
-//! API server, loses nothing.
+//! edited through the API moves the traffic; restarting Rudder loses nothing
+//! (restarting the API server: kube_restart.rs).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -12,13 +12,16 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::kube::KubeApi;
-use crate::support::pods::Network;
+use crate::support::pods::{Network, Pod};
 use crate::support::*;
 
-const NS: &str = "demo";
+pub(crate) const NS: &str = "demo";
 const SETTLE: Duration = Duration::from_secs(30);
+/// Where the backends listen, in their pods.
+pub(crate) const BACKEND_PORT: u16 = 9080;
+const NODE: &str = "sidecar~127.0.0.5~client-0.demo~demo.svc.cluster.local";
 
-fn ns_path(kind_plural: &str) -> String {
+pub(crate) fn ns_path(kind_plural: &str) -> String {
     match kind_plural {
         "services" | "pods" => format!("/api/v1/namespaces/{NS}/{kind_plural}"),
         "endpointslices" => format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"),
@@ -36,40 +39,15 @@ fn apply_mesh(kube: &KubeApi, svc_port: u16, backend_port: u16, ips: &[Ipv4Addr;
     );
     kube.apply(
         &ns_path("services"),
-        &json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "web", "namespace": NS},
-            "spec": {"selector": {"app": "web"},
-                     "ports": [{"name": "http", "port": svc_port, "targetPort": backend_port}]},
-        }),
+        &service("web", svc_port, backend_port),
     );
-    let mut endpoints = Vec::new();
-    for (i, ip) in ips.iter().enumerate() {
-        let pod = format!("web-v{}", i + 1);
-        kube.apply(
-            &ns_path("pods"),
-            &json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod, "namespace": NS,
-                             "labels": {"app": "web", "version": format!("v{}", i + 1)}},
-                "spec": {"containers": [{"name": "app", "image": "example/web"}]},
-            }),
-        );
-        endpoints.push(json!({
-            "addresses": [ip.to_string()], "conditions": {"ready": true},
-            "targetRef": {"kind": "Pod", "name": pod, "namespace": NS},
-        }));
+    let pods = [("web-v1", ips[0]), ("web-v2", ips[1])];
+    for (i, (name, _)) in pods.iter().enumerate() {
+        kube.apply(&ns_path("pods"), &pod(name, &format!("v{}", i + 1)));
     }
     kube.apply(
         &ns_path("endpointslices"),
-        &json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "web-1", "namespace": NS,
-                         "labels": {"kubernetes.io/service-name": "web"}},
-            "addressType": "IPv4",
-            "ports": [{"name": "http", "port": backend_port, "protocol": "TCP"}],
-            "endpoints": endpoints,
-        }),
+        &endpoint_slice("web", backend_port, &pods),
     );
     kube.apply(
         &ns_path("destinationrules"),
@@ -85,72 +63,165 @@ fn apply_mesh(kube: &KubeApi, svc_port: u16, backend_port: u16, ips: &[Ipv4Addr;
     route_to(kube, "v1");
 }
 
-fn route_to(kube: &KubeApi, subset: &str) {
-    kube.apply(&ns_path("virtualservices"), &json!({
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-        "metadata": {"name": "web", "namespace": NS},
-        "spec": {"hosts": ["web"], "http": [{"route": [{"destination": {"host": "web", "subset": subset}}]}]},
-    }));
+/// Pod `name` of `web` (label `app=web`) at `version`.
+pub(crate) fn pod(name: &str, version: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS,
+                     "labels": {"app": "web", "version": version}},
+        "spec": {"containers": [{"name": "app", "image": "example/web"}]},
+    })
 }
 
-/// Which backends answered `n` requests through Envoy.
-fn answers(svc_port: u16, n: usize) -> BTreeMap<String, usize> {
+/// Service `name` in [`NS`], selecting `app=NAME`, on `port` to `target_port`.
+pub(crate) fn service(name: &str, port: u16, target_port: u16) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"selector": {"app": name},
+                 "ports": [{"name": "http", "port": port, "targetPort": target_port}]},
+    })
+}
+
+/// EndpointSlice `SERVICE-1` of `service`: `pods` (name, IP), ready, on `port`.
+pub(crate) fn endpoint_slice(service: &str, port: u16, pods: &[(&str, Ipv4Addr)]) -> Value {
+    let endpoints: Vec<Value> = pods
+        .iter()
+        .map(|(pod, ip)| {
+            json!({
+                "addresses": [ip.to_string()], "conditions": {"ready": true},
+                "targetRef": {"kind": "Pod", "name": pod, "namespace": NS},
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{service}-1"), "namespace": NS,
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    })
+}
+
+pub(crate) fn route_to(kube: &KubeApi, subset: &str) {
+    route_web(kube, json!({"host": "web", "subset": subset}));
+}
+
+/// VirtualService `web`: every request for host `web` to `destination`.
+pub(crate) fn route_web(kube: &KubeApi, destination: Value) {
+    kube.apply(
+        &ns_path("virtualservices"),
+        &json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {"hosts": ["web"], "http": [{"route": [{"destination": destination}]}]},
+        }),
+    );
+}
+
+/// Which backends answered `n` requests for `host` through Envoy's
+/// listener on `port`. No listener there is an answer too (Envoy may not
+/// have it yet, or Rudder may have dropped it), so callers keep polling and
+/// fail with their context.
+pub(crate) fn answers(host: &str, port: u16, n: usize) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for _ in 0..n {
-        let (status, body) = http_get(&format!("http://127.0.0.1:{svc_port}/"), Some("web"));
-        let who = if status == 200 {
-            let v: Value = serde_json::from_str(&body).unwrap_or_default();
-            v["backend"].as_str().unwrap_or("?").to_string()
-        } else {
-            format!("HTTP {status}")
+        let who = match try_http_get(&format!("http://127.0.0.1:{port}/"), Some(host)) {
+            Ok((200, body)) => {
+                let v: Value = serde_json::from_str(&body).unwrap_or_default();
+                v["backend"].as_str().unwrap_or("?").to_string()
+            }
+            Ok((status, _)) => format!("HTTP {status}"),
+            Err(e) => format!("no HTTP answer: {}", e.root_cause()),
         };
         *seen.entry(who).or_default() += 1;
     }
     seen
 }
 
-fn wait_only(svc_port: u16, backend: &str, what: &str, context: impl Fn() -> String) {
+pub(crate) fn wait_only(svc_port: u16, backend: &str, what: &str, context: impl Fn() -> String) {
+    wait_only_at(("web", svc_port), SETTLE, backend, what, context);
+}
+
+/// Polls until only `backend` answers for (host, port), up to `timeout`;
+/// panics with the last answers and `context()` otherwise.
+pub(crate) fn wait_only_at(
+    (host, port): (&str, u16),
+    timeout: Duration,
+    backend: &str,
+    what: &str,
+    context: impl Fn() -> String,
+) {
     let mut last = BTreeMap::new();
-    let ok = poll(SETTLE, || {
-        last = answers(svc_port, 6);
+    let ok = poll(timeout, || {
+        last = answers(host, port, 6);
         (last.len() == 1 && last.contains_key(backend)).then_some(())
     });
     assert!(
         ok.is_some(),
-        "{what}: expected only {backend}, last {last:?}{}",
+        "{what}: expected only {backend} from {host} on port {port} within {timeout:?}, \
+         last {last:?}{}",
         context()
     );
 }
 
-#[test]
-fn config_from_the_api_server_drives_real_traffic() {
-    let kube = KubeApi::start();
-    kube.install_crds();
-    // The API server refuses loopback endpoint addresses, so the backends
-    // are pods (network namespaces on a bridge this host routes to).
-    let net = Network::new("kube_flow");
-    let backend_port = 9080;
-    let (v1, v2) = (net.external_pod("web-v1"), net.external_pod("web-v2"));
-    v1.serve_http(backend_port, &[]);
-    v2.serve_http(backend_port, &[]);
-    let ips = [v1.ip(), v2.ip()];
-    let svc_port = free_port();
-    apply_mesh(&kube, svc_port, backend_port, &ips);
+/// A real API server holding [`apply_mesh`]'s mesh, its backends running.
+pub(crate) struct KubeMesh {
+    pub kube: KubeApi,
+    /// The processes behind `web-v1` and `web-v2`, answering with those
+    /// names. Their network lives as long as they do.
+    pub v1: Pod,
+    pub v2: Pod,
+    /// Where Envoy listens for `web`.
+    pub svc_port: u16,
+}
 
-    let rudder = spawn_rudder_kube(&kube.kubeconfig, &[]);
-    let node = "sidecar~127.0.0.5~client-0.demo~demo.svc.cluster.local";
+impl KubeMesh {
+    /// The API server refuses loopback endpoint addresses, so the backends
+    /// are pods (network namespaces on a bridge this host routes to) on a
+    /// network named after `test`.
+    pub(crate) fn start(test: &str) -> KubeMesh {
+        let kube = KubeApi::start();
+        kube.install_crds();
+        let net = Network::new(test);
+        let (v1, v2) = (net.external_pod("web-v1"), net.external_pod("web-v2"));
+        v1.serve_http(BACKEND_PORT, &[]);
+        v2.serve_http(BACKEND_PORT, &[]);
+        let svc_port = free_port();
+        apply_mesh(&kube, svc_port, BACKEND_PORT, &[v1.ip(), v2.ip()]);
+        KubeMesh {
+            kube,
+            v1,
+            v2,
+            svc_port,
+        }
+    }
+}
+
+/// A loopback Envoy (INTERCEPTION_MODE=NONE) configured by `rudder`, ready.
+pub(crate) fn ready_envoy(rudder: &Rudder) -> Envoy {
     let envoy = spawn_envoy(
-        node,
+        NODE,
         rudder.xds_addr,
         false,
         &["--meta", "INTERCEPTION_MODE=NONE"],
     );
     envoy.wait_ready();
+    envoy
+}
+
+#[test]
+fn config_from_the_api_server_drives_real_traffic() {
+    let mesh = KubeMesh::start("kube_flow");
+    let (kube, svc_port) = (&mesh.kube, mesh.svc_port);
+    let rudder = spawn_rudder_kube(&kube.kubeconfig, &[]);
+    let envoy = ready_envoy(&rudder);
     let context = || format!("{}{}", rudder.log_tail(30), envoy.log_tail(10));
     wait_only(svc_port, "web-v1", "VirtualService routes to v1", context);
 
     // An edit through the API moves the traffic.
-    route_to(&kube, "v2");
+    route_to(kube, "v2");
     wait_only(svc_port, "web-v2", "after the edit, to v2", context);
 
     // A restarted Rudder relists everything: the same config, no loss.
@@ -161,15 +232,9 @@ fn config_from_the_api_server_drives_real_traffic() {
         (r.0 == 200).then_some(r)
     })
     .unwrap_or_else(|| panic!("restarted rudder never ready{}", rudder.log_tail(30)));
-    let envoy = spawn_envoy(
-        node,
-        rudder.xds_addr,
-        false,
-        &["--meta", "INTERCEPTION_MODE=NONE"],
-    );
-    envoy.wait_ready();
+    let envoy = ready_envoy(&rudder);
     let context = || format!("{ready}{}{}", rudder.log_tail(30), envoy.log_tail(10));
     wait_only(svc_port, "web-v2", "after restarting Rudder", context);
-    route_to(&kube, "v1");
+    route_to(kube, "v1");
     wait_only(svc_port, "web-v1", "an edit after the restart", context);
 }

@@ -16,6 +16,7 @@ mod kube_flow;
 mod kube_identity;
 mod kube_mesh_config;
 mod kube_replicas;
+mod kube_restart;
 mod kube_webhooks;
 mod mtls;
 mod offline;

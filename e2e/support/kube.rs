@@ -8,6 +8,9 @@
 //! are not finalized on delete). The ServiceAccount admission plugin is off, so
 //! pods can be created without the `default` service account existing.
 //!
+//! The API server alone can be stopped and started again, on the same address
+//! and etcd ([`KubeApi::stop_apiserver`], [`KubeApi::start_apiserver`]).
+//!
 //! Both processes run under `setpriv --pdeathsig KILL`: killed with the test
 //! process, and also when the *thread* that started them exits, so start a
 //! [`KubeApi`] in the test that uses it (not in a shared static).
@@ -41,6 +44,9 @@ pub const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 pub struct KubeApi {
     apiserver: Proc,
     etcd: Proc,
+    /// How the API server was started, to start it again the same way.
+    apiserver_bin: PathBuf,
+    apiserver_args: Vec<String>,
     /// `https://127.0.0.1:PORT`, no trailing slash.
     pub url: String,
     /// A kubeconfig (context `rudder-e2e`) for `admin` in `system:masters`,
@@ -56,7 +62,8 @@ pub struct KubeApi {
     /// its public key (PKIX PEM): tokens the API server issues verify with it.
     pub sa_signing_key: PathBuf,
     pub sa_public_key: PathBuf,
-    /// How long the API server took from spawn to `/readyz` = 200.
+    /// How long the API server took from spawn to `/readyz` = 200 (its
+    /// last start).
     pub startup: Duration,
     client: reqwest::Client,
     // Last: removed after both processes are dead.
@@ -260,6 +267,53 @@ fn spawn_etcd(bin: &Path) -> (Proc, String) {
     (etcd, client)
 }
 
+/// Spawns kube-apiserver with `args` and waits until `url`/readyz answers
+/// 200 to `client`; returns it and how long that took. Panics with both
+/// logs' tails when it exits, etcd does, or it is not ready in time.
+fn spawn_apiserver(
+    bin: &Path,
+    args: &[String],
+    client: &reqwest::Client,
+    url: &str,
+    etcd: &Proc,
+) -> (Proc, Duration) {
+    let mut cmd = guarded(bin);
+    cmd.args(args);
+    let started = Instant::now();
+    let apiserver = Proc::spawn("kube-apiserver", cmd);
+    let readyz = format!("{url}/readyz");
+    let mut last = String::from("no answer yet");
+    let ready = poll(APISERVER_TIMEOUT, || {
+        if let Some(status) = apiserver.exit_status() {
+            panic!(
+                "kube-apiserver exited ({status}) while starting up{}{}",
+                apiserver.log_tail(60),
+                etcd.log_tail(20)
+            );
+        }
+        etcd.assert_running("kube-apiserver was starting");
+        match send(client, reqwest::Method::GET, &readyz, None) {
+            Ok((200, _)) => Some(()),
+            Ok((status, body)) => {
+                last = format!("{status}: {body}");
+                None
+            }
+            Err(e) => {
+                last = format!("{e:#}");
+                None
+            }
+        }
+    });
+    assert!(
+        ready.is_some(),
+        "kube-apiserver: GET {readyz} not 200 within {APISERVER_TIMEOUT:?}; last answer: \
+         {last}{}{}",
+        apiserver.log_tail(60),
+        etcd.log_tail(20)
+    );
+    (apiserver, started.elapsed())
+}
+
 impl KubeApi {
     /// Starts etcd and kube-apiserver and waits until `/readyz` answers 200
     /// to the admin certificate. Panics with both logs' tails otherwise.
@@ -279,71 +333,41 @@ impl KubeApi {
         let url = format!("https://{}", loopback(port));
         let kubeconfig = write(certs_dir.path(), "kubeconfig", &kubeconfig(&url, &certs));
         let file_flag = |flag: &str, path: &Path| format!("--{flag}={}", path.display());
-        let mut cmd = guarded(&apiserver_bin);
-        cmd.arg(format!("--etcd-servers={etcd_url}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--secure-port={port}"))
+        let mut apiserver_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
             // Only used for the `kubernetes` Service's endpoints, which
             // nothing maintains here (no reconciler: a loopback address is
             // not a valid endpoint).
-            .arg("--advertise-address=127.0.0.1")
-            .arg("--endpoint-reconciler-type=none")
-            .arg(file_flag("tls-cert-file", &certs.serving_cert))
-            .arg(file_flag("tls-private-key-file", &certs.serving_key))
-            .arg(file_flag("client-ca-file", &certs.ca_cert))
-            .arg(format!("--service-account-issuer={SA_ISSUER}"))
-            .arg(file_flag("service-account-key-file", &certs.sa_public_key))
-            .arg(file_flag(
-                "service-account-signing-key-file",
-                &certs.sa_signing_key,
-            ))
-            .arg("--authorization-mode=RBAC")
+            "--advertise-address=127.0.0.1".into(),
+            "--endpoint-reconciler-type=none".into(),
+            file_flag("tls-cert-file", &certs.serving_cert),
+            file_flag("tls-private-key-file", &certs.serving_key),
+            file_flag("client-ca-file", &certs.ca_cert),
+            format!("--service-account-issuer={SA_ISSUER}"),
+            file_flag("service-account-key-file", &certs.sa_public_key),
+            file_flag("service-account-signing-key-file", &certs.sa_signing_key),
+            "--authorization-mode=RBAC".into(),
             // A documentation-style private range; nothing routes there, and
             // nothing leaves the machine anyway.
-            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
             // Without a controller-manager no `default` ServiceAccount ever
             // exists, and this plugin would then reject every pod.
-            .arg("--disable-admission-plugins=ServiceAccount")
+            "--disable-admission-plugins=ServiceAccount".into(),
             // Its own temp dir, never /var/run/kubernetes.
-            .arg(file_flag("cert-dir", &certs_dir.path().join("generated")))
-            .arg("--profiling=false")
-            .args(extra_args);
-        let started = Instant::now();
-        let apiserver = Proc::spawn("kube-apiserver", cmd);
+            file_flag("cert-dir", &certs_dir.path().join("generated")),
+            "--profiling=false".into(),
+        ];
+        apiserver_args.extend(extra_args.iter().map(|a| a.to_string()));
         let client = admin_client(&certs);
-        let readyz = format!("{url}/readyz");
-        let mut last = String::from("no answer yet");
-        let ready = poll(APISERVER_TIMEOUT, || {
-            if let Some(status) = apiserver.exit_status() {
-                panic!(
-                    "kube-apiserver exited ({status}) while starting up{}{}",
-                    apiserver.log_tail(60),
-                    etcd.log_tail(20)
-                );
-            }
-            etcd.assert_running("kube-apiserver was starting");
-            match send(&client, reqwest::Method::GET, &readyz, None) {
-                Ok((200, _)) => Some(()),
-                Ok((status, body)) => {
-                    last = format!("{status}: {body}");
-                    None
-                }
-                Err(e) => {
-                    last = format!("{e:#}");
-                    None
-                }
-            }
-        });
-        assert!(
-            ready.is_some(),
-            "kube-apiserver: GET {readyz} not 200 within {APISERVER_TIMEOUT:?}; last answer: \
-             {last}{}{}",
-            apiserver.log_tail(60),
-            etcd.log_tail(20)
-        );
+        let (apiserver, startup) =
+            spawn_apiserver(&apiserver_bin, &apiserver_args, &client, &url, &etcd);
         KubeApi {
             apiserver,
             etcd,
+            apiserver_bin,
+            apiserver_args,
             url,
             kubeconfig,
             ca_pem: certs.ca_pem,
@@ -352,10 +376,38 @@ impl KubeApi {
             admin_key: certs.admin_key,
             sa_signing_key: certs.sa_signing_key,
             sa_public_key: certs.sa_public_key,
-            startup: started.elapsed(),
+            startup,
             client,
             _certs: certs_dir,
         }
+    }
+
+    /// Kills the API server (SIGKILL: a crash, not a graceful shutdown),
+    /// leaving etcd and its data. Requests panic until
+    /// [`KubeApi::start_apiserver`].
+    pub fn stop_apiserver(&self) {
+        self.apiserver.kill();
+    }
+
+    /// Starts the API server again with the same flags: the same address,
+    /// certificates, service-account key and etcd. Waits for `/readyz` like
+    /// [`KubeApi::start`] and returns (and records in `startup`) how long
+    /// that took. The previous process's log is discarded.
+    pub fn start_apiserver(&mut self) -> Duration {
+        assert!(
+            !self.apiserver.is_running(),
+            "start_apiserver: the API server is still running (stop_apiserver first)"
+        );
+        let (apiserver, startup) = spawn_apiserver(
+            &self.apiserver_bin,
+            &self.apiserver_args,
+            &self.client,
+            &self.url,
+            &self.etcd,
+        );
+        self.apiserver = apiserver;
+        self.startup = startup;
+        startup
     }
 
     /// A request as admin; `path` starts with `/`. Returns the status and

@@ -199,7 +199,10 @@ fn launch(
         .args(["--xds-addr", &xds_addr.to_string()])
         .args(["--admin-addr", &admin_addr.to_string()])
         .args(["--debounce", "50ms", "--log-level", "debug"])
-        .args(extra_args);
+        .args(extra_args)
+        // A plain log file, without color codes between field names and
+        // values, so tests (and people) can search it.
+        .env("NO_COLOR", "1");
     let rudder = Rudder {
         proc: Proc::spawn("rudder", cmd),
         xds_addr,
@@ -228,6 +231,20 @@ impl Rudder {
         let url = format!("{}{path}", self.admin_url);
         try_http_get(&url, None)
             .unwrap_or_else(|e| panic!("GET {url} failed: {e:#}{}", self.proc.log_tail(30)))
+    }
+
+    /// `/debug/configz` as JSON: the snapshot version, `synced`, and the
+    /// accepted and rejected objects.
+    pub fn configz(&self) -> serde_json::Value {
+        let (status, body) = self.admin_get("/debug/configz");
+        assert_eq!(
+            status,
+            200,
+            "GET /debug/configz: {body}{}",
+            self.log_tail(30)
+        );
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("/debug/configz is not JSON ({e}): {body}"))
     }
 
     pub fn log_tail(&self, n: usize) -> String {
