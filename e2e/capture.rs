@@ -28,21 +28,28 @@ const SETTLE: Duration = Duration::from_secs(20);
 
 /// GET `url` from `pod` until 200 (or panic with context); the body as JSON.
 pub(crate) fn get_json(pod: &Pod, url: &str) -> Value {
+    curl_json(pod, &[url])
+}
+
+/// `curl ARGS` (a URL and options) from `pod` until 200, or panic with
+/// context; the body as JSON.
+pub(crate) fn curl_json(pod: &Pod, args: &[&str]) -> Value {
     let mut last = (0, String::new());
     let ok = poll(SETTLE, || {
-        last = pod.curl(&[url]);
+        last = pod.curl(args);
         (last.0 == 200).then_some(())
     });
+    let request = args.join(" ");
     assert!(
         ok.is_some(),
-        "GET {url} from pod {} never answered 200; last: {} {}{}",
+        "curl {request} from pod {} never answered 200; last: {} {}{}",
         pod.name(),
         last.0,
         last.1,
         pod.context()
     );
     serde_json::from_str(&last.1)
-        .unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {}", last.1))
+        .unwrap_or_else(|e| panic!("curl {request}: not JSON ({e}): {}", last.1))
 }
 
 /// The IP part of an echo answer's `peer` (`IP:PORT`).

@@ -23,6 +23,7 @@ mod offline;
 mod sidecar_ingress;
 mod support;
 mod traffic;
+mod traffic_l4;
 mod traffic_policy;
 
 use std::time::Duration;

@@ -80,7 +80,7 @@ fn client_envoy(rudder: &Rudder, delta: bool) -> Envoy {
 
 /// Sends `n` requests for `host` through Envoy's listener on `port`;
 /// counts answers per backend name (non-200s under their status code).
-fn spread(port: u16, host: &str, n: usize) -> BTreeMap<String, usize> {
+pub(crate) fn spread(port: u16, host: &str, n: usize) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for _ in 0..n {
         let url = format!("http://127.0.0.1:{port}/spread");

@@ -23,10 +23,10 @@ use tempfile::TempDir;
 
 use crate::support::*;
 
-const NS: &str = "demo";
+pub(crate) const NS: &str = "demo";
 const CLIENT: &str = "sidecar~127.0.0.5~client-0.demo~demo.svc.cluster.local";
 /// How long a config edit may take to reach Envoy.
-const PROPAGATION: Duration = Duration::from_secs(15);
+pub(crate) const PROPAGATION: Duration = Duration::from_secs(15);
 /// At most this much of a long JSON document goes into a failure message.
 const EXCERPT_CHARS: usize = 12_000;
 
@@ -40,12 +40,16 @@ struct Pod {
 }
 
 /// A Service with its Pods and EndpointSlice.
-struct Svc {
+pub(crate) struct Svc {
     ns: String,
     name: String,
     /// The service port: Envoy's loopback listener.
-    port: u16,
-    /// The port every Pod listens on.
+    pub(crate) port: u16,
+    /// Its name, which declares the protocol (`http`, `tcp-...`).
+    port_name: String,
+    /// Further ports (name, port) of the same Pods, see [`Svc::with_port`].
+    more_ports: Vec<(String, u16)>,
+    /// The port every Pod listens on, for every service port.
     target: u16,
     pods: Vec<Pod>,
 }
@@ -54,13 +58,25 @@ impl Svc {
     /// `name` in `ns` with one echo Pod `NAME-VERSION` per version, labelled
     /// `app: NAME, version: VERSION`.
     fn new(ns: &str, name: &str, versions: &[&str]) -> Svc {
+        Svc::serving(ns, name, versions, "http", spawn_echo)
+    }
+
+    /// Like [`Svc::new`], the Pods started by `spawn` (e.g. [`spawn_tcp_echo`])
+    /// behind a port named `port_name`.
+    pub(crate) fn serving(
+        ns: &str,
+        name: &str,
+        versions: &[&str],
+        port_name: &str,
+        spawn: fn(&str, Ipv4Addr, u16) -> Proc,
+    ) -> Svc {
         let target = free_port();
         let pods = versions
             .iter()
             .map(|v| {
                 let pod = format!("{name}-{v}");
                 let ip = loopback_ip();
-                let proc = spawn_echo(&pod, ip, target);
+                let proc = spawn(&pod, ip, target);
                 Pod {
                     name: pod,
                     ip,
@@ -73,9 +89,19 @@ impl Svc {
             ns: ns.into(),
             name: name.into(),
             port: free_port(),
+            port_name: port_name.into(),
+            more_ports: Vec::new(),
             target,
             pods,
         }
+    }
+
+    /// Adds a service port named `port_name` (a fresh number, returned) to
+    /// the same target port.
+    pub(crate) fn with_port(&mut self, port_name: &str) -> u16 {
+        let port = free_port();
+        self.more_ports.push((port_name.into(), port));
+        port
     }
 
     /// Adds a ready endpoint where nothing listens.
@@ -90,7 +116,7 @@ impl Svc {
         self
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("{}.{}.svc.cluster.local", self.name, self.ns)
     }
 
@@ -104,10 +130,22 @@ impl Svc {
     }
 
     /// Service, Pods and EndpointSlice as Kubernetes YAML.
-    fn yaml(&self) -> String {
-        let (ns, name, port, target) = (&self.ns, &self.name, self.port, self.target);
+    pub(crate) fn yaml(&self) -> String {
+        let (ns, name, target) = (&self.ns, &self.name, self.target);
+        let ports: Vec<(&str, u16)> = std::iter::once((self.port_name.as_str(), self.port))
+            .chain(self.more_ports.iter().map(|(n, p)| (n.as_str(), *p)))
+            .collect();
+        let service_ports: Vec<String> = ports
+            .iter()
+            .map(|(n, p)| format!("{{name: {n}, port: {p}, targetPort: {target}}}"))
+            .collect();
+        let slice_ports: Vec<String> = ports
+            .iter()
+            .map(|(n, _)| format!("{{name: {n}, port: {target}}}"))
+            .collect();
         let mut docs = vec![format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: {port}, targetPort: {target}}}]\n"
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{}]\n",
+            service_ports.join(", ")
         )];
         let mut endpoints = String::new();
         for p in &self.pods {
@@ -120,14 +158,15 @@ impl Svc {
             ));
         }
         docs.push(format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: {ns}\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: {target}}}]\nendpoints:\n{endpoints}"
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: {ns}\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{}]\nendpoints:\n{endpoints}",
+            slice_ports.join(", ")
         ));
         docs.join("---\n")
     }
 }
 
 /// A DestinationRule with one subset per `version` label value.
-fn subsets_rule(svc: &Svc, versions: &[&str]) -> String {
+pub(crate) fn subsets_rule(svc: &Svc, versions: &[&str]) -> String {
     let subsets: String = versions
         .iter()
         .map(|v| format!("  - {{name: {v}, labels: {{version: {v}}}}}\n"))
@@ -150,17 +189,17 @@ fn virtual_service(svc: &Svc, version: &str, http: &str) -> String {
 }
 
 /// The control plane on a config dir and one client proxy.
-struct Mesh {
+pub(crate) struct Mesh {
     dir: TempDir,
-    rudder: Rudder,
-    envoy: Envoy,
+    pub(crate) rudder: Rudder,
+    pub(crate) envoy: Envoy,
     node: String,
 }
 
 impl Mesh {
     /// Writes `files` (name, YAML), starts `rudder serve` and a client Envoy
     /// in `demo`, and waits until Envoy is ready.
-    fn start<N: AsRef<str>>(files: &[(N, String)]) -> Mesh {
+    pub(crate) fn start<N: AsRef<str>>(files: &[(N, String)]) -> Mesh {
         let dir = workdir("policy");
         for (name, text) in files {
             write(dir.path(), name.as_ref(), text);
@@ -185,8 +224,14 @@ impl Mesh {
         self.node = node.to_string();
     }
 
-    fn write(&self, file: &str, text: &str) {
+    pub(crate) fn write(&self, file: &str, text: &str) {
         write(self.dir.path(), file, text);
+    }
+
+    /// Deletes `file` from the config dir, as `kubectl delete` would the objects.
+    pub(crate) fn remove(&self, file: &str) {
+        let path = self.dir.path().join(file);
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("removing {}: {e}", path.display()));
     }
 
     /// Writes `file` and waits until Envoy's route configuration changes.
@@ -258,7 +303,7 @@ impl Mesh {
         seen
     }
 
-    fn stat(&self, name: &str) -> u64 {
+    pub(crate) fn stat(&self, name: &str) -> u64 {
         self.envoy.stat(name).unwrap_or(0)
     }
 
@@ -300,7 +345,7 @@ impl Mesh {
     }
 
     /// Failure context for routing: rudder's log, Envoy's routes, translate's routes.
-    fn routes_ctx(&self) -> String {
+    pub(crate) fn routes_ctx(&self) -> String {
         let envoy = serde_json::to_string_pretty(&self.route_configs()).unwrap_or_default();
         format!(
             "{}\n--- Envoy config_dump: dynamic route configs ---\n{}\n--- rudder translate --type rds ---\n{}",
@@ -312,7 +357,7 @@ impl Mesh {
 
     /// Failure context for cluster policy: rudder's log, the cluster as Envoy
     /// has it and as translate prints it, and Envoy's /clusters for it.
-    fn cluster_ctx(&self, cluster: &str) -> String {
+    pub(crate) fn cluster_ctx(&self, cluster: &str) -> String {
         let section = self.envoy.config_section("ClustersConfigDump");
         let in_envoy = section["dynamic_active_clusters"]
             .as_array()
@@ -340,6 +385,29 @@ impl Mesh {
         )
     }
 
+    /// Failure context for TCP and TLS routing, which lives in listeners:
+    /// rudder's log and the loopback listener on `port` as Envoy has it and
+    /// as translate prints it.
+    pub(crate) fn listener_ctx(&self, port: u16) -> String {
+        let name = format!("127.0.0.1_{port}");
+        let section = self.envoy.config_section("ListenersConfigDump");
+        let in_envoy = section["dynamic_listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == name.as_str()).cloned())
+            .unwrap_or(Value::Null);
+        let translated: Value = serde_json::from_str(&self.translate("lds")).unwrap_or(Value::Null);
+        let translated = translated["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == name.as_str()).cloned())
+            .unwrap_or(Value::Null);
+        format!(
+            "{}\n--- Envoy config_dump: listener {name} ---\n{}\n--- rudder translate: listener {name} ---\n{}",
+            self.rudder.log_tail(30),
+            excerpt(&serde_json::to_string_pretty(&in_envoy).unwrap_or_default()),
+            excerpt(&serde_json::to_string_pretty(&translated).unwrap_or_default()),
+        )
+    }
+
     /// NACKs this proxy sent, as `type: message`, from /debug/syncz.
     fn nacks(&self) -> Vec<String> {
         let syncz: Value =
@@ -354,7 +422,7 @@ impl Mesh {
     }
 
     /// Panics when Envoy refused any of what Rudder sent.
-    fn assert_no_nack(&self) {
+    pub(crate) fn assert_no_nack(&self) {
         let nacks = self.nacks();
         assert!(
             nacks.is_empty(),
@@ -691,6 +759,8 @@ fn policy_timeout_and_retries() {
         name: "slow".into(),
         port: free_port(),
         target: slow_port,
+        port_name: "http".into(),
+        more_ports: Vec::new(),
         pods: vec![Pod {
             name: "slow-v1".into(),
             ip: slow_ip,
