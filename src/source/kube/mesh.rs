@@ -12,8 +12,7 @@ use std::str::FromStr;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::Api;
 use tokio::sync::mpsc;
 
@@ -91,7 +90,7 @@ fn parse(at: &MeshConfigMap, text: &str) -> Result<MeshConfig, KubeSourceError> 
 pub async fn follow(client: kube::Client, at: MeshConfigMap, events: mpsc::Sender<SourceEvent>) {
     let api: Api<ConfigMap> = Api::namespaced(client, &at.namespace);
     let selector = watcher::Config::default().fields(&format!("metadata.name={}", at.name));
-    let mut stream = watcher(api, selector).default_backoff().boxed();
+    let mut stream = super::watch::watch(api, selector).boxed();
     // Whether the current (re)list found the ConfigMap.
     let mut listed = false;
     while let Some(event) = stream.next().await {

@@ -27,12 +27,12 @@ mod mesh;
 mod relist;
 mod root_cert;
 mod status;
+mod watch;
 mod webhook_ca;
 
 use futures::stream::{self, BoxStream, StreamExt};
 use kube::core::DynamicObject;
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::Api;
 use tokio::sync::mpsc;
 
@@ -155,8 +155,7 @@ impl KubeSource {
 
     fn watch(&self, index: usize, kind: &WatchedKind) -> KindEvents {
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.resource);
-        watcher(api, watcher::Config::default())
-            .default_backoff()
+        watch::watch(api, watcher::Config::default())
             .map(move |result| (index, result))
             .boxed()
     }
@@ -172,7 +171,8 @@ fn log_watch_error(kind: &WatchedKind, error: &watcher::Error) {
         _ => None,
     };
     match status {
-        // The resource version expired: the watcher relists, losing nothing.
+        // The resource version expired: the watcher relists at once (no
+        // backoff, see watch.rs), losing nothing.
         Some(s) if s.code == 410 => tracing::info!(kind = kind_name, "watch expired; relisting"),
         Some(s) if s.code == 404 => tracing::error!(
             kind = kind_name,

@@ -16,7 +16,7 @@
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher::{self, watcher};
+use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 
 pub const ROOT_CERT_CONFIG_MAP: &str = "rudder-ca-root-cert";
@@ -27,8 +27,7 @@ const FIELD_MANAGER: &str = "rudder";
 /// are logged and retried on the next event (watch errors with backoff).
 pub async fn publish_root_cert(client: kube::Client, bundle: String) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let mut events = watcher(namespaces, watcher::Config::default())
-        .default_backoff()
+    let mut events = super::watch::watch(namespaces, watcher::Config::default())
         .applied_objects()
         .boxed();
     while let Some(event) = events.next().await {

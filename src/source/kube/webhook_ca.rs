@@ -25,7 +25,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher::{self, watcher};
+use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use serde::de::DeserializeOwned;
 
@@ -70,8 +70,7 @@ where
     let kind = K::kind(&());
     tracing::debug!(%kind, %name, "watching for the webhook configuration to keep its caBundle");
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = watcher(api.clone(), config)
-        .default_backoff()
+    let mut events = super::watch::watch(api.clone(), config)
         .applied_objects()
         .boxed();
     while let Some(event) = events.next().await {
