@@ -18,6 +18,7 @@ mod kube_mesh_config;
 mod kube_replicas;
 mod kube_restart;
 mod kube_webhooks;
+mod locality;
 mod mtls;
 mod offline;
 mod sidecar_ingress;

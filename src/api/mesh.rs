@@ -25,6 +25,9 @@ struct RawMeshConfig {
     trust_domain: Option<String>,
     #[serde(default)]
     extension_providers: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    locality_lb_setting:
+        Option<crate::api::networking::destination_rule::LocalityLoadBalancerSetting>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +68,10 @@ pub fn parse_mesh_config(text: &str) -> Result<MeshConfig, FieldError> {
         mesh.trust_domain = td;
     }
     mesh.extension_providers = extension_providers(raw.extension_providers)?;
+    if let Some(lb) = raw.locality_lb_setting {
+        crate::api::networking::destination_rule::check_locality("localityLbSetting", &lb, None)?;
+        mesh.locality_lb = lb.to_model();
+    }
     Ok(mesh)
 }
 
@@ -370,6 +377,23 @@ mod tests {
         assert_eq!(mesh.outbound_traffic_policy, OutboundPolicy::RegistryOnly);
         assert_eq!(mesh.access_log_file.as_deref(), Some("/dev/stdout"));
         assert_eq!(mesh.root_namespace, "istio-system");
+    }
+
+    #[test]
+    fn locality_lb_setting_defaults_to_enabled_and_is_validated() {
+        let mesh = parse_mesh_config("").unwrap();
+        assert_eq!(mesh.locality_lb.enabled, Some(true));
+        let mesh =
+            parse_mesh_config("localityLbSetting: {enabled: false, failover: [{from: a, to: b}]}")
+                .unwrap();
+        assert_eq!(mesh.locality_lb.enabled, Some(false));
+        assert_eq!(
+            mesh.locality_lb.failover,
+            vec![("a".to_string(), "b".to_string())]
+        );
+        let err =
+            parse_mesh_config("localityLbSetting: {failover: [{from: a, to: a}]}").unwrap_err();
+        assert_eq!(err.field, "localityLbSetting.failover[0]");
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub fn endpoints_from_slices<'a>(
                     ready,
                     pod: pod_ref(ep.target_ref.as_ref()),
                     zone: ep.zone.clone(),
+                    locality: None,
                 });
             }
         }
@@ -130,6 +131,7 @@ pub fn endpoints_from_legacy(eps: &Endpoints) -> model::ServiceEndpoints {
                 ready,
                 pod: pod_ref(addr.target_ref.as_ref()),
                 zone: None,
+                locality: None,
             });
         }
     }

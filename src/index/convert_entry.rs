@@ -22,6 +22,22 @@ pub struct Selectable {
     pub address: String,
     /// Port overrides by port name (WorkloadEntry `ports`).
     pub ports: BTreeMap<String, u32>,
+    /// WorkloadEntry `locality`, or the Pod's `istio-locality` label.
+    pub locality: Option<model::Locality>,
+}
+
+impl Selectable {
+    /// A WorkloadEntry's `locality` (`region/zone/subzone`).
+    pub fn entry_locality(spec: &WorkloadEntrySpec) -> Option<model::Locality> {
+        spec.locality.as_deref().and_then(model::Locality::parse)
+    }
+
+    /// A Pod's `istio-locality` label (`region.zone.subzone`).
+    pub fn label_locality(labels: &BTreeMap<String, String>) -> Option<model::Locality> {
+        labels
+            .get(model::LOCALITY_LABEL)
+            .and_then(|l| model::Locality::from_label(l))
+    }
 }
 
 /// `selected`: WorkloadEntries and Pods in the entry's namespace.
@@ -126,7 +142,7 @@ fn static_endpoints(
     selected: &[Selectable],
 ) -> model::ServiceEndpoints {
     let mut endpoints = Vec::new();
-    let mut push = |address: &str, ports: &BTreeMap<String, u32>| {
+    let mut push = |address: &str, ports: &BTreeMap<String, u32>, locality| {
         if let Ok(address) = address.parse() {
             endpoints.push(model::Endpoint {
                 address,
@@ -134,22 +150,25 @@ fn static_endpoints(
                 ready: true,
                 pod: None,
                 zone: None,
+                locality,
             });
         }
     };
     for e in inline {
         if let Some(a) = &e.address {
-            push(a, &e.ports);
+            push(a, &e.ports, Selectable::entry_locality(e));
         }
     }
     if !selector.is_empty() {
         for w in selected {
             if selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)) {
-                push(&w.address, &w.ports);
+                push(&w.address, &w.ports, w.locality.clone());
             }
         }
     }
-    endpoints.sort_by(|a, b| (a.address, &a.ports).cmp(&(b.address, &b.ports)));
+    endpoints.sort_by(|a, b| {
+        (a.address, &a.ports, &a.locality).cmp(&(b.address, &b.ports, &b.locality))
+    });
     endpoints.dedup();
     model::ServiceEndpoints { endpoints }
 }

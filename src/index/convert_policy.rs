@@ -52,6 +52,7 @@ fn policy(p: &ApiPolicy) -> TrafficPolicy {
                     connection_pool: pl.connection_pool.as_ref().map(connection_pool),
                     outlier_detection: pl.outlier_detection.as_ref().map(outlier),
                     tls: pl.tls.as_ref().map(tls),
+                    locality_lb: pl.load_balancer.as_ref().map(locality_lb),
                     port_level: BTreeMap::new(),
                 },
             ))
@@ -62,7 +63,17 @@ fn policy(p: &ApiPolicy) -> TrafficPolicy {
         connection_pool: p.connection_pool.as_ref().map(connection_pool),
         outlier_detection: p.outlier_detection.as_ref().map(outlier),
         tls: p.tls.as_ref().map(tls),
+        locality_lb: p.load_balancer.as_ref().map(locality_lb),
         port_level,
+    }
+}
+
+/// Istio replaces `loadBalancer` as a whole, so one without
+/// `localityLbSetting` means the mesh's setting.
+fn locality_lb(lb: &LoadBalancerSettings) -> crate::model::LocalityLb {
+    match &lb.locality_lb_setting {
+        Some(s) => crate::model::LocalityLb::Rule(s.to_model()),
+        None => crate::model::LocalityLb::Mesh,
     }
 }
 

@@ -9,6 +9,7 @@ mod convert_policy;
 mod convert_routing;
 mod convert_security;
 mod convert_sidecar;
+mod locality;
 mod store;
 
 #[cfg(test)]
@@ -124,6 +125,7 @@ impl Index {
     /// an idle mesh pushes nothing.
     fn publish(&mut self) {
         let previous = self.tx.borrow().clone();
+        self.store.refresh_localities();
         let changes = std::mem::take(&mut self.store.pending);
         let status = Arc::new(self.store.status());
         let became_ready = self.synced() && !previous.synced;
@@ -160,6 +162,7 @@ impl Index {
             authorization_policies: self.store.authorization_policies.clone(),
             request_authentications: self.store.request_authentications.clone(),
             mesh: self.mesh.clone(),
+            localities: self.store.localities.clone(),
             changes,
             status,
         };
@@ -175,6 +178,7 @@ pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshCon
     for (unit, items) in units {
         store.replace(&unit, items);
     }
+    store.refresh_localities();
     let changes = std::mem::take(&mut store.pending);
     Snapshot {
         version: 1,
@@ -191,6 +195,7 @@ pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshCon
         authorization_policies: store.authorization_policies.clone(),
         request_authentications: store.request_authentications.clone(),
         mesh: Arc::new(mesh),
+        localities: store.localities.clone(),
         changes,
         status: Arc::new(store.status()),
     }

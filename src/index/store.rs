@@ -43,6 +43,10 @@ pub struct Store {
     entry_services: BTreeMap<ObjectKey, Vec<ServiceKey>>,
     /// Changes not yet published.
     pub pending: ChangeSet,
+    /// Known localities (see `Snapshot::localities`), recomputed only after
+    /// a Pod or WorkloadEntry changed.
+    pub localities: Arc<BTreeSet<model::Locality>>,
+    localities_dirty: bool,
 }
 
 impl Store {
@@ -193,6 +197,7 @@ impl Store {
             }
             Kind::Endpoints => self.refresh_endpoints(ServiceKey::new(&key.namespace, &key.name)),
             Kind::Pod => {
+                self.localities_dirty = true;
                 let wkey = model::WorkloadKey {
                     namespace: key.namespace.clone(),
                     name: key.name.clone(),
@@ -233,7 +238,10 @@ impl Store {
             }
             Kind::ServiceEntry => self.refresh_entry(key),
             // Entries with a workloadSelector may select this one.
-            Kind::WorkloadEntry => self.refresh_selecting_entries(),
+            Kind::WorkloadEntry => {
+                self.localities_dirty = true;
+                self.refresh_selecting_entries();
+            }
             Kind::PeerAuthentication => {
                 let new = match object.as_deref() {
                     Some(Object::PeerAuthentication(pa)) => {
@@ -337,13 +345,16 @@ impl Store {
                             labels: we.spec.labels.clone(),
                             address: addr.clone(),
                             ports: we.spec.ports.clone(),
+                            locality: Selectable::entry_locality(&we.spec),
                         });
                     }
                 }
                 Object::Pod(pod) => {
                     if let Some(ip) = pod.status.as_ref().and_then(|st| st.pod_ip.clone()) {
+                        let labels = pod.metadata.labels.clone().unwrap_or_default();
                         out.push(Selectable {
-                            labels: pod.metadata.labels.clone().unwrap_or_default(),
+                            locality: Selectable::label_locality(&labels),
+                            labels,
                             address: ip,
                             ports: BTreeMap::new(),
                         });
@@ -385,6 +396,27 @@ impl Store {
         }
     }
 
+    /// Recomputes the known localities after Pods or WorkloadEntries
+    /// changed. A new or vanished locality changes which EDS names proxies
+    /// use, so it counts as a workload change (every shape recomputed).
+    pub fn refresh_localities(&mut self) {
+        if !std::mem::take(&mut self.localities_dirty) {
+            return;
+        }
+        let entries = self
+            .objects
+            .values()
+            .filter_map(|s| match s.object.as_ref() {
+                Object::WorkloadEntry(we) => Some(&we.spec),
+                _ => None,
+            });
+        let known = super::locality::known(&self.workloads, entries);
+        if known != *self.localities {
+            self.localities = Arc::new(known);
+            self.pending.workloads = true;
+        }
+    }
+
     pub fn status(&self) -> ConfigStatus {
         ConfigStatus {
             accepted: self
@@ -394,7 +426,11 @@ impl Store {
                 .collect(),
             rejected: self.rejected.values().flatten().cloned().collect(),
             ignored: self.ignored.values().flatten().cloned().collect(),
-            warnings: super::conflicts::find(&self.services),
+            warnings: [
+                super::conflicts::find(&self.services),
+                super::locality::warnings(&self.destination_rules),
+            ]
+            .concat(),
         }
     }
 }

@@ -227,3 +227,49 @@ async fn a_mesh_config_edit_pushes_everything_but_keeps_the_trust_domain() {
     let idle = tokio::time::timeout(Duration::from_millis(300), rx.changed()).await;
     assert!(idle.is_err(), "an unchanged mesh config must not publish");
 }
+
+/// Pods' `istio-locality` labels and WorkloadEntries' `locality` are the
+/// known localities; a new one counts as a workload change (proxy shapes
+/// and EDS names depend on it), an unchanged set does not.
+#[test]
+fn known_localities_come_from_pods_and_workload_entries() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: shop, labels: {istio-locality: r1.z1.s1}}\nstatus: {podIP: 10.0.0.1}\n";
+    let we = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm, namespace: shop}\nspec: {address: 10.0.0.2, locality: r2/z2}\n";
+    let mut store = Store::default();
+    store.replace("a.yaml", parse_text(&format!("{pod}---\n{we}")));
+    store.refresh_localities();
+    let known: Vec<String> = store.localities.iter().map(|l| l.to_string()).collect();
+    assert_eq!(known, ["r1/z1/s1", "r2/z2/"]);
+    store.pending = Default::default();
+    // The WorkloadEntry moves: a different set, so every shape is redone.
+    store.replace(
+        "a.yaml",
+        parse_text(&format!("{pod}---\n{}", we.replace("r2/z2", "r3/z3"))),
+    );
+    store.refresh_localities();
+    assert!(
+        store.pending.workloads,
+        "a new locality must recompute shapes"
+    );
+    store.pending = Default::default();
+    store.replace(
+        "a.yaml",
+        parse_text(&format!("{pod}---\n{}", we.replace("r2/z2", "r3/z3"))),
+    );
+    store.refresh_localities();
+    assert!(!store.pending.workloads);
+}
+
+#[test]
+fn failover_priority_is_reported_as_not_applied() {
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: shop}\nspec:\n  host: web\n  trafficPolicy:\n    loadBalancer: {localityLbSetting: {failoverPriority: [topology.kubernetes.io/zone]}}\n";
+    let mut store = Store::default();
+    store.replace("a.yaml", parse_text(dr));
+    let warnings = store.status().warnings;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("DestinationRule shop/web") && w.contains("failoverPriority")),
+        "{warnings:?}"
+    );
+}

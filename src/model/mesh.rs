@@ -20,6 +20,8 @@ pub struct MeshConfig {
     pub trust_domain: String,
     /// `extensionProviders`, in the order given; names are unique.
     pub extension_providers: Vec<ExtensionProvider>,
+    /// `localityLbSetting`; Istio's default is `{enabled: true}`.
+    pub locality_lb: super::LocalityLbSetting,
 }
 
 impl Default for MeshConfig {
@@ -30,6 +32,7 @@ impl Default for MeshConfig {
             root_namespace: "istio-system".to_string(),
             trust_domain: "cluster.local".to_string(),
             extension_providers: Vec::new(),
+            locality_lb: super::LocalityLbSetting::mesh_default(),
         }
     }
 }

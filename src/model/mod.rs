@@ -2,6 +2,7 @@
 //! No Kubernetes and no Envoy types live here, so both ends can change alone.
 
 pub mod authz;
+pub mod locality;
 pub mod mesh;
 pub mod proxy;
 pub mod routing;
@@ -10,6 +11,7 @@ mod service;
 pub mod sidecar;
 mod snapshot;
 
+pub use locality::{Locality, LocalityLb, LocalityLbSetting, LOCALITY_LABEL};
 pub use mesh::{MeshConfig, OutboundPolicy};
 pub use proxy::{Interception, Proxy, ProxyKind};
 pub use service::{

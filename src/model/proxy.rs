@@ -46,6 +46,8 @@ pub struct Proxy {
     /// Rudder issued this proxy a workload certificate (SDS `default`): it
     /// proved its identity, so its config may use mutual TLS.
     pub mtls: bool,
+    /// Envoy's `node.locality`, when it sent one.
+    pub locality: Option<super::Locality>,
 }
 
 /// Why a node id or its metadata cannot describe a proxy.
@@ -97,6 +99,7 @@ impl Proxy {
             service_account: "default".to_string(),
             interception: Interception::Redirect,
             mtls: false,
+            locality: None,
         })
     }
 }

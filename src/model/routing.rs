@@ -324,6 +324,8 @@ pub struct TrafficPolicy {
     pub connection_pool: Option<ConnectionPool>,
     pub outlier_detection: Option<OutlierDetection>,
     pub tls: Option<ClientTls>,
+    /// None when this layer sets no `loadBalancer` (the lower layer's holds).
+    pub locality_lb: Option<super::LocalityLb>,
     pub port_level: BTreeMap<u16, TrafficPolicy>,
 }
 
@@ -351,6 +353,10 @@ impl TrafficPolicy {
                 .clone()
                 .or_else(|| self.outlier_detection.clone()),
             tls: p.tls.clone().or_else(|| self.tls.clone()),
+            locality_lb: p
+                .locality_lb
+                .clone()
+                .or_else(|| self.locality_lb.clone()),
             port_level: BTreeMap::new(),
         }
     }
@@ -373,6 +379,10 @@ impl TrafficPolicy {
                 .clone()
                 .or_else(|| self.outlier_detection.clone()),
             tls: over.tls.clone().or_else(|| self.tls.clone()),
+            locality_lb: over
+                .locality_lb
+                .clone()
+                .or_else(|| self.locality_lb.clone()),
             port_level,
         }
     }

@@ -180,7 +180,12 @@ pub struct Endpoint {
     pub ports: BTreeMap<String, u16>,
     pub ready: bool,
     pub pod: Option<String>,
+    /// The EndpointSlice endpoint's `zone`.
     pub zone: Option<String>,
+    /// Set where the source names it: a ServiceEntry endpoint's or
+    /// WorkloadEntry's `locality`, or a selected Pod's `istio-locality`.
+    /// EndpointSlice endpoints get theirs from their Pod at translation.
+    pub locality: Option<super::Locality>,
 }
 
 /// All endpoints of one Service, merged from its EndpointSlices (or legacy Endpoints).

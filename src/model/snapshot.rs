@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::authz::{AuthzPolicy, RequestAuthn};
 use super::routing::{ConfigKey, DestinationRule, SidecarScope, VirtualService};
 use super::security::PeerAuthn;
-use super::{MeshConfig, Namespace, Service, ServiceEndpoints, ServiceKey, Workload, WorkloadKey};
+use super::{Locality, MeshConfig, Namespace, Service, ServiceEndpoints, ServiceKey, Workload, WorkloadKey};
 
 /// Where a document came from: a file and its 0-based document index, or a watch.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -129,6 +129,10 @@ pub struct Snapshot {
     pub authorization_policies: BTreeMap<ConfigKey, Arc<AuthzPolicy>>,
     pub request_authentications: BTreeMap<ConfigKey, Arc<RequestAuthn>>,
     pub mesh: Arc<MeshConfig>,
+    /// Every distinct locality of the mesh's workloads (Pods' `istio-locality`
+    /// labels, WorkloadEntries): the localities EDS serves per-proxy-locality
+    /// load assignments for.
+    pub localities: Arc<BTreeSet<Locality>>,
     /// Changes since version `version - 1`.
     pub changes: ChangeSet,
     pub status: Arc<ConfigStatus>,
@@ -151,6 +155,7 @@ impl Snapshot {
             authorization_policies: BTreeMap::new(),
             request_authentications: BTreeMap::new(),
             mesh: Arc::default(),
+            localities: Arc::default(),
             changes: ChangeSet::default(),
             status: Arc::default(),
         }

@@ -1,20 +1,25 @@
-//! EDS: the ready endpoints of each service port, grouped by zone.
+//! EDS: the ready endpoints of each service port, grouped by locality, and
+//! the same relative to each known proxy locality where locality load
+//! balancing applies (see `locality`).
 
 use std::collections::BTreeMap;
 
-use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Locality};
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Locality as EnvoyLocality};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 
+use envoy_types::pb::google::protobuf::UInt32Value;
+
+use super::locality::{self, Variant};
 use super::mtls::{mtls_endpoint_metadata, TLS_MODE_LABEL};
 use super::names;
 use super::socket_address;
 use crate::model::routing::{host_matches, Subset};
 use crate::model::security::{InboundMtls, MtlsMode};
 use crate::model::{
-    Endpoint as MeshEndpoint, Protocol, Service, ServiceEndpoints, ServiceKey, ServicePort,
-    Snapshot,
+    Endpoint as MeshEndpoint, Locality, Protocol, Service, ServiceEndpoints, ServiceKey,
+    ServicePort, Snapshot, LOCALITY_LABEL,
 };
 
 /// Load assignments for every EDS cluster in the snapshot. They do not depend
@@ -49,14 +54,29 @@ pub fn endpoints_for<'a>(
             .flat_map(|dr| dr.subsets.iter())
             .collect();
         let mtls = |ep: &MeshEndpoint, target: u16| accepts_mtls(snapshot, svc, ep, target);
+        let locality = |ep: &MeshEndpoint| endpoint_locality(snapshot, svc, ep);
         for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
-            out.push(assignment(svc, port, "", eps, |_| true, mtls));
+            let name = |subset: &str| names::outbound_cluster(port.port, subset, &host);
+            let groups = grouped(port, eps, |_| true, mtls, locality);
+            let at = Cluster {
+                host: &host,
+                port: port.port,
+                subset: "",
+            };
+            out.extend(assignments(snapshot, &name(""), at, &groups));
             for subset in &subsets {
                 let selects = |ep: &MeshEndpoint| {
                     endpoint_labels(snapshot, svc, ep)
                         .is_some_and(|l| subset.labels.iter().all(|(k, v)| l.get(k) == Some(v)))
                 };
-                out.push(assignment(svc, port, &subset.name, eps, selects, mtls));
+                let groups = grouped(port, eps, selects, mtls, locality);
+                let name = name(&subset.name);
+                let at = Cluster {
+                    host: &host,
+                    port: port.port,
+                    subset: &subset.name,
+                };
+                out.extend(assignments(snapshot, &name, at, &groups));
             }
         }
     }
@@ -95,15 +115,25 @@ fn accepts_mtls(snapshot: &Snapshot, svc: &Service, ep: &MeshEndpoint, target: u
     inbound.at(target) != MtlsMode::Disable
 }
 
-fn assignment(
-    svc: &Service,
+/// Which outbound cluster: `outbound|port|subset|host`.
+#[derive(Clone, Copy)]
+struct Cluster<'a> {
+    host: &'a str,
+    port: u16,
+    subset: &'a str,
+}
+
+/// Ready endpoints by locality, in locality order.
+type Groups = Vec<(Locality, Vec<LbEndpoint>)>;
+
+fn grouped(
     port: &ServicePort,
-    subset: &str,
     eps: &ServiceEndpoints,
     selects: impl Fn(&MeshEndpoint) -> bool,
     mtls: impl Fn(&MeshEndpoint, u16) -> bool,
-) -> ClusterLoadAssignment {
-    let mut by_zone: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
+    locality: impl Fn(&MeshEndpoint) -> Locality,
+) -> Groups {
+    let mut by_locality: BTreeMap<Locality, Vec<LbEndpoint>> = BTreeMap::new();
     // Not-ready endpoints are left out, as Kubernetes Services do.
     for ep in eps.endpoints.iter().filter(|e| e.ready && selects(e)) {
         let Some(target) = ServiceEndpoints::port_for(ep, port) else {
@@ -118,24 +148,98 @@ fn assignment(
             metadata: mtls(ep, target).then(mtls_endpoint_metadata),
             ..Default::default()
         };
-        by_zone
-            .entry(ep.zone.as_deref().unwrap_or_default())
-            .or_default()
-            .push(lb);
+        by_locality.entry(locality(ep)).or_default().push(lb);
     }
-    ClusterLoadAssignment {
-        cluster_name: names::outbound_cluster(port.port, subset, &svc.hostname()),
-        endpoints: by_zone
-            .into_iter()
-            .map(|(zone, lb_endpoints)| LocalityLbEndpoints {
-                locality: (!zone.is_empty()).then(|| Locality {
-                    zone: zone.to_string(),
-                    ..Default::default()
-                }),
-                lb_endpoints,
-                ..Default::default()
-            })
+    by_locality.into_iter().collect()
+}
+
+/// The shared assignment (grouped by locality, no priorities), then one per
+/// locality variant some proxy's cluster may name (see `locality`).
+fn assignments(
+    snapshot: &Snapshot,
+    cluster: &str,
+    at: Cluster,
+    groups: &Groups,
+) -> Vec<ClusterLoadAssignment> {
+    let plain = ClusterLoadAssignment {
+        cluster_name: cluster.to_string(),
+        endpoints: groups
+            .iter()
+            .map(|(l, eps)| locality_endpoints(l, eps.clone()))
             .collect(),
         ..Default::default()
+    };
+    let variants = locality::variants(snapshot, at.host, at.port, at.subset);
+    let mut out = Vec::with_capacity(1 + variants.len());
+    out.push(plain);
+    out.extend(variants.iter().map(|v| ClusterLoadAssignment {
+        cluster_name: names::eds_variant(cluster, v),
+        endpoints: relative_to(v, groups),
+        ..Default::default()
+    }));
+    out
+}
+
+/// The localities as a proxy at the variant's locality sees them: Envoy
+/// priorities for failover, weights for distribute (a locality matching no
+/// `to` gets no traffic, so it is left out). Every locality carries its
+/// endpoint count as weight, as Istio's do, which locality-weighted load
+/// balancing needs.
+fn relative_to(variant: &Variant, groups: &Groups) -> Vec<LocalityLbEndpoints> {
+    let weighted =
+        |(l, eps): &(Locality, Vec<LbEndpoint>), priority: u32, weight: u32| LocalityLbEndpoints {
+            priority,
+            load_balancing_weight: Some(UInt32Value { value: weight }),
+            ..locality_endpoints(l, eps.clone())
+        };
+    let count = |eps: &Vec<LbEndpoint>| eps.len() as u32;
+    match variant {
+        Variant::Failover { from, to_region } => {
+            let localities: Vec<&Locality> = groups.iter().map(|(l, _)| l).collect();
+            let priorities = locality::failover_priorities(from, to_region.as_deref(), &localities);
+            groups
+                .iter()
+                .zip(priorities)
+                .map(|(g, p)| weighted(g, p, count(&g.1)))
+                .collect()
+        }
+        Variant::Distribute { to: None, .. } => {
+            groups.iter().map(|g| weighted(g, 0, count(&g.1))).collect()
+        }
+        Variant::Distribute { to: Some(to), .. } => {
+            let sizes: Vec<(&Locality, u32)> = groups.iter().map(|(l, e)| (l, count(e))).collect();
+            let weights = locality::distribute_weights(to, &sizes);
+            groups
+                .iter()
+                .zip(weights)
+                .filter_map(|(g, w)| Some(weighted(g, 0, w?)))
+                .collect()
+        }
     }
+}
+
+fn locality_endpoints(l: &Locality, lb_endpoints: Vec<LbEndpoint>) -> LocalityLbEndpoints {
+    LocalityLbEndpoints {
+        locality: (!l.is_empty()).then(|| EnvoyLocality {
+            region: l.region.clone(),
+            zone: l.zone.clone(),
+            sub_zone: l.subzone.clone(),
+        }),
+        lb_endpoints,
+        ..Default::default()
+    }
+}
+
+/// An endpoint's locality: the source's (ServiceEntry, WorkloadEntry), else
+/// its Pod's `istio-locality` label, else the EndpointSlice zone alone.
+fn endpoint_locality(snapshot: &Snapshot, svc: &Service, ep: &MeshEndpoint) -> Locality {
+    ep.locality
+        .clone()
+        .or_else(|| {
+            endpoint_labels(snapshot, svc, ep)
+                .and_then(|l| l.get(LOCALITY_LABEL))
+                .and_then(|l| Locality::from_label(l))
+        })
+        .or_else(|| ep.zone.as_deref().and_then(Locality::zone_only))
+        .unwrap_or_default()
 }

@@ -89,6 +89,7 @@ const EXPECTED_CASES: &[&str] = &[
     "authz_custom_http",
     "mtls",
     "jwt",
+    "locality_lb",
 ];
 
 const REGENERATE: &str = "UPDATE_GOLDEN=1 cargo test --lib translate::golden";

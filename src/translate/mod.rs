@@ -7,6 +7,7 @@ mod cluster;
 mod endpoint;
 mod filters;
 mod listener;
+mod locality;
 mod mtls;
 mod names;
 mod policy;

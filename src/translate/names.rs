@@ -15,6 +15,14 @@ pub fn outbound_cluster(port: u16, subset: &str, host: &str) -> String {
     format!("outbound|{port}|{subset}|{host}")
 }
 
+/// The EDS name of a cluster's load assignment relative to a proxy
+/// locality (`CLUSTER~region/zone/subzone[~...]`, see `locality::Variant`).
+/// `~` appears in no cluster name, host or locality label value, so the
+/// name cannot collide with a plain cluster name.
+pub fn eds_variant(cluster: &str, variant: &super::locality::Variant) -> String {
+    format!("{cluster}~{variant}")
+}
+
 /// `inbound|PORT||`, named by the port the application listens on.
 pub fn inbound_cluster(port: u16) -> String {
     format!("inbound|{port}||")

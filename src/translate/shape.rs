@@ -6,7 +6,8 @@ use crate::model::routing::{ConfigKey, ConnectionPool, SidecarScope};
 use crate::model::security::InboundMtls;
 use crate::model::sidecar::{DefaultEndpoint, IngressListener};
 use crate::model::{
-    Interception, OutboundPolicy, Protocol, Proxy, ProxyKind, Service, ServiceEndpoints, Snapshot,
+    Interception, Locality, OutboundPolicy, Protocol, Proxy, ProxyKind, Service, ServiceEndpoints,
+    Snapshot, LOCALITY_LABEL,
 };
 
 /// Everything about a proxy that translation reads. Two proxies with equal
@@ -42,6 +43,9 @@ pub struct ProxyShape {
     pub authz: Vec<ConfigKey>,
     /// The RequestAuthentications that apply to the workload, by key.
     pub request_authn: Vec<ConfigKey>,
+    /// Where the proxy runs, when it is one of the mesh's known localities
+    /// (EDS serves locality-relative assignments only for those).
+    pub locality: Option<Locality>,
 }
 
 /// One port the proxy serves inbound.
@@ -100,6 +104,7 @@ impl ProxyShape {
                 snapshot,
                 proxy,
             ),
+            locality: locality(snapshot, proxy),
         }
     }
 
@@ -209,6 +214,20 @@ fn applicable<'a>(
         })
         .map(|(key, _, _)| key.clone())
         .collect()
+}
+
+/// Envoy's `node.locality`, else the workload's `istio-locality` label;
+/// kept only when known to the mesh, so other proxies keep sharing shapes.
+fn locality(snapshot: &Snapshot, proxy: &Proxy) -> Option<Locality> {
+    proxy
+        .locality
+        .clone()
+        .or_else(|| {
+            workload_labels(snapshot, proxy)
+                .get(LOCALITY_LABEL)
+                .and_then(|l| Locality::from_label(l))
+        })
+        .filter(|l| snapshot.localities.contains(l))
 }
 
 fn workload_labels<'a>(snapshot: &'a Snapshot, proxy: &'a Proxy) -> &'a BTreeMap<String, String> {

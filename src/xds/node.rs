@@ -42,6 +42,16 @@ pub fn proxy_from_node(node: Option<&Node>) -> Result<Proxy, NodeError> {
             })
             .collect::<BTreeMap<_, _>>();
     }
+    // Envoy's own locality (bootstrap `node.locality`), when it has one.
+    proxy.locality = node
+        .locality
+        .as_ref()
+        .map(|l| crate::model::Locality {
+            region: l.region.clone(),
+            zone: l.zone.clone(),
+            subzone: l.sub_zone.clone(),
+        })
+        .filter(|l| !l.is_empty());
     Ok(proxy)
 }
 

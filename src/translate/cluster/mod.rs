@@ -3,8 +3,12 @@
 
 mod inbound;
 
+use envoy_types::pb::envoy::config::cluster::v3::cluster::common_lb_config::{
+    LocalityConfigSpecifier, LocalityWeightedLbConfig,
+};
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig, LbPolicy,
+    ClusterDiscoveryType, CommonLbConfig, DiscoveryType, DnsLookupFamily, EdsClusterConfig,
+    LbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
@@ -20,7 +24,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use envoy_types::util::pack_any;
 
 use super::names::{self, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER};
-use super::{ads_config_source, mtls, policy, seconds, socket_address, ProxyShape};
+use super::{ads_config_source, locality, mtls, policy, seconds, socket_address, ProxyShape};
 use crate::model::routing::{ConnectionPool, TlsMode, TrafficPolicy};
 use crate::model::{Protocol, ProxyKind, Resolution, Service, ServicePort, Snapshot};
 
@@ -121,11 +125,39 @@ fn outbound(
     }
     let mut http = HttpProtocolOptions::default();
     policy::apply(&mut cluster, policy, &mut http);
+    locality_lb(&mut cluster, policy, shape, snapshot);
     mesh_tls(&mut cluster, svc, port, subset, policy, shape, snapshot);
     let pool = policy.connection_pool.as_ref();
     let upgrade = pool.and_then(|p| p.h2_upgrade) == Some(true) && port.protocol.is_http();
     finish_http_options(&mut cluster, http, port.protocol, upgrade, pool);
     Some(cluster)
+}
+
+/// Locality load balancing: an EDS cluster whose policy applies reads the
+/// load assignment relative to the proxy's locality (priorities or weights),
+/// which EDS serves under its own name.
+fn locality_lb(
+    cluster: &mut Cluster,
+    policy: &TrafficPolicy,
+    shape: &ProxyShape,
+    snapshot: &Snapshot,
+) {
+    let Some(eds) = cluster.eds_cluster_config.as_mut() else {
+        return; // DNS, original destination and PASSTHROUGH: no EDS.
+    };
+    let Some((mode, variant)) = locality::for_cluster(snapshot, shape.locality.as_ref(), policy)
+    else {
+        return;
+    };
+    eds.service_name = names::eds_variant(&cluster.name, &variant);
+    if mode.locality_weighted() {
+        cluster
+            .common_lb_config
+            .get_or_insert_with(CommonLbConfig::default)
+            .locality_config_specifier = Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
+            LocalityWeightedLbConfig {},
+        ));
+    }
 }
 
 /// Sets the cluster's HTTP protocol options: HTTP/2 upstream for HTTP/2 and

@@ -185,6 +185,31 @@ pub struct Failover {
     pub to: Option<String>,
 }
 
+impl LocalityLoadBalancerSetting {
+    /// The model's view; validation (`check_locality`) has run.
+    pub fn to_model(&self) -> crate::model::LocalityLbSetting {
+        crate::model::LocalityLbSetting {
+            enabled: self.enabled,
+            distribute: self
+                .distribute
+                .iter()
+                .map(|d| (d.from.clone().unwrap_or_default(), d.to.clone()))
+                .collect(),
+            failover: self
+                .failover
+                .iter()
+                .map(|f| {
+                    (
+                        f.from.clone().unwrap_or_default(),
+                        f.to.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            failover_priority: self.failover_priority.clone(),
+        }
+    }
+}
+
 /// Slow-start warmup of newly created endpoints.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -374,8 +399,8 @@ const TOPOLOGY_LABELS: [&str; 3] = [
     "topology.istio.io/subzone",
 ];
 
-/// Istio's `ValidateLocalityLbSetting`.
-fn check_locality(
+/// Istio's `ValidateLocalityLbSetting`; also checks the mesh's setting.
+pub(crate) fn check_locality(
     field: &str,
     lb: &LocalityLoadBalancerSetting,
     _outlier: Option<&OutlierDetection>,
