@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use serde_json::json;
 use tempfile::TempDir;
 
 use crate::support::*;
@@ -28,7 +27,7 @@ struct Zones {
 
 /// How the client proxy learns its locality.
 enum ClientLocality {
-    /// Envoy's bootstrap `node.locality`.
+    /// Envoy's `node.locality` (`rudder bootstrap --locality`).
     Node,
     /// The `istio-locality` label in the node metadata.
     Label,
@@ -71,14 +70,12 @@ impl Zones {
         write(dir.path(), "web.yaml", &docs.join("---\n"));
         let rudder = spawn_rudder(dir.path(), &[]);
         let mut args = vec!["--meta", "INTERCEPTION_MODE=NONE"];
-        if matches!(client, ClientLocality::Label) {
-            args.extend(["--label", "istio-locality=region1.zone-a"]);
+        match client {
+            ClientLocality::Label => args.extend(["--label", "istio-locality=region1.zone-a"]),
+            // Envoy's node.locality, from `rudder bootstrap --locality`.
+            ClientLocality::Node => args.extend(["--locality", "region1/zone-a"]),
         }
-        let envoy = spawn_envoy_edited(CLIENT, rudder.xds_addr, false, &args, |b| {
-            if matches!(client, ClientLocality::Node) {
-                b["node"]["locality"] = json!({"region": "region1", "zone": "zone-a"});
-            }
-        });
+        let envoy = spawn_envoy(CLIENT, rudder.xds_addr, false, &args);
         envoy.wait_ready();
         Zones {
             _dir: dir,

@@ -62,6 +62,12 @@ pub struct BootstrapArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
 
+    /// The proxy's locality, `region/zone/subzone` (suffixes optional), sent
+    /// as Envoy's `node.locality`: locality load balancing prefers endpoints
+    /// near it. Without it, Rudder uses the pod's `istio-locality` label.
+    #[arg(long, value_name = "REGION/ZONE/SUBZONE")]
+    pub locality: Option<String>,
+
     /// Envoy admin port (bound on 127.0.0.1 only).
     #[arg(long, default_value_t = 15000)]
     pub admin_port: u16,
@@ -91,6 +97,8 @@ pub enum BootstrapError {
     Label { arg: String, reason: String },
     #[error("--cluster {cluster:?}: must not be empty")]
     Cluster { cluster: String },
+    #[error("--locality {locality:?}: expected REGION/ZONE/SUBZONE, e.g. us-east1/us-east1-b (zone and subzone optional)")]
+    Locality { locality: String },
     #[error("--{flag} {port}: {reason}")]
     Port {
         flag: &'static str,
@@ -314,12 +322,23 @@ pub fn render(args: &BootstrapArgs) -> Result<Value, BootstrapError> {
     if cluster.is_empty() {
         return Err(BootstrapError::Cluster { cluster });
     }
+    let mut node_json = json!({
+        "id": args.node_id,
+        "cluster": cluster,
+        "metadata": metadata(&node, args)?,
+    });
+    if let Some(text) = &args.locality {
+        let bad = || BootstrapError::Locality {
+            locality: text.clone(),
+        };
+        // Empty parts in the middle (`r//s`) would mean a subzone without a zone.
+        let l = crate::model::Locality::parse(text)
+            .filter(|l| !(l.zone.is_empty() && !l.subzone.is_empty()) && !l.subzone.contains('/'))
+            .ok_or_else(bad)?;
+        node_json["locality"] = json!({"region": l.region, "zone": l.zone, "sub_zone": l.subzone});
+    }
     Ok(json!({
-        "node": {
-            "id": args.node_id,
-            "cluster": cluster,
-            "metadata": metadata(&node, args)?,
-        },
+        "node": node_json,
         "admin": admin(args.admin_port),
         "dynamic_resources": dynamic_resources(args, &xds),
         "static_resources": {
@@ -650,6 +669,28 @@ mod tests {
             delta["dynamic_resources"]["ads_config"]["api_type"],
             "DELTA_GRPC"
         );
+    }
+
+    #[test]
+    fn locality_becomes_node_locality_and_bad_ones_are_errors() {
+        let boot = render(&args(&["--locality", "us-east1/us-east1-b/rack7"])).unwrap();
+        assert_eq!(
+            boot["node"]["locality"],
+            json!({"region": "us-east1", "zone": "us-east1-b", "sub_zone": "rack7"})
+        );
+        let boot = render(&args(&["--locality", "eu"])).unwrap();
+        assert_eq!(boot["node"]["locality"]["region"], "eu");
+        assert_eq!(boot["node"]["locality"]["zone"], "");
+        assert!(render(&args(&[])).unwrap()["node"]
+            .get("locality")
+            .is_none());
+        for bad in ["", "r//s", "r/z/s/extra"] {
+            let err = render(&args(&["--locality", bad])).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("--locality {bad:?}: expected REGION/ZONE/SUBZONE")),
+                "{err}"
+            );
+        }
     }
 
     fn xds(boot: &Value) -> &Value {

@@ -353,10 +353,7 @@ impl TrafficPolicy {
                 .clone()
                 .or_else(|| self.outlier_detection.clone()),
             tls: p.tls.clone().or_else(|| self.tls.clone()),
-            locality_lb: p
-                .locality_lb
-                .clone()
-                .or_else(|| self.locality_lb.clone()),
+            locality_lb: p.locality_lb.clone().or_else(|| self.locality_lb.clone()),
             port_level: BTreeMap::new(),
         }
     }

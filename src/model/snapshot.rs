@@ -6,7 +6,9 @@ use std::time::Instant;
 use super::authz::{AuthzPolicy, RequestAuthn};
 use super::routing::{ConfigKey, DestinationRule, SidecarScope, VirtualService};
 use super::security::PeerAuthn;
-use super::{Locality, MeshConfig, Namespace, Service, ServiceEndpoints, ServiceKey, Workload, WorkloadKey};
+use super::{
+    Locality, MeshConfig, Namespace, Service, ServiceEndpoints, ServiceKey, Workload, WorkloadKey,
+};
 
 /// Where a document came from: a file and its 0-based document index, or a watch.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -16,10 +16,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use connection_pool::check_connection_pool;
-pub(crate) use load_balancer::check_locality;
 pub use connection_pool::{
     ConnectionPoolSettings, H2UpgradePolicy, HttpSettings, TcpKeepalive, TcpSettings,
 };
+pub(crate) use load_balancer::check_locality;
 pub use load_balancer::{
     ConsistentHashLb, CookieAttribute, Distribute, Failover, HttpCookie, LoadBalancerSettings,
     LocalityLoadBalancerSetting, MagLev, RingHash, SimpleLb, WarmupConfiguration,
