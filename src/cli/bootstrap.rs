@@ -333,7 +333,7 @@ pub fn render(args: &BootstrapArgs) -> Result<Value, BootstrapError> {
         };
         // Empty parts in the middle (`r//s`) would mean a subzone without a zone.
         let l = crate::model::Locality::parse(text)
-            .filter(|l| !(l.zone.is_empty() && !l.subzone.is_empty()) && !l.subzone.contains('/'))
+            .filter(|l| (!l.zone.is_empty() || l.subzone.is_empty()) && !l.subzone.contains('/'))
             .ok_or_else(bad)?;
         node_json["locality"] = json!({"region": l.region, "zone": l.zone, "sub_zone": l.subzone});
     }
