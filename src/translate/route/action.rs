@@ -7,12 +7,13 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::config::route::v3::{
     redirect_action,
-    retry_policy::{retry_host_predicate, RetryHostPredicate},
+    retry_policy::{retry_host_predicate, retry_priority, RetryHostPredicate, RetryPriority},
     route, route_action,
     weighted_cluster::ClusterWeight,
     DirectResponseAction, RedirectAction, RetryPolicy, RouteAction, WeightedCluster,
 };
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
+use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
 use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
 use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent};
 use envoy_types::pb::google::protobuf::UInt32Value;
@@ -193,8 +194,23 @@ pub fn retry_policy(retry: Option<&Retry>) -> Option<RetryPolicy> {
             ))),
         }],
         host_selection_retry_max_attempts: 5,
+        retry_priority: retry.retry_remote_localities.then(remote_localities),
         ..Default::default()
     })
+}
+
+/// `retryRemoteLocalities`: retries move on to the next priority (the next
+/// locality under locality failover) once a priority has had its attempts.
+/// Istio lets each priority take two (update frequency 2).
+fn remote_localities() -> RetryPriority {
+    RetryPriority {
+        name: "envoy.retry_priorities.previous_priorities".to_string(),
+        config_type: Some(retry_priority::ConfigType::TypedConfig(pack_any(
+            PreviousPrioritiesConfig {
+                update_frequency: 2,
+            },
+        ))),
+    }
 }
 
 /// `set` overwrites, `add` appends, as Istio's header operations do.
