@@ -102,33 +102,46 @@ fn port_listener(
     // TLS carries the host in SNI: a chain per host, whatever the address
     // (how hosts without one, like DNS ServiceEntries, are reached).
     let mut sni_hosts = BTreeSet::new();
-    // VirtualService `tls` routes first: their SNI names go to their
-    // destinations. Envoy refuses two chains with one match, so a name is
-    // claimed once (first route wins).
+    // VirtualService `tls` routes first: each match's SNI names (on its
+    // destination subnets, if any) go to the route's destinations. Envoy
+    // refuses two chains with one match, so a name is claimed once per set
+    // of subnets (first route wins).
+    let mut claimed = BTreeSet::new();
     for (svc, p) in services
         .iter()
         .filter(|(_, p)| matches!(p.protocol, Protocol::Tls | Protocol::Https))
     {
         for route in crate::translate::tls_routes(snapshot, shape, svc, p.port) {
-            let dests = route.clusters;
-            let names: Vec<String> = route
-                .sni
-                .into_iter()
-                .filter(|n| sni_hosts.insert(n.clone()))
-                .collect();
-            if names.is_empty() {
-                continue;
-            }
             let stat = names::outbound_cluster(port, "", &svc.hostname());
-            chains.push(FilterChain {
-                filter_chain_match: Some(FilterChainMatch {
-                    server_names: names,
-                    transport_protocol: "tls".to_string(),
+            for m in route.matches {
+                let names: Vec<String> = m
+                    .sni
+                    .into_iter()
+                    .filter(|n| claimed.insert((n.clone(), m.destination_subnets.clone())))
+                    .collect();
+                if names.is_empty() {
+                    continue;
+                }
+                if m.destination_subnets.is_empty() {
+                    sni_hosts.extend(names.iter().cloned());
+                }
+                // Validated as IPs or CIDR blocks: none is dropped here.
+                let prefix_ranges = m
+                    .destination_subnets
+                    .iter()
+                    .filter_map(|s| crate::translate::filters::rbac::matchers::cidr(s).ok())
+                    .collect();
+                chains.push(FilterChain {
+                    filter_chain_match: Some(FilterChainMatch {
+                        prefix_ranges,
+                        server_names: names,
+                        transport_protocol: "tls".to_string(),
+                        ..Default::default()
+                    }),
+                    filters: vec![weighted_tcp_proxy(&stat, &route.clusters, mesh)],
                     ..Default::default()
-                }),
-                filters: vec![weighted_tcp_proxy(&stat, &dests, mesh)],
-                ..Default::default()
-            });
+                });
+            }
         }
     }
     for (svc, p) in services {
@@ -180,15 +193,16 @@ fn port_listener(
         });
     }
     let unknown = unknown_destination_cluster(policy);
+    // Some chain matches on SNI: the TLS inspector must read it.
+    let tls = !sni_hosts.is_empty() || !claimed.is_empty();
     Listener {
         name: format!("0.0.0.0_{port}"),
         address: Some(socket_address("0.0.0.0", port)),
         // Reached only through virtualOutbound's hand-off.
         bind_to_port: Some(BoolValue { value: false }),
-        listener_filters: inspectors(http, !sni_hosts.is_empty()),
-        listener_filters_timeout: (http || !sni_hosts.is_empty())
-            .then(|| seconds(SNIFF_TIMEOUT_SECS)),
-        continue_on_listener_filters_timeout: http || !sni_hosts.is_empty(),
+        listener_filters: inspectors(http, tls),
+        listener_filters_timeout: (http || tls).then(|| seconds(SNIFF_TIMEOUT_SECS)),
+        continue_on_listener_filters_timeout: http || tls,
         filter_chains: chains,
         default_filter_chain: Some(FilterChain {
             name: "PassthroughFilterChain".to_string(),

@@ -144,9 +144,16 @@ fn split(mut dests: Vec<(String, u32)>) -> Vec<(String, u32)> {
 
 /// One VirtualService `tls` route, resolved for a proxy and port.
 pub struct TlsRoute {
-    pub sni: Vec<String>,
+    /// Each applicable match: its SNI names, and the destination subnets
+    /// (empty: any address) they are matched on.
+    pub matches: Vec<TlsMatch>,
     /// (cluster, weight)
     pub clusters: Vec<(String, u32)>,
+}
+
+pub struct TlsMatch {
+    pub sni: Vec<String>,
+    pub destination_subnets: Vec<String>,
 }
 
 /// VirtualService `tls` routes for a TLS service port, in order, for the
@@ -169,11 +176,14 @@ pub fn tls_routes(
     vs.tls
         .iter()
         .filter_map(|r| {
-            let sni: Vec<String> = r
+            let matches: Vec<TlsMatch> = r
                 .matches
                 .iter()
-                .filter(|m| namer.applies_l4(m))
-                .flat_map(|m| m.sni_hosts.iter().cloned())
+                .filter(|m| namer.applies_l4(m) && !m.sni_hosts.is_empty())
+                .map(|m| TlsMatch {
+                    sni: m.sni_hosts.clone(),
+                    destination_subnets: m.destination_subnets.clone(),
+                })
                 .collect();
             let dests = split(
                 r.destinations
@@ -181,8 +191,8 @@ pub fn tls_routes(
                     .map(|d| (namer.cluster(&d.destination), d.weight))
                     .collect(),
             );
-            (!sni.is_empty() && !dests.is_empty()).then_some(TlsRoute {
-                sni,
+            (!matches.is_empty() && !dests.is_empty()).then_some(TlsRoute {
+                matches,
                 clusters: dests,
             })
         })

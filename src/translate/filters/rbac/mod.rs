@@ -20,7 +20,7 @@
 //!   (see `rule::Unusable`).
 
 pub mod custom;
-mod matchers;
+pub(crate) mod matchers;
 mod permission;
 mod principal;
 mod rule;
