@@ -197,3 +197,33 @@ fn locality_from_label_prefers_own_zone() {
     );
     z.assert_all_to("web-a", "priority 0 is the label's zone");
 }
+
+/// `distribute`: from the client's zone, 20 % to its own zone and 80 % to
+/// zone-b (Envoy's locality-weighted balancing, no outlier detection
+/// needed). 200 requests land within 3.5 standard deviations of 160.
+#[test]
+fn locality_distribute_weights_zones() {
+    let z = Zones::start(
+        Some(
+            r#"{loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {distribute: [{from: "region1/zone-a/*", to: {"region1/zone-a/*": 20, "region1/zone-b/*": 80}}]}}}"#,
+        ),
+        ClientLocality::Node,
+    );
+    let n = 200;
+    let seen = z.spread(n);
+    let b = seen.get("web-b").copied().unwrap_or(0);
+    let a = seen.get("web-a").copied().unwrap_or(0);
+    assert_eq!(
+        a + b,
+        n,
+        "every request answered by a zone: {seen:?}{}",
+        z.ctx()
+    );
+    // Binomial(200, 0.8): mean 160, standard deviation ~5.7.
+    let tolerance = (3.5 * (n as f64 * 0.8 * 0.2).sqrt()).ceil() as usize;
+    assert!(
+        b.abs_diff(160) <= tolerance,
+        "expected ~160 of {n} to zone-b (±{tolerance}), got {seen:?}{}",
+        z.ctx()
+    );
+}
