@@ -189,6 +189,16 @@ async fn on_request(
     // endpoint or route subscription only with what it added (the protocol
     // delivers those types per resource); listeners and clusters always whole.
     let initial = req.response_nonce.is_empty() || !sub.answered;
+    if !initial && same_names(names.as_ref(), sub.names.as_ref()) {
+        // An ACK or NACK repeating the subscription (Envoy repeats all ~1,300
+        // endpoint names on every EDS ACK) asks for nothing new: at most a
+        // snapshot newer than the last push is owed, and that is a push. The
+        // full diff below costs ~5 map lookups per subscribed name; on every
+        // ACK of a one-endpoint change it was most of Rudder's CPU (perf,
+        // docs/performance.md).
+        sub.names = names;
+        return respond(s, t, sub, Resend::Changed, true, tx).await;
+    }
     let resend =
         if initial || (t.is_wildcard_type() && !same_names(names.as_ref(), sub.names.as_ref())) {
             Resend::All
