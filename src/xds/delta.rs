@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
@@ -32,6 +33,11 @@ pub struct Subscription {
     /// Snapshot version of the response carrying `nonce`, recorded on its ACK.
     nonce_version: String,
     answered: bool,
+    /// The last response is not ACKed or NACKed yet: pushes wait for the
+    /// answer and then send the latest state (see sotw.rs).
+    awaiting: bool,
+    /// A push is held back while `awaiting`, since this snapshot (sotw.rs).
+    deferred: Option<Instant>,
 }
 
 /// The delta variant of an ADS stream (see `stream.rs`).
@@ -62,8 +68,17 @@ impl Protocol for Delta {
         sub: &'a mut Subscription,
         tx: &'a Tx,
     ) -> impl Future<Output = Result<(), ()>> + Send + 'a {
-        respond(s, t, sub, BTreeSet::new(), true, tx)
+        push(s, t, sub, tx)
     }
+}
+
+async fn push(s: &Session, t: TypeUrl, sub: &mut Subscription, tx: &Tx) -> Result<(), ()> {
+    if sub.awaiting {
+        // Sent when the proxy answers (see `on_request`).
+        sub.deferred.get_or_insert(s.snapshot.created);
+        return Ok(());
+    }
+    respond(s, t, sub, BTreeSet::new(), Some(s.snapshot.created), tx).await
 }
 
 impl Held for Subscription {
@@ -92,6 +107,7 @@ async fn on_request(
     let first = !subs.contains_key(&t);
     let sub = subs.entry(t).or_default();
     if !req.response_nonce.is_empty() && req.response_nonce == sub.nonce {
+        sub.awaiting = false;
         let version = sub.nonce_version.clone();
         match &req.error_detail {
             Some(err) => s.record_nack(t, &version, &req.response_nonce, err.code, &err.message),
@@ -127,8 +143,11 @@ async fn on_request(
             sub.initial.remove(&name);
         }
     }
-    if first || !added.is_empty() {
-        respond(s, t, sub, added, false, tx).await?;
+    // A push held back for this answer goes out now, with anything the
+    // request added.
+    if first || !added.is_empty() || (sub.deferred.is_some() && !sub.awaiting) {
+        let pushed = sub.deferred.take();
+        respond(s, t, sub, added, pushed, tx).await?;
     }
     Ok(())
 }
@@ -140,13 +159,13 @@ async fn respond(
     t: TypeUrl,
     sub: &mut Subscription,
     added: BTreeSet<Name>,
-    pushed: bool,
+    pushed: Option<Instant>,
     tx: &Tx,
 ) -> Result<(), ()> {
     let (Some(resources), Some(all)) = (&s.resources, s.resources_of(t)) else {
         return Ok(());
     };
-    if pushed
+    if pushed.is_some()
         && added.is_empty()
         && sub.answered
         && sub.seen.as_ref().is_some_and(|m| Arc::ptr_eq(m, all))
@@ -157,7 +176,7 @@ async fn respond(
     // changed names can differ.
     let fast = match (
         t,
-        pushed && added.is_empty() && sub.answered,
+        pushed.is_some() && added.is_empty() && sub.answered,
         resources.endpoints_delta.as_ref(),
     ) {
         (TypeUrl::Endpoint, true, Some(d))
@@ -239,6 +258,7 @@ async fn respond(
     }
     sub.nonce = s.next_nonce();
     sub.answered = true;
+    sub.awaiting = true;
     let version = s.snapshot.version.to_string();
     sub.nonce_version = version.clone();
     let response = DeltaResponse {

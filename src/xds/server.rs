@@ -9,6 +9,7 @@ use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
 use tonic::Status;
 
 use super::cache::ConfigCache;
+use super::resources::TypeUrl;
 use super::secrets::WorkloadSecrets;
 use super::session::Caller;
 use super::status::Registry;
@@ -17,9 +18,14 @@ use crate::auth::{AuthError, TokenIdentity};
 use crate::metrics::Metrics;
 use crate::model::Snapshot;
 
-/// A stream's outgoing queue. Small: a slow proxy should slow its own task,
-/// not buffer many stale pushes (each push carries the latest state anyway).
-const STREAM_QUEUE: usize = 4;
+/// A stream's outgoing queue: room for one response per resource type and a
+/// final status. A push waits for the proxy to answer the previous response
+/// of its type (sotw.rs, delta.rs), so a conforming proxy never fills it and
+/// the stream's task never stops reading requests. A task blocked here
+/// leaves its requests unread, and their bytes hold the HTTP/2 connection's
+/// receive window that other streams on the connection need: under churn,
+/// with 1,000 streams on 16 connections, that deadlocked whole connections.
+const STREAM_QUEUE: usize = TypeUrl::PUSH_ORDER.len() + 1;
 
 /// Envoy rejects messages over 4 MiB by default; we accept large requests too.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use parking_lot::Mutex;
@@ -143,9 +143,10 @@ impl Session {
         }
     }
 
-    /// `pushed`: caused by a snapshot change, so it counts toward push latency
-    /// and convergence. Answers to requests (a proxy connecting late, a grown
-    /// subscription) say nothing about how fast changes propagate.
+    /// `pushed`: caused by snapshot changes, the oldest it carries created
+    /// then, so it counts toward push latency and convergence from then.
+    /// Answers to requests (a proxy connecting late, a grown subscription)
+    /// say nothing about how fast changes propagate.
     pub fn record_sent(
         &self,
         t: TypeUrl,
@@ -153,7 +154,7 @@ impl Session {
         nonce: &str,
         sent: &[Arc<Resource>],
         holds: &Arc<ResourceMap>,
-        pushed: bool,
+        pushed: Option<Instant>,
     ) {
         let label = TypeLabel { r#type: t.short() };
         let bytes: usize = sent.iter().map(|r| r.body.value.len()).sum();
@@ -165,12 +166,12 @@ impl Session {
             .inc_by(bytes as u64);
         // A rotated secret is not a config change: it says nothing of how
         // fast changes propagate.
-        if pushed && t != TypeUrl::Secret {
+        if let Some(created) = pushed.filter(|_| t != TypeUrl::Secret) {
             self.ctx
                 .metrics
                 .push_latency
                 .get_or_create(&label)
-                .observe(self.snapshot.created.elapsed().as_secs_f64());
+                .observe(created.elapsed().as_secs_f64());
         }
         let mut status = self.status.lock();
         let entry = status.types.entry(t).or_default();
@@ -181,12 +182,7 @@ impl Session {
         // Converged when this response is ACKed; measured from the oldest
         // change not yet ACKed, so a superseded push still counts.
         let oldest = entry.pending.as_ref().map(|(_, c)| *c);
-        let since = match (oldest, pushed) {
-            (Some(c), _) => Some(c),
-            (None, true) => Some(self.snapshot.created),
-            (None, false) => None,
-        };
-        entry.pending = since.map(|c| (nonce.to_string(), c));
+        entry.pending = oldest.or(pushed).map(|c| (nonce.to_string(), c));
         tracing::debug!(proxy = %self.proxy, r#type = t.short(), version, nonce, resources = sent.len(), bytes, "sent");
     }
 

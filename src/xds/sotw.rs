@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
@@ -31,6 +32,15 @@ pub struct Subscription {
     nonce: String,
     /// A first response is owed even if it is empty.
     answered: bool,
+    /// The last response has not been ACKed or NACKed yet. Pushes wait for
+    /// the answer, then send the latest state in one response (as
+    /// go-control-plane's SotW server does, and Istio's
+    /// PILOT_ENABLE_FLOW_CONTROL did): a busy proxy is not sent every
+    /// intermediate state, and a push never waits on the stream's queue.
+    awaiting: bool,
+    /// A push is held back while `awaiting`, since the creation of the oldest
+    /// snapshot it will carry (push latency and convergence count from then).
+    deferred: Option<Instant>,
 }
 
 /// The names a stream subscribed to. Envoy repeats the whole list on every
@@ -135,8 +145,17 @@ impl Protocol for Sotw {
         sub: &'a mut Subscription,
         tx: &'a Tx,
     ) -> impl Future<Output = Result<(), ()>> + Send + 'a {
-        respond(s, t, sub, Resend::Changed, true, tx)
+        push(s, t, sub, tx)
     }
+}
+
+async fn push(s: &Session, t: TypeUrl, sub: &mut Subscription, tx: &Tx) -> Result<(), ()> {
+    if sub.awaiting {
+        // Sent when the proxy answers (see `on_request`).
+        sub.deferred.get_or_insert(s.snapshot.created);
+        return Ok(());
+    }
+    respond(s, t, sub, Resend::Changed, Some(s.snapshot.created), tx).await
 }
 
 impl Held for Subscription {
@@ -170,6 +189,7 @@ async fn on_request(
             // A reply to a response we have since superseded: the newer one wins.
             return Ok(());
         }
+        sub.awaiting = false;
         match &req.error_detail {
             Some(err) => s.record_nack(
                 t,
@@ -189,6 +209,8 @@ async fn on_request(
     // endpoint or route subscription only with what it added (the protocol
     // delivers those types per resource); listeners and clusters always whole.
     let initial = req.response_nonce.is_empty() || !sub.answered;
+    // A push held back for this answer goes out with whatever it answers.
+    let pushed = sub.deferred.take();
     if !initial && same_names(names.as_ref(), sub.names.as_ref()) {
         // An ACK or NACK repeating the subscription (Envoy repeats all ~1,300
         // endpoint names on every EDS ACK) asks for nothing new: at most a
@@ -197,7 +219,8 @@ async fn on_request(
         // ACK of a one-endpoint change it was most of Rudder's CPU (perf,
         // docs/performance.md).
         sub.names = names;
-        return respond(s, t, sub, Resend::Changed, true, tx).await;
+        let since = pushed.unwrap_or(s.snapshot.created);
+        return respond(s, t, sub, Resend::Changed, Some(since), tx).await;
     }
     let resend =
         if initial || (t.is_wildcard_type() && !same_names(names.as_ref(), sub.names.as_ref())) {
@@ -220,7 +243,7 @@ async fn on_request(
         }
     }
     sub.names = names;
-    respond(s, t, sub, resend, false, tx).await
+    respond(s, t, sub, resend, pushed, tx).await
 }
 
 /// What a response must carry beyond resources that changed.
@@ -234,13 +257,14 @@ pub enum Resend {
 }
 
 /// Sends what the proxy lacks of this type. `pushed` marks a response caused
-/// by a snapshot change (it counts toward push latency and convergence).
+/// by snapshot changes, with the oldest one's creation time (it counts
+/// toward push latency and convergence).
 async fn respond(
     s: &Session,
     t: TypeUrl,
     sub: &mut Subscription,
     resend: Resend,
-    pushed: bool,
+    pushed: Option<Instant>,
     tx: &Tx,
 ) -> Result<(), ()> {
     // Not synced yet: the push after the initial load answers.
@@ -341,7 +365,7 @@ async fn send(
     all: &Arc<ResourceMap>,
     to_send: Vec<Arc<Resource>>,
     whole: bool,
-    pushed: bool,
+    pushed: Option<Instant>,
     tx: &Tx,
 ) -> Result<(), ()> {
     if whole {
@@ -361,6 +385,7 @@ async fn send(
     }
     sub.nonce = s.next_nonce();
     sub.answered = true;
+    sub.awaiting = true;
     let version = s.snapshot.version.to_string();
     let response = SotwResponse {
         version_info: version.clone(),

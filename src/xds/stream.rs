@@ -84,8 +84,17 @@ pub async fn run<P: Protocol>(
                 }
                 let s = session.as_mut().expect("session started above");
                 s.refresh().await;
+                // An answer can release a held-back cluster push (see sotw.rs).
+                let before = held(subs.get(&TypeUrl::Cluster));
                 if P::on_request(s, &mut subs, req, &tx).await.is_err() {
                     return;
+                }
+                if rewarm_endpoints(&mut subs, &before) {
+                    if let Some(sub) = subs.get_mut(&TypeUrl::Endpoint) {
+                        if P::push(s, TypeUrl::Endpoint, sub, &tx).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             Ok(()) = snapshots.changed(), if session.is_some() => {
@@ -129,11 +138,11 @@ fn held<S: Held>(sub: Option<&S>) -> Arc<ResourceMap> {
 /// Envoy warms a changed cluster again and waits for its load assignment,
 /// even when the assignment itself did not change (Istio pushes EDS after
 /// CDS for this reason). Forgetting that the proxy holds those assignments
-/// makes the EDS push that follows in push order resend them.
-fn rewarm_endpoints<S: Held>(subs: &mut BTreeMap<TypeUrl, S>, before: &Arc<ResourceMap>) {
+/// makes the EDS push that follows resend them. True when it forgot any.
+fn rewarm_endpoints<S: Held>(subs: &mut BTreeMap<TypeUrl, S>, before: &Arc<ResourceMap>) -> bool {
     let after = held(subs.get(&TypeUrl::Cluster));
     if Arc::ptr_eq(before, &after) {
-        return;
+        return false;
     }
     let changed: Vec<Name> = after
         .iter()
@@ -144,10 +153,14 @@ fn rewarm_endpoints<S: Held>(subs: &mut BTreeMap<TypeUrl, S>, before: &Arc<Resou
         })
         .map(|(name, _)| Arc::clone(name))
         .collect();
-    if let Some(eds) = subs.get_mut(&TypeUrl::Endpoint) {
-        for name in changed {
-            eds.forget(&name);
+    match subs.get_mut(&TypeUrl::Endpoint) {
+        Some(eds) if !changed.is_empty() => {
+            for name in changed {
+                eds.forget(&name);
+            }
+            true
         }
+        _ => false,
     }
 }
 

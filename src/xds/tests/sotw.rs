@@ -303,13 +303,18 @@ async fn request_with_a_stale_nonce_is_ignored() {
     let mut envoy = h.sotw(NODE).await;
     envoy.request(CDS, &[]).await;
     let first = envoy.recv_type(CDS).await;
-    // Before Envoy answers `first`, the mesh changes and `second` supersedes it.
+    envoy.ack(&first).await;
     h.apply(&mesh_of(Some(WEB_IPS), Some(API_IPS), true)).await;
     let second = envoy.recv_type(CDS).await;
     assert_ne!(first.nonce, second.nonce);
+    // Before Envoy answers `second`, the mesh changes again: that push waits
+    // for the answer.
+    h.apply(&mesh(WEB_IPS, API_IPS)).await;
 
+    // A reply to `first`, which `second` superseded, is neither recorded nor
+    // taken as the answer that releases the held-back push.
     let stale_ack = DiscoveryRequest {
-        version_info: first.version_info.clone(),
+        version_info: "stale".to_string(),
         type_url: CDS.url().to_string(),
         response_nonce: first.nonce.clone(),
         ..Default::default()
@@ -329,8 +334,8 @@ async fn request_with_a_stale_nonce_is_ignored() {
     envoy.assert_silent("stale NACK").await;
 
     let s = h.only_status(NODE).types[&CDS].clone();
-    assert_eq!(s.acked_nonce, "", "the stale ACK is not recorded");
-    assert_eq!(s.acked_version, "");
+    assert_eq!(s.acked_nonce, first.nonce, "the stale ACK is not recorded");
+    assert_eq!(s.acked_version, first.version_info);
     assert_eq!(s.nack_count, 0, "the stale NACK is not recorded");
     assert!(s.last_nack.is_none());
     assert_eq!(s.sent_nonce, second.nonce);
@@ -340,10 +345,51 @@ async fn request_with_a_stale_nonce_is_ignored() {
         .encode()
         .contains("rudder_xds_nacks_total{type=\"cds\"}"));
 
-    // The current nonce is still accepted.
+    // The current nonce is accepted, and releases the latest state.
     envoy.ack(&second).await;
-    envoy.assert_silent("current ACK").await;
+    let third = envoy.recv_type(CDS).await;
+    assert!(
+        !names(&third.resources).contains(&SHOP.to_string()),
+        "{}",
+        describe(&third)
+    );
     assert_eq!(h.only_status(NODE).types[&CDS].acked_nonce, second.nonce);
+    envoy.ack(&third).await;
+    envoy.assert_silent("current ACK").await;
+}
+
+#[tokio::test]
+async fn a_busy_proxy_gets_the_latest_endpoints_once_it_answers() {
+    let h = Harness::start(&mesh(WEB_IPS, API_IPS)).await;
+    let mut envoy = h.sotw(NODE).await;
+    envoy.warm_up().await;
+
+    h.apply(&mesh(&["198.18.1.12"], API_IPS)).await;
+    let pushed = envoy.recv_type(EDS).await;
+    // The proxy is still busy with `pushed` while the endpoints move twice.
+    h.apply(&mesh(&["198.18.1.13"], API_IPS)).await;
+    h.apply(&mesh(&["198.18.1.14", "198.18.1.15"], API_IPS))
+        .await;
+    envoy
+        .assert_silent("until the proxy answers the previous EDS response")
+        .await;
+
+    // Its ACK is answered with the latest state, not each one in between.
+    envoy.ack(&pushed).await;
+    let latest = envoy.recv_burst().await;
+    assert_eq!(types(&latest), ["eds"], "one response");
+    assert_eq!(
+        addresses(&assignment(&latest[0].resources, WEB)),
+        ["198.18.1.14:9080", "198.18.1.15:9080"]
+    );
+    envoy.ack(&latest[0]).await;
+    envoy.assert_silent("after ACKing the latest").await;
+    // Both pushes count toward convergence: each was ACKed.
+    let metrics = h.ctx.metrics.encode();
+    assert!(
+        metrics.contains("rudder_xds_convergence_seconds_count{type=\"eds\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
