@@ -138,3 +138,69 @@ pub fn same_entries(a: &ResourceMap, b: &ResourceMap) -> bool {
             .zip(b.values())
             .all(|(x, y)| Arc::ptr_eq(x, y) || (x.name == y.name && x.version == y.version))
 }
+
+/// Names added, removed or changed from `old` to `new`, in order. Both maps
+/// come from the cache, which shares unchanged entries (and their names)
+/// between versions, so walking them side by side mostly compares pointers:
+/// far cheaper than looking every name of one up in the other.
+pub fn changed_names(old: &ResourceMap, new: &ResourceMap) -> Vec<Name> {
+    use std::cmp::Ordering;
+    let mut out = Vec::new();
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => return out,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((ka, _)), Some((kb, _))) if Arc::ptr_eq(ka, kb) => Ordering::Equal,
+            (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+        };
+        match order {
+            Ordering::Less => out.extend(a.next().map(|(k, _)| Arc::clone(k))),
+            Ordering::Greater => out.extend(b.next().map(|(k, _)| Arc::clone(k))),
+            Ordering::Equal => {
+                if let (Some((_, x)), Some((k, y))) = (a.next(), b.next()) {
+                    if !Arc::ptr_eq(x, y) && x.version != y.version {
+                        out.push(Arc::clone(k));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+
+    fn cla(name: &str, zone_count: usize) -> ClusterLoadAssignment {
+        ClusterLoadAssignment {
+            cluster_name: name.to_string(),
+            endpoints: vec![Default::default(); zone_count],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn changed_names_lists_added_removed_and_changed_in_order() {
+        let old = to_map(
+            vec![cla("a", 1), cla("b", 1), cla("c", 1), cla("d", 1)],
+            |c| &c.cluster_name,
+        );
+        // As the cache builds a new version: a copy sharing every entry, then
+        // some replaced (one with equal content), added and removed.
+        let mut new = old.clone();
+        new.remove("a");
+        let same_b = to_map(vec![cla("b", 1)], |c| &c.cluster_name);
+        new.extend(same_b);
+        new.extend(to_map(vec![cla("c", 2), cla("e", 1)], |c| &c.cluster_name));
+        let names: Vec<String> = changed_names(&old, &new)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, ["a", "c", "e"]);
+        assert!(changed_names(&new, &new).is_empty());
+        assert_eq!(changed_names(&ResourceMap::new(), &old).len(), 4);
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Instant;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
-use super::resources::{intern, same_entries, Name, Resource, ResourceMap, TypeUrl};
+use super::resources::{changed_names, intern, same_entries, Name, Resource, ResourceMap, TypeUrl};
 use super::session::Session;
 use super::stream::{self, Held, Protocol};
 use super::wire::SotwResponse;
@@ -277,41 +277,44 @@ async fn respond(
     {
         return Ok(());
     }
-    // Endpoints changed since the map this stream last diffed: only the
-    // changed names can differ (the common case, one endpoint change).
-    if let (TypeUrl::Endpoint, Resend::Changed, true, Some(names), Some(delta)) = (
-        t,
+    // Endpoints or routes after snapshot changes: only names whose resources
+    // differ between the map this stream last diffed and this one can need
+    // sending (by induction, it was sent all the others).
+    if let (Resend::Changed, true, false, Some(names), Some(seen)) = (
         &resend,
         sub.answered,
+        t.is_wildcard_type(),
         sub.names.as_ref(),
-        resources.endpoints_delta.as_ref(),
+        sub.seen.clone(),
     ) {
-        if sub
-            .seen
-            .as_ref()
-            .is_some_and(|m| Arc::ptr_eq(m, &delta.from))
-        {
-            sub.seen = Some(Arc::clone(all));
-            let to_send: Vec<Arc<Resource>> = delta
-                .changed
-                .iter()
-                .filter(|n| names.contains(n))
-                .filter_map(|n| all.get(n))
-                .filter(|r| sub.sent.get(&r.name).map(|o| &o.version) != Some(&r.version))
-                .cloned()
-                .collect();
-            if to_send.is_empty() {
-                return Ok(());
+        let changed: Vec<Name> = match resources.endpoints_delta.as_ref() {
+            // One snapshot on: the cache knows what changed.
+            Some(delta) if t == TypeUrl::Endpoint && Arc::ptr_eq(&seen, &delta.from) => {
+                delta.changed.iter().cloned().collect()
             }
-            // Held all of the previous map and no name came or went: once
-            // the changes are sent it holds all of this one. Decided here so
-            // the shared map is not copied just to be updated and compared.
-            let whole = Arc::ptr_eq(&sub.sent, &delta.from)
-                && delta.changed.iter().all(|n| {
-                    delta.from.contains_key(n) && all.contains_key(n) && names.contains(n)
-                });
-            return send(s, t, sub, all, to_send, whole, pushed, tx).await;
+            // Several (the stream waited for its proxy's answer): compare the
+            // maps side by side, by pointer where entries are shared.
+            _ => changed_names(&seen, all),
+        };
+        sub.seen = Some(Arc::clone(all));
+        let to_send: Vec<Arc<Resource>> = changed
+            .iter()
+            .filter(|n| names.contains(n))
+            .filter_map(|n| all.get(n))
+            .filter(|r| sub.sent.get(&r.name).map(|o| &o.version) != Some(&r.version))
+            .cloned()
+            .collect();
+        if to_send.is_empty() {
+            return Ok(());
         }
+        // Held all of the previous map and no name came or went: once the
+        // changes are sent it holds all of this one. Decided here so the
+        // shared map is not copied just to be updated and compared.
+        let whole = Arc::ptr_eq(&sub.sent, &seen)
+            && changed
+                .iter()
+                .all(|n| seen.contains_key(n) && all.contains_key(n) && names.contains(n));
+        return send(s, t, sub, all, to_send, whole, pushed, tx).await;
     }
     sub.seen = Some(Arc::clone(all));
     let desired: Vec<&Arc<Resource>> = match &sub.names {
