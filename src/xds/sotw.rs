@@ -6,13 +6,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::resources::{changed_names, intern, same_entries, Name, Resource, ResourceMap, TypeUrl};
 use super::session::Session;
 use super::stream::{self, Held, Protocol};
-use super::wire::SotwResponse;
+use super::wire::{SotwRequest, SotwResponse};
 
 type Tx = stream::Tx<SotwResponse>;
 
@@ -77,35 +77,48 @@ impl Names {
         }
     }
 
-    /// `requested`, sorted and without duplicates, is exactly these names.
-    fn is(&self, requested: &[String]) -> bool {
+    /// `requested`, in this order, is exactly these names.
+    fn is(&self, requested: &[Bytes]) -> bool {
         self.len() == requested.len()
             && self
                 .iter()
-                .map(|n| &**n)
-                .eq(requested.iter().map(String::as_str))
+                .map(|n| n.as_bytes())
+                .eq(requested.iter().map(|r| &r[..]))
     }
 
     /// The names of a request, sharing what can be shared: the map itself
     /// when they are all its names, the current subscription when unchanged.
     fn of(
-        mut requested: Vec<String>,
+        mut requested: Vec<Bytes>,
         all: Option<&Arc<ResourceMap>>,
         current: Option<&Names>,
     ) -> Names {
+        let known = |requested: &[Bytes]| {
+            if let Some(all) = all {
+                let keys = Names::Keys(Arc::clone(all));
+                if keys.is(requested) {
+                    return Some(keys);
+                }
+            }
+            current.filter(|c| c.is(requested)).cloned()
+        };
+        // Envoy lists names in order, without duplicates, and mostly the
+        // same as last time: then a single comparison decides.
+        if let Some(names) = known(&requested) {
+            return names;
+        }
         requested.sort_unstable();
         requested.dedup();
-        if let Some(all) = all {
-            let keys = Names::Keys(Arc::clone(all));
-            if keys.is(&requested) {
-                return keys;
-            }
-        }
-        if let Some(current) = current.filter(|c| c.is(&requested)) {
-            return current.clone();
+        if let Some(names) = known(&requested) {
+            return names;
         }
         let all = all.map(|m| &**m);
-        Names::Set(Arc::new(requested.iter().map(|n| intern(all, n)).collect()))
+        Names::Set(Arc::new(
+            requested
+                .iter()
+                .map(|n| intern(all, &String::from_utf8_lossy(n)))
+                .collect(),
+        ))
     }
 }
 
@@ -121,19 +134,19 @@ fn same_names(a: Option<&Names>, b: Option<&Names>) -> bool {
 pub struct Sotw;
 
 impl Protocol for Sotw {
-    type Request = DiscoveryRequest;
+    type Request = SotwRequest;
     type Response = SotwResponse;
     type Sub = Subscription;
     const NAME: &'static str = "sotw";
 
-    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+    fn node(req: &SotwRequest) -> Option<&Node> {
         req.node.as_ref()
     }
 
     fn on_request<'a>(
         s: &'a mut Session,
         subs: &'a mut BTreeMap<TypeUrl, Subscription>,
-        req: DiscoveryRequest,
+        req: SotwRequest,
         tx: &'a Tx,
     ) -> impl Future<Output = Result<(), ()>> + Send + 'a {
         on_request(s, subs, req, tx)
@@ -174,7 +187,7 @@ impl Held for Subscription {
 async fn on_request(
     s: &mut Session,
     subs: &mut BTreeMap<TypeUrl, Subscription>,
-    req: DiscoveryRequest,
+    req: SotwRequest,
     tx: &Tx,
 ) -> Result<(), ()> {
     let Some(t) = TypeUrl::parse(&req.type_url) else {

@@ -3,8 +3,12 @@
 //! copy every resource's bytes a thousand times and queue those copies per
 //! stream. These types write the same wire format from shared, refcounted
 //! encodings instead: the only per-proxy copy is into the socket buffer.
+//! SotW requests are read the other way round, their resource names left in
+//! the request's bytes (`SotwRequest`).
 
 use bytes::{BufMut, Bytes};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 
 /// `DiscoveryResponse` (SotW): version_info = 1, resources = 2, type_url = 4, nonce = 5.
@@ -154,6 +158,101 @@ encode_only!(DeltaResponse, |s| {
             .sum::<usize>()
 });
 
+/// `DiscoveryRequest` (SotW) as the server reads it: version_info = 1,
+/// node = 2, resource_names = 3, type_url = 4, response_nonce = 5,
+/// error_detail = 6 (resource_locators, 7, is skipped: not supported).
+/// Envoy repeats its whole subscription on every request of a type (each
+/// EDS ACK names all ~1,300 clusters of the load generator's mesh); prost's
+/// type would allocate a `String` per name per ACK, which was most of
+/// Rudder's CPU per endpoint change once ACKs stopped being diffed (perf,
+/// docs/performance.md). Here each name is a slice of the request's own
+/// bytes, compared in place and copied only when a new name is kept. A name
+/// that is not UTF-8 is kept as bytes: it matches no resource.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SotwRequest {
+    pub version_info: String,
+    pub node: Option<Node>,
+    pub resource_names: Vec<Bytes>,
+    pub type_url: String,
+    pub response_nonce: String,
+    pub error_detail: Option<RpcStatus>,
+}
+
+impl prost::Message for SotwRequest {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        put_string(1, &self.version_info, buf);
+        if let Some(node) = &self.node {
+            prost::encoding::message::encode(2, node, buf);
+        }
+        for name in &self.resource_names {
+            put_bytes(3, name, buf);
+        }
+        put_string(4, &self.type_url, buf);
+        put_string(5, &self.response_nonce, buf);
+        if let Some(error) = &self.error_detail {
+            prost::encoding::message::encode(6, error, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        use prost::encoding::{bytes, message, skip_field, string};
+        match tag {
+            1 => string::merge(wire_type, &mut self.version_info, buf, ctx),
+            2 => message::merge(
+                wire_type,
+                self.node.get_or_insert_with(Default::default),
+                buf,
+                ctx,
+            ),
+            3 => {
+                // Zero-copy when `buf` is `Bytes`, as `requests.rs` decodes.
+                let mut name = Bytes::new();
+                bytes::merge(wire_type, &mut name, buf, ctx)?;
+                self.resource_names.push(name);
+                Ok(())
+            }
+            4 => string::merge(wire_type, &mut self.type_url, buf, ctx),
+            5 => string::merge(wire_type, &mut self.response_nonce, buf, ctx),
+            6 => message::merge(
+                wire_type,
+                self.error_detail.get_or_insert_with(Default::default),
+                buf,
+                ctx,
+            ),
+            _ => skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        string_len(1, &self.version_info)
+            + self
+                .node
+                .as_ref()
+                .map_or(0, |n| prost::encoding::message::encoded_len(2, n))
+            + self
+                .resource_names
+                .iter()
+                .map(|n| bytes_len(3, n))
+                .sum::<usize>()
+            + string_len(4, &self.type_url)
+            + string_len(5, &self.response_nonce)
+            + self
+                .error_detail
+                .as_ref()
+                .map_or(0, |e| prost::encoding::message::encoded_len(6, e))
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +286,57 @@ mod tests {
         };
         assert_eq!(ours.encode_to_vec(), theirs.encode_to_vec());
         assert_eq!(ours.encoded_len(), theirs.encoded_len());
+    }
+
+    #[test]
+    fn sotw_requests_decode_like_prost_with_names_as_slices() {
+        use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, ResourceLocator};
+        use envoy_types::pb::google::rpc::Status as RpcStatus;
+        let theirs = DiscoveryRequest {
+            version_info: "7".into(),
+            node: Some(Node {
+                id: "sidecar~198.18.0.1~a.b~b.svc.cluster.local".into(),
+                ..Default::default()
+            }),
+            resource_names: vec!["outbound|80||a".into(), "outbound|80||b".into()],
+            resource_locators: vec![ResourceLocator {
+                name: "skipped".into(),
+                ..Default::default()
+            }],
+            type_url: "t".into(),
+            response_nonce: "9".into(),
+            error_detail: Some(RpcStatus {
+                code: 13,
+                message: "refused".into(),
+                details: vec![],
+            }),
+        };
+        let wire = Bytes::from(theirs.encode_to_vec());
+        let ours = SotwRequest::decode(wire.clone()).unwrap();
+        assert_eq!(ours.version_info, "7");
+        assert_eq!(ours.node, theirs.node);
+        assert_eq!(ours.resource_names, ["outbound|80||a", "outbound|80||b"]);
+        assert_eq!(
+            (ours.type_url.as_str(), ours.response_nonce.as_str()),
+            ("t", "9")
+        );
+        assert_eq!(ours.error_detail, theirs.error_detail);
+        // The names point into the request's bytes.
+        let range = wire.as_ptr_range();
+        assert!(ours
+            .resource_names
+            .iter()
+            .all(|n| range.contains(&n.as_ptr())));
+        // What it encodes (locators aside) prost reads back the same.
+        let again = DiscoveryRequest::decode(ours.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(
+            again,
+            DiscoveryRequest {
+                resource_locators: vec![],
+                ..theirs
+            }
+        );
+        assert_eq!(ours.encoded_len(), ours.encode_to_vec().len());
     }
 
     #[test]
