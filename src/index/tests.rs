@@ -273,3 +273,114 @@ fn failover_priority_is_reported_as_not_applied() {
         "{warnings:?}"
     );
 }
+
+/// A synced index on `debounce` whose initial load (web, one endpoint) is
+/// published; time is tokio's, paused in these tests, so "no time passed"
+/// means the index did not wait, whatever the machine's speed.
+async fn loaded_index(
+    debounce: Duration,
+) -> (mpsc::Sender<SourceEvent>, watch::Receiver<Arc<Snapshot>>) {
+    let (index, mut rx) = Index::new(1, debounce);
+    let (tx, events) = mpsc::channel(64);
+    tokio::spawn(index.run(events));
+    let items = parse_text(&format!("{SVC}---\n{}", slice("web-1", "198.18.0.1")));
+    tx.send(SourceEvent::Replace {
+        unit: "web.yaml".into(),
+        items,
+    })
+    .await
+    .unwrap();
+    tx.send(SourceEvent::Synced).await.unwrap();
+    rx.wait_for(|s| s.synced).await.unwrap();
+    (tx, rx)
+}
+
+async fn flip(tx: &mpsc::Sender<SourceEvent>, i: usize) {
+    let items = parse_text(&format!(
+        "{SVC}---\n{}",
+        slice("web-1", &format!("198.18.1.{i}"))
+    ));
+    tx.send(SourceEvent::Replace {
+        unit: "web.yaml".into(),
+        items,
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_change_after_a_quiet_spell_is_published_without_waiting() {
+    let debounce = Duration::from_millis(100);
+    let (tx, mut rx) = loaded_index(debounce).await;
+    rx.borrow_and_update();
+    tokio::time::sleep(debounce * 5).await;
+
+    let before = tokio::time::Instant::now();
+    flip(&tx, 7).await;
+    rx.changed().await.unwrap();
+    assert_eq!(tokio::time::Instant::now(), before, "the index waited");
+    let snap = rx.borrow_and_update().clone();
+    assert!(snap.changes.endpoints_only());
+    assert_eq!(
+        snap.endpoints[&key()].endpoints[0].address.to_string(),
+        "198.18.1.7"
+    );
+
+    // A Service edit still waits for a quiet debounce period.
+    tokio::time::sleep(debounce * 5).await;
+    let before = tokio::time::Instant::now();
+    let svc = SVC.replace("port: 80,", "port: 81,");
+    let items = parse_text(&format!("{svc}---\n{}", slice("web-1", "198.18.1.7")));
+    tx.send(SourceEvent::Replace {
+        unit: "web.yaml".into(),
+        items,
+    })
+    .await
+    .unwrap();
+    rx.changed().await.unwrap();
+    assert!(tokio::time::Instant::now() - before >= debounce);
+    assert!(!rx.borrow().changes.endpoints_only());
+}
+
+#[tokio::test(start_paused = true)]
+async fn endpoint_churn_is_published_once_per_debounce_period() {
+    let debounce = Duration::from_millis(100);
+    let (tx, mut rx) = loaded_index(debounce).await;
+    let first = rx.borrow_and_update().version;
+    let publishes = tokio::spawn(async move {
+        let mut at = Vec::new();
+        while rx.changed().await.is_ok() {
+            let snap = rx.borrow_and_update().clone();
+            at.push((tokio::time::Instant::now(), snap));
+        }
+        at
+    });
+    // 100 changes, one every 10 ms: they never pause for a debounce period.
+    let start = tokio::time::Instant::now();
+    for i in 0..100 {
+        flip(&tx, i).await;
+        tokio::time::sleep(debounce / 10).await;
+    }
+    tokio::time::sleep(debounce * 3).await;
+    drop(tx);
+    let at = publishes.await.unwrap();
+
+    let (last_at, last) = at.last().expect("published");
+    assert_eq!(
+        last.endpoints[&key()].endpoints[0].address.to_string(),
+        "198.18.1.99",
+        "the last change is published"
+    );
+    assert!(*last_at - start < debounce * 11);
+    // Never more often than once per debounce period, and every change
+    // waited at most one period (so there is a publish in every period).
+    for pair in at.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= debounce, "published too often");
+    }
+    assert!(
+        at.len() >= 9,
+        "{} publishes for a second of churn",
+        at.len()
+    );
+    assert_eq!(last.version - first, at.len() as u64);
+}
