@@ -86,6 +86,69 @@ pub fn read_dir_once(dir: &Path) -> Result<Vec<(String, Vec<Item>)>, FileSourceE
     Ok(units)
 }
 
+/// What the watcher reported, merged until the files are read.
+struct Change {
+    /// These files changed; `None`: look at everything (a watcher error, or
+    /// an event that asks for a rescan).
+    paths: Option<Vec<PathBuf>>,
+    /// Every file was renamed into place: written completely, so there is
+    /// nothing to wait for (kubelet's ConfigMap updates, `rudder-loadgen
+    /// churn`, editors that save through a temporary file).
+    complete: bool,
+}
+
+impl Change {
+    fn of(res: notify::Result<notify::Event>) -> Option<Change> {
+        use notify::event::{EventKind, ModifyKind, RenameMode};
+        let e = match res {
+            Ok(e) if e.need_rescan() => return Some(Change::everything()),
+            Ok(e) => e,
+            Err(_) => return Some(Change::everything()),
+        };
+        // Reading a file is an event too (inotify reports opens): ignoring
+        // those keeps our own reads from causing more reads. Files never
+        // read (an editor's hidden temporary copy, a log next to the YAML)
+        // are nothing to wait for. A path that no longer exists may have
+        // been a directory, so it counts.
+        let unread =
+            |p: &PathBuf| !p.is_dir() && (is_hidden(p) || (!is_config_file(p) && p.is_file()));
+        if matches!(e.kind, EventKind::Access(_))
+            || (!e.paths.is_empty() && e.paths.iter().all(unread))
+        {
+            return None;
+        }
+        let complete = matches!(
+            e.kind,
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+        );
+        Some(Change {
+            paths: Some(e.paths),
+            complete,
+        })
+    }
+
+    fn everything() -> Change {
+        Change {
+            paths: None,
+            complete: false,
+        }
+    }
+
+    /// Merges what else has arrived.
+    fn absorb(&mut self, rx: &mut mpsc::UnboundedReceiver<Change>) {
+        while let Ok(more) = rx.try_recv() {
+            self.complete &= more.complete;
+            self.paths = match (self.paths.take(), more.paths) {
+                (Some(mut a), Some(b)) => {
+                    a.extend(b);
+                    Some(a)
+                }
+                _ => None,
+            };
+        }
+    }
+}
+
 /// Watches a directory and reports each file's documents whenever it changes.
 pub struct FileSource {
     dir: PathBuf,
@@ -109,18 +172,11 @@ impl FileSource {
 
     /// Loads everything, reports `Synced`, then follows edits until the index goes away.
     pub async fn run(mut self) -> Result<(), FileSourceError> {
-        // `Some(paths)`: these files changed; `None`: look at everything
-        // (a watcher error, or a directory event).
-        let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<Option<Vec<PathBuf>>>();
+        let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<Change>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let paths = match res {
-                // Reading a file is an event too (inotify reports opens):
-                // ignoring those keeps our own reads from causing more reads.
-                Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => return,
-                Ok(e) if !e.need_rescan() => Some(e.paths),
-                _ => None,
-            };
-            let _ = raw_tx.send(paths);
+            if let Some(change) = Change::of(res) {
+                let _ = raw_tx.send(change);
+            }
         })
         .map_err(|e| FileSourceError::Watch(self.dir.clone(), e))?;
         watcher
@@ -131,22 +187,16 @@ impl FileSource {
         if self.tx.send(SourceEvent::Synced).await.is_err() {
             return Ok(());
         }
-        while let Some(first) = raw_rx.recv().await {
-            // Editors write in several steps (truncate, write, rename): let them finish.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let mut paths = first;
-            while let Ok(more) = raw_rx.try_recv() {
-                paths = match (paths, more) {
-                    (Some(mut a), Some(b)) => {
-                        a.extend(b);
-                        Some(a)
-                    }
-                    _ => None,
-                };
+        while let Some(mut change) = raw_rx.recv().await {
+            change.absorb(&mut raw_rx);
+            if !change.complete {
+                // Editors write in several steps (truncate, write, rename): let them finish.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                change.absorb(&mut raw_rx);
             }
             // Re-reading only the files an event names keeps a one-file edit
             // cheap in a directory of thousands.
-            let stop = match paths.and_then(|p| self.files_to_reload(p)) {
+            let stop = match change.paths.and_then(|p| self.files_to_reload(p)) {
                 Some(files) => self.reload(files).await,
                 None => self.rescan().await,
             };
@@ -226,11 +276,22 @@ impl FileSource {
                 continue;
             } else if is_config_file(&path) && !path.is_dir() {
                 files.insert(path);
-            } else if path.is_dir() || self.seen.keys().any(|known| known.starts_with(&path)) {
+            } else if path.is_dir() || self.knows_files_under(&path) {
                 return None;
             }
         }
         Some(files)
+    }
+
+    /// Some file reported is under `dir` (a directory that went away). Paths
+    /// order component by component, so files under `dir` directly follow
+    /// it: one lookup, not a scan of every file per event.
+    fn knows_files_under(&self, dir: &Path) -> bool {
+        use std::ops::Bound;
+        self.seen
+            .range::<Path, _>((Bound::Included(dir), Bound::Unbounded))
+            .next()
+            .is_some_and(|(known, _)| known.starts_with(dir))
     }
 
     /// Reloads some files: changed ones are re-read, vanished ones removed.
@@ -379,5 +440,44 @@ mod tests {
             files.into_iter().collect::<Vec<_>>(),
             [dir.path().join("mesh.yaml")]
         );
+    }
+
+    #[test]
+    fn only_a_rename_into_place_needs_no_wait_and_temporary_files_are_ignored() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind, RenameMode,
+        };
+        let event = |kind, paths: &[&str]| {
+            let mut e = notify::Event::new(kind);
+            e.paths = paths.iter().map(PathBuf::from).collect();
+            Ok(e)
+        };
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        let change = Change::of(event(renamed, &["/m/.web.yaml.tmp", "/m/web.yaml"])).unwrap();
+        assert!(change.complete);
+        let written = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        let mut change = Change::of(event(written, &["/m/web.yaml"])).unwrap();
+        assert!(!change.complete, "written in place: wait for the writer");
+        // The temporary file's own events, and reads, are not changes.
+        let created = EventKind::Create(CreateKind::File);
+        assert!(Change::of(event(created, &["/m/.web.yaml.tmp"])).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("changes.jsonl");
+        std::fs::write(&log, "{}").unwrap();
+        let appended = Ok(notify::Event::new(written).add_path(log));
+        assert!(Change::of(appended).is_none(), "not a config file");
+        let gone = event(written, &["/m/ns-3"]);
+        assert!(Change::of(gone).is_some(), "may have been a directory");
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert!(Change::of(event(closed, &["/m/web.yaml"])).is_none());
+        // A batch is complete only if all of it is.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(Change::of(event(renamed, &["/m/api.yaml"])).unwrap())
+            .unwrap();
+        change.absorb(&mut rx);
+        assert!(!change.complete);
+        assert_eq!(change.paths.unwrap().len(), 2);
+        let error = Change::of(Err(notify::Error::generic("lost events"))).unwrap();
+        assert!(error.paths.is_none(), "an error rescans");
     }
 }
