@@ -22,6 +22,7 @@ mod proxies;
 mod record;
 mod render;
 mod report;
+mod request;
 mod shared;
 mod sotw;
 mod stream;

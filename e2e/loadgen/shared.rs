@@ -78,6 +78,8 @@ pub struct Shared {
 pub struct NameSet {
     pub names: Vec<String>,
     pub hosts: HashSet<String>,
+    /// The names as a request's `resource_names`, encoded once (request.rs).
+    pub encoded: bytes::Bytes,
 }
 
 impl Shared {
@@ -114,7 +116,12 @@ impl Shared {
             .filter_map(|n| cluster_host(n))
             .map(str::to_string)
             .collect();
-        let set = Arc::new(NameSet { names, hosts });
+        let encoded = crate::request::encode_names(&names);
+        let set = Arc::new(NameSet {
+            names,
+            hosts,
+            encoded,
+        });
         sets.insert(key, set.clone());
         set
     }

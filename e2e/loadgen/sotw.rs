@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::mpsc;
 
 use crate::record::Recorder;
+use crate::request::SotwRequest;
 use crate::shared::NameSet;
 use crate::xds::{Facts, Kind};
 
@@ -29,7 +30,7 @@ struct TypeState {
 
 pub struct Sotw<'a> {
     rec: &'a mut Recorder,
-    tx: mpsc::Sender<DiscoveryRequest>,
+    tx: mpsc::Sender<SotwRequest>,
     /// Sent on the first request only, as Envoy does with ADS.
     node: Option<Node>,
     st: [TypeState; 4],
@@ -41,7 +42,7 @@ pub struct Sotw<'a> {
 pub struct Closed;
 
 impl<'a> Sotw<'a> {
-    pub fn new(rec: &'a mut Recorder, tx: mpsc::Sender<DiscoveryRequest>, node: Node) -> Self {
+    pub fn new(rec: &'a mut Recorder, tx: mpsc::Sender<SotwRequest>, node: Node) -> Self {
         let empty = rec.shared.intern(Vec::new());
         Sotw {
             rec,
@@ -57,22 +58,31 @@ impl<'a> Sotw<'a> {
         self.request(Kind::Cds, None).await
     }
 
-    fn names(&self, kind: Kind) -> Vec<String> {
+    fn names(&self, kind: Kind) -> &[String] {
         match kind {
-            Kind::Cds | Kind::Lds => Vec::new(),
-            Kind::Eds => self.eds.names.clone(),
-            Kind::Rds => self.rds.names.clone(),
+            Kind::Cds | Kind::Lds => &[],
+            Kind::Eds => &self.eds.names,
+            Kind::Rds => &self.rds.names,
+        }
+    }
+
+    /// The subscription as a request carries it, encoded once per set.
+    fn encoded_names(&self, kind: Kind) -> bytes::Bytes {
+        match kind {
+            Kind::Cds | Kind::Lds => bytes::Bytes::new(),
+            Kind::Eds => self.eds.encoded.clone(),
+            Kind::Rds => self.rds.encoded.clone(),
         }
     }
 
     async fn request(&mut self, kind: Kind, error: Option<String>) -> Result<(), Closed> {
-        let resource_names = self.names(kind);
+        let names = self.encoded_names(kind);
         let st = &mut self.st[kind as usize];
         st.requested = true;
-        let req = DiscoveryRequest {
+        let req = SotwRequest {
             version_info: st.version.clone(),
             node: self.node.take(),
-            resource_names,
+            names,
             type_url: kind.url().to_string(),
             response_nonce: st.nonce.clone(),
             error_detail: error.map(|message| RpcStatus {
@@ -80,7 +90,6 @@ impl<'a> Sotw<'a> {
                 message,
                 details: Vec::new(),
             }),
-            ..Default::default()
         };
         self.tx.send(req).await.map_err(|_| Closed)
     }

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::delta::Delta;
 use crate::record::Recorder;
+use crate::request::SotwRequest;
 use crate::shared::{now_ns, set_once, Shared};
 use crate::sotw::Sotw;
 
@@ -92,6 +94,26 @@ fn client(link: &Link) -> AggregatedDiscoveryServiceClient<Channel> {
         .max_encoding_message_size(link.max_message_bytes)
 }
 
+/// StreamAggregatedResources as the generated client calls it, but sending
+/// requests whose names are encoded once (request.rs).
+async fn sotw_call(
+    link: &Link,
+    rx: mpsc::Receiver<SotwRequest>,
+) -> Result<tonic::Streaming<DiscoveryResponse>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(link.channel.clone())
+        .max_decoding_message_size(link.max_message_bytes)
+        .max_encoding_message_size(link.max_message_bytes);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+    let codec = tonic_prost::ProstCodec::<SotwRequest, DiscoveryResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+    );
+    let request = tonic::Request::new(ReceiverStream::new(rx));
+    Ok(grpc.streaming(request, path, codec).await?.into_inner())
+}
+
 async fn sotw(
     rec: &mut Recorder,
     node: Node,
@@ -104,10 +126,7 @@ async fn sotw(
     if proxy.start().await.is_err() {
         return Ok(Ending::Closed("request queue closed".into()));
     }
-    let mut inbound = client(link)
-        .stream_aggregated_resources(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let mut inbound = sotw_call(link, rx).await?;
     let _open = Open::new(&shared);
     loop {
         tokio::select! {
