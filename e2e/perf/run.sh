@@ -208,7 +208,8 @@ phase() {
 }
 
 # A counter's value in a metrics snapshot; 0 when absent (never incremented).
-metric() { awk -v m="$2" '$1 == m {v = $2} END {print v + 0}' "$1" 2>/dev/null || echo 0; }
+# printf: awk prints counters past 2^31 in exponent form, which bash cannot add.
+metric() { awk -v m="$2" '$1 == m {v = $2} END {printf "%.0f\n", v + 0}' "$1" 2>/dev/null || echo 0; }
 
 # Pushes and bytes per type between two metric snapshots: sets PUSHES_<type>,
 # BYTES_<type> and PUSH_LINE.
