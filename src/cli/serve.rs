@@ -139,7 +139,8 @@ pub struct ServeArgs {
     /// Admin address: /healthz, /ready, /metrics, /debug/*.
     #[arg(long, default_value = "0.0.0.0:15014")]
     pub admin_addr: SocketAddr,
-    /// Quiet period after a change before the new config is pushed, e.g. 100ms.
+    /// Quiet period after a configuration change before the new config is
+    /// pushed, e.g. 100ms; endpoint-only changes are pushed at most once per period.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     pub debounce: Duration,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
