@@ -155,7 +155,7 @@ async fn build(
             .with_identity(identity)
             .with_duration(seconds)
             .with_grace(seconds / 3)
-            .with_field_manager("rudder")
+            .with_field_manager(super::FIELD_MANAGER)
             .build()
             .await;
         match built {

@@ -48,6 +48,10 @@ use super::SourceEvent;
 use crate::model::MeshConfig;
 use relist::KindState;
 
+/// The field manager of every object Rudder writes by server-side apply or
+/// patch, so `managedFields` name Rudder the same way everywhere.
+const FIELD_MANAGER: &str = "rudder";
+
 #[derive(Debug, thiserror::Error)]
 pub enum KubeSourceError {
     #[error("reading the mesh config from ConfigMap {0}: {1}")]

@@ -21,7 +21,6 @@ use kube::runtime::WatchStreamExt;
 
 pub const ROOT_CERT_CONFIG_MAP: &str = "rudder-ca-root-cert";
 pub const ROOT_CERT_KEY: &str = "root-cert.pem";
-const FIELD_MANAGER: &str = "rudder";
 
 /// Keeps `bundle` published in every namespace; runs until aborted. Failures
 /// are logged and retried on the next event (watch errors with backoff).
@@ -61,7 +60,7 @@ fn publish_target(ns: &Namespace) -> Option<&str> {
 
 async fn apply(client: &kube::Client, namespace: &str, bundle: &str) -> Result<(), kube::Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(super::FIELD_MANAGER).force();
     let body = root_cert_config_map(namespace, bundle);
     api.patch(ROOT_CERT_CONFIG_MAP, &params, &Patch::Apply(&body))
         .await

@@ -29,8 +29,6 @@ use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use serde::de::DeserializeOwned;
 
-const FIELD_MANAGER: &str = "rudder";
-
 /// The two configurations whose `caBundle` Rudder keeps.
 #[derive(Debug, Clone)]
 pub struct WebhookConfigNames {
@@ -92,7 +90,7 @@ where
             tracing::debug!(%kind, %name, "webhook caBundle up to date");
             continue;
         };
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let params = PatchParams::apply(super::FIELD_MANAGER).force();
         match api.patch(&name, &params, &Patch::Apply(&body)).await {
             Ok(_) => tracing::info!(%kind, %name, "set the webhooks' caBundle to the mesh root"),
             Err(kube::Error::Api(e)) if e.code == 404 => {
