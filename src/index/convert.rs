@@ -93,6 +93,7 @@ pub fn endpoints_from_slices<'a>(
                     pod: pod_ref(ep.target_ref.as_ref()),
                     zone: ep.zone.clone(),
                     locality: None,
+                    labels: None,
                 });
             }
         }
@@ -132,6 +133,7 @@ pub fn endpoints_from_legacy(eps: &Endpoints) -> model::ServiceEndpoints {
                 pod: pod_ref(addr.target_ref.as_ref()),
                 zone: None,
                 locality: None,
+                labels: None,
             });
         }
     }

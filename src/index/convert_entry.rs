@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::api::networking::service_entry::Resolution as ApiResolution;
 use crate::api::networking::workload_entry::WorkloadEntrySpec;
@@ -142,7 +143,10 @@ fn static_endpoints(
     selected: &[Selectable],
 ) -> model::ServiceEndpoints {
     let mut endpoints = Vec::new();
-    let mut push = |address: &str, ports: &BTreeMap<String, u32>, locality| {
+    let mut push = |address: &str,
+                    ports: &BTreeMap<String, u32>,
+                    locality,
+                    labels: &BTreeMap<String, String>| {
         if let Ok(address) = address.parse() {
             endpoints.push(model::Endpoint {
                 address,
@@ -151,23 +155,24 @@ fn static_endpoints(
                 pod: None,
                 zone: None,
                 locality,
+                labels: (!labels.is_empty()).then(|| Arc::new(labels.clone())),
             });
         }
     };
     for e in inline {
         if let Some(a) = &e.address {
-            push(a, &e.ports, Selectable::entry_locality(e));
+            push(a, &e.ports, Selectable::entry_locality(e), &e.labels);
         }
     }
     if !selector.is_empty() {
         for w in selected {
             if selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)) {
-                push(&w.address, &w.ports, w.locality.clone());
+                push(&w.address, &w.ports, w.locality.clone(), &w.labels);
             }
         }
     }
     endpoints.sort_by(|a, b| {
-        (a.address, &a.ports, &a.locality).cmp(&(b.address, &b.ports, &b.locality))
+        (a.address, &a.ports, &a.locality, &a.labels).cmp(&(b.address, &b.ports, &b.locality, &b.labels))
     });
     endpoints.dedup();
     model::ServiceEndpoints { endpoints }

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::CLUSTER_DOMAIN;
 
@@ -186,6 +187,10 @@ pub struct Endpoint {
     /// WorkloadEntry's `locality`, or a selected Pod's `istio-locality`.
     /// EndpointSlice endpoints get theirs from their Pod at translation.
     pub locality: Option<super::Locality>,
+    /// The labels of an endpoint with no Pod behind it: a ServiceEntry
+    /// endpoint's or WorkloadEntry's (or a Pod a ServiceEntry selects).
+    /// DestinationRule subsets and auto mTLS read them as they read a Pod's.
+    pub labels: Option<Arc<BTreeMap<String, String>>>,
 }
 
 /// All endpoints of one Service, merged from its EndpointSlices (or legacy Endpoints).

@@ -83,16 +83,19 @@ pub fn endpoints_for<'a>(
     out
 }
 
-/// Subsets select endpoints by their pod's labels.
+/// Subsets and auto mTLS read an endpoint's labels: its Pod's, else those
+/// its ServiceEntry or WorkloadEntry gives it.
 fn endpoint_labels<'a>(
     snapshot: &'a Snapshot,
     svc: &Service,
-    ep: &MeshEndpoint,
+    ep: &'a MeshEndpoint,
 ) -> Option<&'a BTreeMap<String, String>> {
-    let pod = ep.pod.as_deref()?;
-    snapshot
-        .workload(&svc.key.namespace, pod)
-        .map(|w| &w.labels)
+    match ep.pod.as_deref() {
+        Some(pod) => snapshot
+            .workload(&svc.key.namespace, pod)
+            .map(|w| &w.labels),
+        None => ep.labels.as_deref(),
+    }
 }
 
 /// Auto mTLS, as Istio decides it per endpoint: the pod runs a sidecar that
