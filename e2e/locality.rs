@@ -2,8 +2,9 @@
 //! locality failover) through real Envoy configured by a real `rudder serve`.
 //!
 //! Loopback pattern (see traffic_policy.rs): a client proxy without capture
-//! in region1/zone-a; `web` has one echo backend in zone-a and one in
-//! zone-b, their localities from their Pods' `istio-locality` labels.
+//! in region1/zone-a, labelled `tier: gold`; `web` has one echo backend in
+//! zone-a (`tier: silver`) and one in zone-b (`tier: gold`), their
+//! localities from their Pods' `istio-locality` labels.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -39,17 +40,20 @@ impl Zones {
     fn start(traffic_policy: Option<&str>, client: ClientLocality) -> Zones {
         let dir = workdir("locality");
         let (port, target) = (free_port(), free_port());
-        let pods = [("web-a", "region1.zone-a"), ("web-b", "region1.zone-b")];
+        let pods = [
+            ("web-a", "region1.zone-a", "silver"),
+            ("web-b", "region1.zone-b", "gold"),
+        ];
         let mut backends = Vec::new();
         let mut docs = vec![format!(
             "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {NS}}}\nspec:\n  selector: {{app: web}}\n  ports: [{{name: http, port: {port}, targetPort: {target}}}]\n"
         )];
         let mut endpoints = String::new();
-        for (pod, locality) in pods {
+        for (pod, locality, tier) in pods {
             let ip: Ipv4Addr = loopback_ip();
             backends.push(spawn_echo(pod, ip, target));
             docs.push(format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {NS}, labels: {{app: web, istio-locality: {locality}}}}}\nstatus: {{podIP: \"{ip}\"}}\n"
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}, namespace: {NS}, labels: {{app: web, tier: {tier}, istio-locality: {locality}}}}}\nstatus: {{podIP: \"{ip}\"}}\n"
             ));
             endpoints.push_str(&format!(
                 "- addresses: [\"{ip}\"]\n  targetRef: {{kind: Pod, name: {pod}, namespace: {NS}}}\n"
@@ -69,7 +73,7 @@ impl Zones {
         }
         write(dir.path(), "web.yaml", &docs.join("---\n"));
         let rudder = spawn_rudder(dir.path(), &[]);
-        let mut args = vec!["--meta", "INTERCEPTION_MODE=NONE"];
+        let mut args = vec!["--meta", "INTERCEPTION_MODE=NONE", "--label", "tier=gold"];
         match client {
             ClientLocality::Label => args.extend(["--label", "istio-locality=region1.zone-a"]),
             // Envoy's node.locality, from `rudder bootstrap --locality`.
@@ -120,6 +124,21 @@ impl Zones {
         );
     }
 
+    /// Fails requests until the outlier detector ejects the backend in use
+    /// (the only one answering, being alone at priority 0).
+    fn eject_the_one_answering(&self) {
+        let mut failures = 0;
+        while self.stat("outlier_detection.ejections_enforced_total") == 0 && failures < 20 {
+            assert_eq!(self.backend("/status/503"), "status 503");
+            failures += 1;
+        }
+        assert!(
+            self.stat("outlier_detection.ejections_enforced_total") > 0,
+            "the backend answering was never ejected after {failures} failures{}",
+            self.ctx()
+        );
+    }
+
     fn stat(&self, stat: &str) -> u64 {
         self.envoy
             .stat(&format!("cluster.{}.{stat}", self.cluster()))
@@ -159,17 +178,34 @@ fn locality_failover_prefers_own_zone_then_fails_over() {
     );
     z.assert_all_to("web-a", "the client's own zone (zone-a) is priority 0");
     // Only zone-a is in use, so it alone answers these 503s and is ejected.
-    let mut failures = 0;
-    while z.stat("outlier_detection.ejections_enforced_total") == 0 && failures < 20 {
-        assert_eq!(z.backend("/status/503"), "status 503");
-        failures += 1;
-    }
-    assert!(
-        z.stat("outlier_detection.ejections_enforced_total") > 0,
-        "web-a was never ejected after {failures} failures{}",
-        z.ctx()
-    );
+    z.eject_the_one_answering();
     z.assert_all_to("web-b", "with zone-a ejected, traffic fails over to zone-b");
+}
+
+/// `failoverPriority: [tier]`: the client (tier gold, in zone-a) prefers
+/// the gold backend in zone-b to the silver one in its own zone, since the
+/// labels rank endpoints instead of proximity. Once web-b is ejected,
+/// traffic fails over to web-a.
+#[test]
+fn failover_priority_prefers_matching_labels_then_fails_over() {
+    let z = Zones::start(
+        Some("{outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}, loadBalancer: {localityLbSetting: {failoverPriority: [tier]}}}"),
+        ClientLocality::Node,
+    );
+    z.assert_all_to("web-b", "the backend sharing the client's tier is priority 0");
+    z.eject_the_one_answering();
+    z.assert_all_to("web-a", "with web-b ejected, traffic fails over to web-a");
+}
+
+/// A `key=value` entry ranks by that value instead of the client's own:
+/// `tier=silver` sends the gold client to the silver backend.
+#[test]
+fn failover_priority_override_value_wins_over_the_clients_label() {
+    let z = Zones::start(
+        Some("{outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}, loadBalancer: {localityLbSetting: {failoverPriority: [tier=silver]}}}"),
+        ClientLocality::Node,
+    );
+    z.assert_all_to("web-a", "tier=silver makes the silver backend priority 0");
 }
 
 /// Without outlier detection Istio applies no priorities (Envoy could

@@ -1,13 +1,14 @@
-//! The mesh's known localities, and warnings about locality settings Rudder
-//! does not apply yet.
+//! What the mesh's workloads tell locality load balancing: their localities,
+//! and their `failoverPriority` label values.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::convert_entry::Selectable;
 use crate::api::networking::workload_entry::WorkloadEntrySpec;
-use crate::model::routing::{ConfigKey, DestinationRule, TrafficPolicy};
-use crate::model::{Locality, LocalityLb, Workload, WorkloadKey};
+use crate::model::failover_priority::{self, KnownValues};
+use crate::model::routing::DestinationRule;
+use crate::model::{Endpoint, Locality, LocalityLbSetting, Workload, WorkloadKey};
 
 /// Every distinct locality of Pods (`istio-locality` label) and
 /// WorkloadEntries (`locality`): where a proxy may run, so where EDS serves
@@ -23,28 +24,31 @@ pub fn known<'a>(
         .collect()
 }
 
-/// One warning per DestinationRule that sets `failoverPriority`, which
-/// Rudder validates but does not apply yet.
-pub fn warnings(rules: &BTreeMap<ConfigKey, Arc<DestinationRule>>) -> Vec<String> {
-    rules
-        .values()
-        .filter(|dr| {
-            std::iter::once(&dr.policy)
-                .chain(dr.subsets.iter().map(|s| &s.policy))
-                .any(sets_failover_priority)
-        })
-        .map(|dr| {
-            format!(
-                "DestinationRule {}/{}: localityLbSetting.failoverPriority is not supported yet; \
-                 no locality failover is applied where it is set",
-                dr.key.namespace, dr.key.name
-            )
-        })
-        .collect()
-}
-
-fn sets_failover_priority(p: &TrafficPolicy) -> bool {
-    let here =
-        matches!(&p.locality_lb, Some(LocalityLb::Rule(s)) if !s.failover_priority.is_empty());
-    here || p.port_level.values().any(sets_failover_priority)
+/// The `failoverPriority` values of every known workload (see
+/// `model::failover_priority`): Pods (their labels and `istio-locality`),
+/// ServiceEntry endpoints and WorkloadEntries (their own labels and
+/// locality), and an endpoint with neither (an EndpointSlice endpoint with
+/// no Pod). Empty, at no cost, when no `failoverPriority` is configured.
+pub fn failover_known<'a>(
+    rules: impl Iterator<Item = &'a DestinationRule>,
+    mesh: &'a LocalityLbSetting,
+    workloads: &BTreeMap<WorkloadKey, Arc<Workload>>,
+    entry_endpoints: impl Iterator<Item = &'a Endpoint> + Clone,
+) -> KnownValues {
+    let empty = BTreeMap::new();
+    let mut out = KnownValues::new();
+    for list in failover_priority::lists(rules, mesh) {
+        let keys = failover_priority::keys(list);
+        let mut known = BTreeSet::from([failover_priority::values(&keys, &empty, None)]);
+        for w in workloads.values() {
+            let locality = Selectable::label_locality(&w.labels);
+            known.insert(failover_priority::values(&keys, &w.labels, locality.as_ref()));
+        }
+        for ep in entry_endpoints.clone() {
+            let labels = ep.labels.as_deref().unwrap_or(&empty);
+            known.insert(failover_priority::values(&keys, labels, ep.locality.as_ref()));
+        }
+        out.insert(keys, known);
+    }
+    out
 }

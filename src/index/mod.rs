@@ -161,6 +161,7 @@ impl Index {
     fn publish(&mut self) {
         let previous = self.tx.borrow().clone();
         self.store.refresh_localities();
+        self.store.refresh_failover_known(&self.mesh);
         let changes = std::mem::take(&mut self.store.pending);
         let status = Arc::new(self.store.status());
         let became_ready = self.synced() && !previous.synced;
@@ -198,6 +199,7 @@ impl Index {
             request_authentications: self.store.request_authentications.clone(),
             mesh: self.mesh.clone(),
             localities: self.store.localities.clone(),
+            failover_known: self.store.failover_known.clone(),
             changes,
             status,
         };
@@ -214,6 +216,7 @@ pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshCon
         store.replace(&unit, items);
     }
     store.refresh_localities();
+    store.refresh_failover_known(&mesh);
     let changes = std::mem::take(&mut store.pending);
     Snapshot {
         version: 1,
@@ -231,6 +234,7 @@ pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshCon
         request_authentications: store.request_authentications.clone(),
         mesh: Arc::new(mesh),
         localities: store.localities.clone(),
+        failover_known: store.failover_known.clone(),
         changes,
         status: Arc::new(store.status()),
     }

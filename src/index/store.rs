@@ -47,6 +47,9 @@ pub struct Store {
     /// a Pod or WorkloadEntry changed.
     pub localities: Arc<BTreeSet<model::Locality>>,
     localities_dirty: bool,
+    /// See `Snapshot::failover_known`; recomputed at every publish while
+    /// some `failoverPriority` is configured.
+    pub failover_known: Arc<model::failover_priority::KnownValues>,
 }
 
 impl Store {
@@ -417,6 +420,26 @@ impl Store {
         }
     }
 
+    /// A change of these values changes which load assignment a proxy's
+    /// cluster names, so it counts as a workload change (CDS is recomputed):
+    /// ServiceEntry endpoints may change them with no other change.
+    pub fn refresh_failover_known(&mut self, mesh: &model::MeshConfig) {
+        let known = super::locality::failover_known(
+            self.destination_rules.values().map(|d| d.as_ref()),
+            &mesh.locality_lb,
+            &self.workloads,
+            self.services
+                .values()
+                .filter(|s| s.from_service_entry)
+                .filter_map(|s| self.endpoints.get(&s.key))
+                .flat_map(|e| e.endpoints.iter()),
+        );
+        if known != *self.failover_known {
+            self.failover_known = Arc::new(known);
+            self.pending.workloads = true;
+        }
+    }
+
     pub fn status(&self) -> ConfigStatus {
         ConfigStatus {
             accepted: self
@@ -426,11 +449,7 @@ impl Store {
                 .collect(),
             rejected: self.rejected.values().flatten().cloned().collect(),
             ignored: self.ignored.values().flatten().cloned().collect(),
-            warnings: [
-                super::conflicts::find(&self.services),
-                super::locality::warnings(&self.destination_rules),
-            ]
-            .concat(),
+            warnings: super::conflicts::find(&self.services),
         }
     }
 }

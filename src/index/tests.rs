@@ -260,18 +260,29 @@ fn known_localities_come_from_pods_and_workload_entries() {
     assert!(!store.pending.workloads);
 }
 
+/// ServiceEntry endpoints can change with no other change; when that
+/// changes the known `failoverPriority` values, proxies' clusters may name
+/// other load assignments, so it must not pass for an endpoints-only change.
 #[test]
-fn failover_priority_is_reported_as_not_applied() {
-    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: shop}\nspec:\n  host: web\n  trafficPolicy:\n    loadBalancer: {localityLbSetting: {failoverPriority: [topology.kubernetes.io/zone]}}\n";
+fn failover_priority_values_of_entry_endpoints_count_as_workload_changes() {
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: shop}\nspec:\n  host: web.example.com\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 1}\n    loadBalancer: {localityLbSetting: {failoverPriority: [tier, topology.kubernetes.io/zone]}}\n";
+    let se = |tier: &str| format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: web, namespace: shop}}\nspec:\n  hosts: [web.example.com]\n  resolution: STATIC\n  ports: [{{number: 80, name: http}}]\n  endpoints: [{{address: 10.0.0.1, locality: r1/z1, labels: {{tier: {tier}}}}}]\n");
+    let mesh = crate::model::MeshConfig::default();
     let mut store = Store::default();
-    store.replace("a.yaml", parse_text(dr));
-    let warnings = store.status().warnings;
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("DestinationRule shop/web") && w.contains("failoverPriority")),
-        "{warnings:?}"
-    );
+    store.replace("a.yaml", parse_text(&format!("{dr}{}", se("gold"))));
+    store.refresh_failover_known(&mesh);
+    let keys = vec!["tier".to_string(), "topology.kubernetes.io/zone".to_string()];
+    let known = store.failover_known.get(&keys).expect("the list is known");
+    assert!(known.contains(&vec!["gold".to_string(), "z1".to_string()]), "{known:?}");
+    assert!(known.contains(&vec![String::new(), String::new()]), "{known:?}");
+    let _ = std::mem::take(&mut store.pending);
+
+    store.replace("a.yaml", parse_text(&format!("{dr}{}", se("silver"))));
+    assert!(store.pending.endpoints_only(), "{:?}", store.pending);
+    store.refresh_failover_known(&mesh);
+    assert!(store.pending.workloads);
+    let known = &store.failover_known[&keys];
+    assert!(!known.contains(&vec!["gold".to_string(), "z1".to_string()]));
 }
 
 /// A synced index on `debounce` whose initial load (web, one endpoint) is

@@ -135,6 +135,9 @@ pub struct Snapshot {
     /// labels, WorkloadEntries): the localities EDS serves per-proxy-locality
     /// load assignments for.
     pub localities: Arc<BTreeSet<Locality>>,
+    /// The `failoverPriority` label values of every known workload, per
+    /// key list: the reductions EDS serves per-proxy assignments for.
+    pub failover_known: Arc<super::failover_priority::KnownValues>,
     /// Changes since version `version - 1`.
     pub changes: ChangeSet,
     pub status: Arc<ConfigStatus>,
@@ -158,6 +161,7 @@ impl Snapshot {
             request_authentications: BTreeMap::new(),
             mesh: Arc::default(),
             localities: Arc::default(),
+            failover_known: Arc::default(),
             changes: ChangeSet::default(),
             status: Arc::default(),
         }

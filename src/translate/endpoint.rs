@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::locality::{self, Variant};
+use crate::model::failover_priority;
 use super::mtls::{mtls_endpoint_metadata, TLS_MODE_LABEL};
 use super::names;
 use super::socket_address;
@@ -59,6 +60,7 @@ pub fn endpoints_for<'a>(
             let name = |subset: &str| names::outbound_cluster(port.port, subset, &host);
             let groups = grouped(port, eps, |_| true, mtls, locality);
             let at = Cluster {
+                svc,
                 host: &host,
                 port: port.port,
                 subset: "",
@@ -72,6 +74,7 @@ pub fn endpoints_for<'a>(
                 let groups = grouped(port, eps, selects, mtls, locality);
                 let name = name(&subset.name);
                 let at = Cluster {
+                    svc,
                     host: &host,
                     port: port.port,
                     subset: &subset.name,
@@ -121,22 +124,24 @@ fn accepts_mtls(snapshot: &Snapshot, svc: &Service, ep: &MeshEndpoint, target: u
 /// Which outbound cluster: `outbound|port|subset|host`.
 #[derive(Clone, Copy)]
 struct Cluster<'a> {
+    svc: &'a Service,
     host: &'a str,
     port: u16,
     subset: &'a str,
 }
 
-/// Ready endpoints by locality, in locality order.
-type Groups = Vec<(Locality, Vec<LbEndpoint>)>;
+/// Ready endpoints by locality, in locality order, each with the endpoint
+/// it came from (`failoverPriority` ranks by its labels).
+type Groups<'a> = Vec<(Locality, Vec<(LbEndpoint, &'a MeshEndpoint)>)>;
 
-fn grouped(
+fn grouped<'a>(
     port: &ServicePort,
-    eps: &ServiceEndpoints,
+    eps: &'a ServiceEndpoints,
     selects: impl Fn(&MeshEndpoint) -> bool,
     mtls: impl Fn(&MeshEndpoint, u16) -> bool,
     locality: impl Fn(&MeshEndpoint) -> Locality,
-) -> Groups {
-    let mut by_locality: BTreeMap<Locality, Vec<LbEndpoint>> = BTreeMap::new();
+) -> Groups<'a> {
+    let mut by_locality: BTreeMap<Locality, Vec<(LbEndpoint, &MeshEndpoint)>> = BTreeMap::new();
     // Not-ready endpoints are left out, as Kubernetes Services do.
     for ep in eps.endpoints.iter().filter(|e| e.ready && selects(e)) {
         let Some(target) = ServiceEndpoints::port_for(ep, port) else {
@@ -151,7 +156,7 @@ fn grouped(
             metadata: mtls(ep, target).then(mtls_endpoint_metadata),
             ..Default::default()
         };
-        by_locality.entry(locality(ep)).or_default().push(lb);
+        by_locality.entry(locality(ep)).or_default().push((lb, ep));
     }
     by_locality.into_iter().collect()
 }
@@ -168,7 +173,7 @@ fn assignments(
         cluster_name: cluster.to_string(),
         endpoints: groups
             .iter()
-            .map(|(l, eps)| locality_endpoints(l, eps.clone()))
+            .map(|(l, eps)| locality_endpoints(l, lb_endpoints(eps)))
             .collect(),
         ..Default::default()
     };
@@ -177,10 +182,14 @@ fn assignments(
     out.push(plain);
     out.extend(variants.iter().map(|v| ClusterLoadAssignment {
         cluster_name: names::eds_variant(cluster, v),
-        endpoints: relative_to(v, groups),
+        endpoints: relative_to(snapshot, at.svc, v, groups),
         ..Default::default()
     }));
     out
+}
+
+fn lb_endpoints(eps: &[(LbEndpoint, &MeshEndpoint)]) -> Vec<LbEndpoint> {
+    eps.iter().map(|(lb, _)| lb.clone()).collect()
 }
 
 /// The localities as a proxy at the variant's locality sees them: Envoy
@@ -188,37 +197,81 @@ fn assignments(
 /// `to` gets no traffic, so it is left out). Every locality carries its
 /// endpoint count as weight, as Istio's do, which locality-weighted load
 /// balancing needs.
-fn relative_to(variant: &Variant, groups: &Groups) -> Vec<LocalityLbEndpoints> {
-    let weighted =
-        |(l, eps): &(Locality, Vec<LbEndpoint>), priority: u32, weight: u32| LocalityLbEndpoints {
+fn relative_to(
+    snapshot: &Snapshot,
+    svc: &Service,
+    variant: &Variant,
+    groups: &Groups,
+) -> Vec<LocalityLbEndpoints> {
+    let weighted = |l: &Locality, eps: &[(LbEndpoint, &MeshEndpoint)], priority: u32, weight: u32| {
+        LocalityLbEndpoints {
             priority,
             load_balancing_weight: Some(UInt32Value { value: weight }),
-            ..locality_endpoints(l, eps.clone())
-        };
-    let count = |eps: &Vec<LbEndpoint>| eps.len() as u32;
+            ..locality_endpoints(l, lb_endpoints(eps))
+        }
+    };
+    let count = |eps: &[(LbEndpoint, &MeshEndpoint)]| eps.len() as u32;
+    let localities = || groups.iter().map(|(l, _)| l).collect::<Vec<&Locality>>();
     match variant {
         Variant::Failover { from, to_region } => {
-            let localities: Vec<&Locality> = groups.iter().map(|(l, _)| l).collect();
-            let priorities = locality::failover_priorities(from, to_region.as_deref(), &localities);
+            let priorities =
+                locality::failover_priorities(from, to_region.as_deref(), &localities());
             groups
                 .iter()
                 .zip(priorities)
-                .map(|(g, p)| weighted(g, p, count(&g.1)))
+                .map(|((l, eps), p)| weighted(l, eps, p, count(eps)))
                 .collect()
         }
-        Variant::Distribute { to: None, .. } => {
-            groups.iter().map(|g| weighted(g, 0, count(&g.1))).collect()
-        }
+        Variant::Distribute { to: None, .. } => groups
+            .iter()
+            .map(|(l, eps)| weighted(l, eps, 0, count(eps)))
+            .collect(),
         Variant::Distribute { to: Some(to), .. } => {
             let sizes: Vec<(&Locality, u32)> = groups.iter().map(|(l, e)| (l, count(e))).collect();
             let weights = locality::distribute_weights(to, &sizes);
             groups
                 .iter()
                 .zip(weights)
-                .filter_map(|(g, w)| Some(weighted(g, 0, w?)))
+                .filter_map(|((l, eps), w)| Some(weighted(l, eps, 0, w?)))
+                .collect()
+        }
+        Variant::Priority { labels, proximity } => {
+            // Istio splits each locality by label rank, then (with regions
+            // listed) ranks by proximity within each label rank: rank * 5 +
+            // proximity, as there are five proximity levels.
+            let near: Vec<u32> = match proximity {
+                Some((from, to_region)) => {
+                    locality::failover_priorities(from, to_region.as_deref(), &localities())
+                }
+                None => vec![0; groups.len()],
+            };
+            let keys: Vec<String> = labels.matched.iter().map(|(k, _)| k.clone()).collect();
+            let empty = BTreeMap::new();
+            let mut split: BTreeMap<(u32, usize), Vec<(LbEndpoint, &MeshEndpoint)>> =
+                BTreeMap::new();
+            for (i, (_, eps)) in groups.iter().enumerate() {
+                for (lb, ep) in eps {
+                    let own = endpoint_labels(snapshot, svc, ep).unwrap_or(&empty);
+                    let declared = ep.locality.clone().or_else(|| label_locality(own));
+                    let values = failover_priority::values(&keys, own, declared.as_ref());
+                    let rank = labels.distance(&values) * 5 + near[i];
+                    split.entry((rank, i)).or_default().push((lb.clone(), *ep));
+                }
+            }
+            let ranks: std::collections::BTreeSet<u32> = split.keys().map(|(r, _)| *r).collect();
+            split
+                .iter()
+                .map(|((rank, i), eps)| {
+                    let compact = ranks.iter().position(|r| r == rank).unwrap_or(0) as u32;
+                    weighted(&groups[*i].0, eps, compact, count(eps))
+                })
                 .collect()
         }
     }
+}
+
+fn label_locality(labels: &BTreeMap<String, String>) -> Option<Locality> {
+    labels.get(LOCALITY_LABEL).and_then(|l| Locality::from_label(l))
 }
 
 fn locality_endpoints(l: &Locality, lb_endpoints: Vec<LbEndpoint>) -> LocalityLbEndpoints {

@@ -1,6 +1,7 @@
 //! Locality load balancing, as Istio does it: failover priorities (same
-//! subzone, zone, region, the `failover` region, the rest) and `distribute`
-//! weights, relative to the proxy's locality.
+//! subzone, zone, region, the `failover` region, the rest), priorities by
+//! `failoverPriority` labels, and `distribute` weights, relative to the
+//! proxy's locality and labels.
 //!
 //! EDS stays shared: a cluster whose policy applies names a per-locality
 //! load assignment (`names::eds_variant`) that EDS serves for every known
@@ -10,6 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use super::ProxyShape;
+use crate::model::failover_priority::{self, PriorityMatch};
 use crate::model::routing::{host_matches, TrafficPolicy};
 use crate::model::{Locality, LocalityLb, LocalityLbSetting, Snapshot};
 
@@ -20,15 +23,21 @@ pub enum Mode<'a> {
     Failover(&'a [(String, String)]),
     /// `(from, to: {locality: weight})`, the first matching `from` wins.
     Distribute(&'a [(String, BTreeMap<String, u32>)]),
+    /// Priorities by the `failoverPriority` labels (as written), then, when
+    /// `failover` regions are listed too, by proximity within each.
+    Priority {
+        labels: &'a [String],
+        regions: &'a [(String, String)],
+    },
 }
 
 impl Mode<'_> {
     /// Istio sets `locality_weighted_lb_config` with `distribute`, and with
-    /// explicit `failover` regions.
+    /// explicit `failover` regions or `failoverPriority`.
     pub fn locality_weighted(&self) -> bool {
         match self {
             Mode::Failover(regions) => !regions.is_empty(),
-            Mode::Distribute(_) => true,
+            Mode::Distribute(_) | Mode::Priority { .. } => true,
         }
     }
 }
@@ -46,6 +55,14 @@ pub enum Variant {
         from: Locality,
         /// The first `distribute` entry matching `from`; None keeps weights.
         to: Option<BTreeMap<String, u32>>,
+    },
+    Priority {
+        /// The proxy's `failoverPriority` values, reduced.
+        labels: PriorityMatch,
+        /// With `failover` regions too: the proxy's locality and its
+        /// region's `failover` target (None for a proxy whose locality the
+        /// mesh does not know: labels alone then).
+        proximity: Option<(Locality, Option<String>)>,
     },
 }
 
@@ -68,6 +85,17 @@ impl fmt::Display for Variant {
                 }
                 Ok(())
             }
+            Variant::Priority { labels, proximity } => {
+                if let Some((from, to_region)) = proximity {
+                    Variant::Failover {
+                        from: from.clone(),
+                        to_region: to_region.clone(),
+                    }
+                    .fmt(f)?;
+                    write!(f, "~")?;
+                }
+                write!(f, "priority={labels}")
+            }
         }
     }
 }
@@ -83,26 +111,37 @@ fn setting<'a>(snapshot: &'a Snapshot, policy: &'a TrafficPolicy) -> Option<&'a 
 }
 
 /// The mode for a cluster with this (port- and subset-merged) policy.
-/// Failover needs outlier detection, or Envoy never leaves priority 0; a
-/// `failoverPriority` is not applied yet (the index warns), so it turns
-/// failover off rather than doing something else than Istio.
+/// Failover, by locality or by labels, needs outlier detection, or Envoy
+/// never leaves priority 0.
 pub fn mode<'a>(snapshot: &'a Snapshot, policy: &'a TrafficPolicy) -> Option<Mode<'a>> {
     let s = setting(snapshot, policy)?;
     if !s.distribute.is_empty() {
         return Some(Mode::Distribute(&s.distribute));
     }
-    (policy.outlier_detection.is_some() && s.failover_priority.is_empty())
-        .then_some(Mode::Failover(&s.failover))
+    policy.outlier_detection.as_ref()?;
+    if s.failover_priority.is_empty() {
+        Some(Mode::Failover(&s.failover))
+    } else {
+        Some(Mode::Priority {
+            labels: &s.failover_priority,
+            regions: &s.failover,
+        })
+    }
 }
 
+fn to_region(regions: &[(String, String)], from: &Locality) -> Option<String> {
+    regions
+        .iter()
+        .find(|(f, _)| *f == from.region)
+        .map(|(_, t)| t.clone())
+}
+
+/// The variant of a locality-only mode (not `Priority`) for a proxy at `from`.
 pub fn variant(mode: Mode, from: &Locality) -> Variant {
     match mode {
-        Mode::Failover(regions) => Variant::Failover {
+        Mode::Failover(regions) | Mode::Priority { regions, .. } => Variant::Failover {
             from: from.clone(),
-            to_region: regions
-                .iter()
-                .find(|(f, _)| *f == from.region)
-                .map(|(_, t)| t.clone()),
+            to_region: to_region(regions, from),
         },
         Mode::Distribute(rules) => Variant::Distribute {
             from: from.clone(),
@@ -114,22 +153,45 @@ pub fn variant(mode: Mode, from: &Locality) -> Variant {
     }
 }
 
-/// CDS: the variant a proxy at `locality` uses for a cluster with `policy`;
-/// None (the shared, plain assignment) when no policy applies or the
-/// locality is not one EDS serves.
+/// CDS: the variant this proxy uses for a cluster with `policy`; None (the
+/// shared, plain assignment) when no policy applies, or when it depends on
+/// a locality the mesh does not know (EDS serves only known ones).
 pub fn for_cluster<'a>(
     snapshot: &'a Snapshot,
-    locality: Option<&Locality>,
+    shape: &ProxyShape,
     policy: &'a TrafficPolicy,
 ) -> Option<(Mode<'a>, Variant)> {
-    let locality = locality.filter(|l| snapshot.localities.contains(*l))?;
     let mode = mode(snapshot, policy)?;
-    Some((mode, variant(mode, locality)))
+    // The shape keeps only a known locality.
+    let locality = shape.locality.as_ref();
+    let Mode::Priority { labels, regions } = mode else {
+        return Some((mode, variant(mode, locality?)));
+    };
+    let proximity = |l: &Locality| (l.clone(), to_region(regions, l));
+    match shape.failover_priority.get(labels) {
+        Some(m) => Some((
+            mode,
+            Variant::Priority {
+                labels: m.clone(),
+                proximity: (!regions.is_empty())
+                    .then(|| locality.map(proximity))
+                    .flatten(),
+            },
+        )),
+        // A proxy without labels: Istio ranks by labels only when it has
+        // some, then applies the listed regions alone.
+        None if !regions.is_empty() => {
+            let failover = Mode::Failover(regions);
+            Some((failover, variant(failover, locality?)))
+        }
+        None => None,
+    }
 }
 
 /// EDS: every variant some proxy's cluster `outbound|port|subset|host` may
 /// use: each DestinationRule for the host (whichever a proxy picks), and
-/// none, merged as CDS merges them, at every known locality.
+/// none, merged as CDS merges them, at every known locality and for every
+/// reduction of `failoverPriority` values.
 pub fn variants(snapshot: &Snapshot, host: &str, port: u16, subset: &str) -> BTreeSet<Variant> {
     let rules = snapshot
         .destination_rules
@@ -151,7 +213,30 @@ pub fn variants(snapshot: &Snapshot, host: &str, port: u16, subset: &str) -> BTr
         let Some(mode) = mode(snapshot, policy) else {
             continue;
         };
-        out.extend(snapshot.localities.iter().map(|l| variant(mode, l)));
+        let Mode::Priority { labels, regions } = mode else {
+            out.extend(snapshot.localities.iter().map(|l| variant(mode, l)));
+            continue;
+        };
+        let keys = failover_priority::keys(labels);
+        let known = snapshot.failover_known.get(&keys);
+        let reductions = PriorityMatch::all(&keys, known.unwrap_or(&BTreeSet::new()));
+        let mut proximities = vec![None];
+        if !regions.is_empty() {
+            proximities.extend(
+                snapshot
+                    .localities
+                    .iter()
+                    .map(|l| Some((l.clone(), to_region(regions, l)))),
+            );
+            // Proxies without labels.
+            out.extend(snapshot.localities.iter().map(|l| variant(mode, l)));
+        }
+        for m in &reductions {
+            out.extend(proximities.iter().map(|p| Variant::Priority {
+                labels: m.clone(),
+                proximity: p.clone(),
+            }));
+        }
     }
     out
 }

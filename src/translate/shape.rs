@@ -2,6 +2,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::model::authz::applies_to;
+use crate::model::failover_priority::{self, PriorityMatch};
 use crate::model::routing::{ConfigKey, ConnectionPool, SidecarScope};
 use crate::model::security::InboundMtls;
 use crate::model::sidecar::{DefaultEndpoint, IngressListener};
@@ -46,6 +47,10 @@ pub struct ProxyShape {
     /// Where the proxy runs, when it is one of the mesh's known localities
     /// (EDS serves locality-relative assignments only for those).
     pub locality: Option<Locality>,
+    /// For each `failoverPriority` list (as written) in the config, the
+    /// proxy's label values reduced to what ranks endpoints differently;
+    /// none for a proxy without labels, which Istio does not rank by label.
+    pub failover_priority: BTreeMap<Vec<String>, PriorityMatch>,
 }
 
 /// One port the proxy serves inbound.
@@ -105,6 +110,7 @@ impl ProxyShape {
                 proxy,
             ),
             locality: locality(snapshot, proxy),
+            failover_priority: failover_priority(snapshot, proxy),
         }
     }
 
@@ -228,6 +234,39 @@ fn locality(snapshot: &Snapshot, proxy: &Proxy) -> Option<Locality> {
                 .and_then(|l| Locality::from_label(l))
         })
         .filter(|l| snapshot.localities.contains(l))
+}
+
+/// Istio ranks by the proxy's labels, including the topology labels it
+/// adds from the proxy's locality (whether or not the mesh knows it).
+fn failover_priority(snapshot: &Snapshot, proxy: &Proxy) -> BTreeMap<Vec<String>, PriorityMatch> {
+    let lists = failover_priority::lists(
+        snapshot.destination_rules.values().map(|d| d.as_ref()),
+        &snapshot.mesh.locality_lb,
+    );
+    if lists.is_empty() {
+        return BTreeMap::new();
+    }
+    let labels = workload_labels(snapshot, proxy);
+    let locality = proxy.locality.clone().or_else(|| {
+        labels
+            .get(LOCALITY_LABEL)
+            .and_then(|l| Locality::from_label(l))
+    });
+    if labels.is_empty() && locality.is_none() {
+        return BTreeMap::new();
+    }
+    let none = BTreeSet::new();
+    lists
+        .into_iter()
+        .map(|list| {
+            let known = snapshot
+                .failover_known
+                .get(&failover_priority::keys(list))
+                .unwrap_or(&none);
+            let m = PriorityMatch::of(list, labels, locality.as_ref(), known);
+            (list.clone(), m)
+        })
+        .collect()
 }
 
 fn workload_labels<'a>(snapshot: &'a Snapshot, proxy: &'a Proxy) -> &'a BTreeMap<String, String> {

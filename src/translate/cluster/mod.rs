@@ -145,7 +145,7 @@ fn locality_lb(
     let Some(eds) = cluster.eds_cluster_config.as_mut() else {
         return; // DNS, original destination and PASSTHROUGH: no EDS.
     };
-    let Some((mode, variant)) = locality::for_cluster(snapshot, shape.locality.as_ref(), policy)
+    let Some((mode, variant)) = locality::for_cluster(snapshot, shape, policy)
     else {
         return;
     };

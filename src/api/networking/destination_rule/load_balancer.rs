@@ -393,11 +393,9 @@ fn is_prime(x: u64) -> bool {
     true
 }
 
-const TOPOLOGY_LABELS: [&str; 3] = [
-    "topology.kubernetes.io/region",
-    "topology.kubernetes.io/zone",
-    "topology.istio.io/subzone",
-];
+use crate::model::failover_priority::{REGION_LABEL, SUBZONE_LABEL, ZONE_LABEL};
+
+const TOPOLOGY_LABELS: [&str; 3] = [REGION_LABEL, ZONE_LABEL, SUBZONE_LABEL];
 
 /// Istio's `ValidateLocalityLbSetting`; also checks the mesh's setting.
 pub(crate) fn check_locality(
@@ -416,7 +414,7 @@ pub(crate) fn check_locality(
         if let Some(i) = lb
             .failover_priority
             .iter()
-            .position(|l| TOPOLOGY_LABELS.contains(&l.as_str()))
+            .position(|l| TOPOLOGY_LABELS.contains(&l.split('=').next().unwrap_or_default()))
         {
             let label = &lb.failover_priority[i];
             return Err(FieldError::new(
@@ -424,6 +422,14 @@ pub(crate) fn check_locality(
                 format!("can not simultaneously set 'failover' and topology label {label:?} in 'failoverPriority'"),
             ));
         }
+    }
+    for (i, entry) in lb.failover_priority.iter().enumerate() {
+        // `key` or `key=value`: a label key, and a label value to compare with.
+        let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+        let one = BTreeMap::from([(key.to_string(), value.to_string())]);
+        crate::api::networking::selector::check_labels("", &one).map_err(|e| {
+            FieldError::new(format!("{field}.failoverPriority[{i}]"), e.reason)
+        })?;
     }
     for (i, d) in lb.distribute.iter().enumerate() {
         let at = format!("{field}.distribute[{i}].to");

@@ -52,6 +52,8 @@ fn invalid_destination_rules() {
         (lb("{localityLbSetting: {failover: [{from: us-east, to: us-east}]}}"), "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]", "different regions"),
         (lb("{localityLbSetting: {failover: [{from: us-east/a, to: us-west}]}}"), "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]", "only specify regions"),
         (lb("{localityLbSetting: {failover: [{from: a, to: b}], failoverPriority: [topology.kubernetes.io/zone]}}"), "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority[0]", "topology label"),
+        (lb("{localityLbSetting: {failoverPriority: [tier, 'bad key']}}"), "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority[1]", "invalid label key"),
+        (lb("{localityLbSetting: {failoverPriority: ['tier=-gold']}}"), "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority[0]", "invalid label value"),
         (tp("{connectionPool: {}}"), "spec.trafficPolicy.connectionPool", "at least one field"),
         (tp("{connectionPool: {tcp: {connectTimeout: 0.5ms}}}"), "spec.trafficPolicy.connectionPool.tcp.connectTimeout", "\"0.5ms\" must be at least 1ms"),
         (tp("{connectionPool: {tcp: {connectTimeout: 1.5ms}}}"), "spec.trafficPolicy.connectionPool.tcp.connectTimeout", "millisecond precision"),
