@@ -77,6 +77,7 @@ mod tests {
             selector: Default::default(),
             resolution: crate::model::Resolution::Endpoints,
             from_service_entry: false,
+            mesh_external: false,
             host: format!("{name}.demo.svc.cluster.local"),
         };
         (key, Arc::new(service))

@@ -53,6 +53,7 @@ pub fn service(svc: &Service, key: model::ServiceKey) -> model::Service {
         selector: spec.selector.unwrap_or_default(),
         resolution,
         from_service_entry: false,
+        mesh_external: false,
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::api::networking::service_entry::Resolution as ApiResolution;
+use crate::api::networking::service_entry::{Location, Resolution as ApiResolution};
 use crate::api::networking::workload_entry::WorkloadEntrySpec;
 use crate::api::networking::ServiceEntry;
 use crate::model::routing::resolve_host;
@@ -124,6 +124,7 @@ pub fn service_entry(se: &ServiceEntry, selected: &[Selectable]) -> Entry {
             selector: selector.clone(),
             resolution,
             from_service_entry: true,
+            mesh_external: spec.location.unwrap_or_default() == Location::MeshExternal,
         };
         services.push((service, endpoints));
     }

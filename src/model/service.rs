@@ -153,6 +153,9 @@ pub struct Service {
     pub resolution: Resolution,
     /// Defined by a ServiceEntry rather than a Kubernetes Service.
     pub from_service_entry: bool,
+    /// A ServiceEntry with `location: MESH_EXTERNAL` (its default): never
+    /// auto mTLS, whatever its endpoints' labels say, as in Istio.
+    pub mesh_external: bool,
 }
 
 impl Service {
@@ -268,6 +271,7 @@ mod tests {
             selector: BTreeMap::new(),
             resolution: Resolution::Endpoints,
             from_service_entry: false,
+            mesh_external: false,
             host: "a.ns.svc.cluster.local".into(),
         };
         let labels = BTreeMap::from([("app".to_string(), "a".to_string())]);

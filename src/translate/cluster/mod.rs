@@ -218,7 +218,7 @@ fn mesh_tls(
     match policy.tls.as_ref().map(|t| &t.mode) {
         Some(TlsMode::IstioMutual) => cluster.transport_socket = Some(socket()),
         Some(_) => {}
-        None if shape.mtls && svc.resolution == Resolution::Endpoints => {
+        None if shape.mtls && svc.resolution == Resolution::Endpoints && !svc.mesh_external => {
             cluster.transport_socket_matches = mtls::auto_socket_matches(socket());
         }
         None => {}
