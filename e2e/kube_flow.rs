@@ -238,3 +238,60 @@ fn config_from_the_api_server_drives_real_traffic() {
     route_to(kube, "v1");
     wait_only(svc_port, "web-v1", "an edit after the restart", context);
 }
+
+/// A Node's topology labels give the Pods on it their locality (the one
+/// EDS groups their endpoints under, shown on /debug/endpointz), and a
+/// relabelled Node moves them; no `istio-locality` label is needed.
+#[test]
+fn node_topology_labels_give_endpoints_their_locality() {
+    let kube = KubeApi::start();
+    kube.install_crds();
+    kube.apply(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    let node = |zone: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node-1", "labels": {
+                "topology.kubernetes.io/region": "region1",
+                "topology.kubernetes.io/zone": zone,
+                "topology.istio.io/subzone": "rack7",
+            }},
+        })
+    };
+    kube.apply("/api/v1/nodes", &node("zone-a"));
+    let mut web = pod("web-v1", "v1");
+    web["spec"]["nodeName"] = json!("node-1");
+    kube.apply(&ns_path("pods"), &web);
+    kube.apply(&ns_path("services"), &service("web", 80, 8080));
+    // Not a loopback address (the API server refuses those); no traffic here.
+    let ip: Ipv4Addr = "10.77.0.10".parse().unwrap();
+    kube.apply(
+        &ns_path("endpointslices"),
+        &endpoint_slice("web", 8080, &[("web-v1", ip)]),
+    );
+    let rudder = spawn_rudder_kube(&kube.kubeconfig, &[]);
+    let cluster = format!("outbound|80||web.{NS}.svc.cluster.local");
+    let locality = || {
+        let (status, body) = rudder.admin_get("/debug/endpointz");
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("endpointz is JSON");
+        v["clusters"][&cluster][0]["locality"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let wait_for = |want: &str| {
+        poll(SETTLE, || (locality().as_deref() == Some(want)).then_some(()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "endpoint locality never {want}: {:?}{}",
+                    locality(),
+                    rudder.log_tail(30)
+                )
+            })
+    };
+    wait_for("region1/zone-a/rack7");
+    kube.apply("/api/v1/nodes", &node("zone-b"));
+    wait_for("region1/zone-b/rack7");
+}

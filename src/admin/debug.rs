@@ -51,6 +51,8 @@ pub async fn endpointz(State(s): State<AdminState>) -> Json<Value> {
                         "ready": e.ready,
                         "pod": e.pod,
                         "zone": e.zone,
+                        // `region/zone/subzone`, as EDS groups it.
+                        "locality": translate::endpoint_locality(&snap, svc, e).to_string(),
                     })
                 })
                 .collect();

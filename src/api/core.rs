@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -181,6 +181,14 @@ pub fn validate_pod(pod: &Pod) -> Result<(), FieldError> {
         check_ip("status.podIP", ip)?;
     }
     Ok(())
+}
+
+/// Rudder reads a Node's name and topology labels only.
+pub fn validate_node(node: &Node) -> Result<(), FieldError> {
+    check_dns_subdomain(
+        "metadata.name",
+        node.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
 fn check_ip(field: &str, value: &str) -> Result<IpAddr, FieldError> {

@@ -9,7 +9,7 @@ mod mesh;
 pub mod networking;
 pub mod security;
 
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use networking::{DestinationRule, ServiceEntry, Sidecar, VirtualService, WorkloadEntry};
 use security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
@@ -35,6 +35,7 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     Endpoints(Endpoints),
     Pod(Pod),
+    Node(Node),
     VirtualService(VirtualService),
     DestinationRule(DestinationRule),
     ServiceEntry(ServiceEntry),
@@ -53,6 +54,7 @@ pub enum Kind {
     EndpointSlice,
     Endpoints,
     Pod,
+    Node,
     VirtualService,
     DestinationRule,
     ServiceEntry,
@@ -71,6 +73,7 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Endpoints => "Endpoints",
             Kind::Pod => "Pod",
+            Kind::Node => "Node",
             Kind::VirtualService => "VirtualService",
             Kind::DestinationRule => "DestinationRule",
             Kind::ServiceEntry => "ServiceEntry",
@@ -110,6 +113,7 @@ impl Kind {
             Kind::EndpointSlice,
             Kind::Endpoints,
             Kind::Pod,
+            Kind::Node,
             Kind::VirtualService,
             Kind::DestinationRule,
             Kind::ServiceEntry,
@@ -124,7 +128,7 @@ impl Kind {
     }
 
     pub fn namespaced(self) -> bool {
-        self != Kind::Namespace
+        !matches!(self, Kind::Namespace | Kind::Node)
     }
 }
 
@@ -240,6 +244,7 @@ pub fn parse(doc: serde_yaml::Value) -> Result<Parsed, DocumentError> {
         Kind::EndpointSlice => typed(doc).map(Object::EndpointSlice),
         Kind::Endpoints => typed(doc).map(Object::Endpoints),
         Kind::Pod => typed(doc).map(Object::Pod),
+        Kind::Node => typed(doc).map(Object::Node),
         Kind::VirtualService => typed(doc).map(Object::VirtualService),
         Kind::DestinationRule => typed(doc).map(Object::DestinationRule),
         Kind::ServiceEntry => typed(doc).map(Object::ServiceEntry),
@@ -270,6 +275,7 @@ pub fn validate(object: &Object) -> Result<(), FieldError> {
         Object::EndpointSlice(slice) => core::validate_endpoint_slice(slice),
         Object::Endpoints(eps) => core::validate_endpoints(eps),
         Object::Pod(pod) => core::validate_pod(pod),
+        Object::Node(node) => core::validate_node(node),
         Object::VirtualService(o) => networking::virtual_service::validate(&o.spec),
         Object::DestinationRule(o) => networking::destination_rule::validate(&o.spec),
         Object::ServiceEntry(o) => networking::service_entry::validate(&o.spec),

@@ -149,7 +149,17 @@ fn sort_dedup(mut endpoints: Vec<model::Endpoint>) -> model::ServiceEndpoints {
     model::ServiceEndpoints { endpoints }
 }
 
-pub fn workload(pod: &Pod, key: model::WorkloadKey) -> model::Workload {
+/// `node_locality`: the locality of the Node a Pod runs on, when known.
+pub fn workload(
+    pod: &Pod,
+    key: model::WorkloadKey,
+    node_locality: impl Fn(&str) -> Option<model::Locality>,
+) -> model::Workload {
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    // Istio: the Pod's own `istio-locality` label wins over its Node's.
+    let locality = super::convert_entry::Selectable::label_locality(&labels)
+        .or_else(|| node.as_deref().and_then(node_locality));
     model::Workload {
         key,
         ip: pod
@@ -157,12 +167,14 @@ pub fn workload(pod: &Pod, key: model::WorkloadKey) -> model::Workload {
             .as_ref()
             .and_then(|s| s.pod_ip.as_deref())
             .and_then(|ip| ip.parse().ok()),
-        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        labels,
         service_account: pod
             .spec
             .as_ref()
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_else(|| "default".to_string()),
+        node,
+        locality,
     }
 }
 

@@ -10,22 +10,20 @@ use crate::model::failover_priority::{self, KnownValues};
 use crate::model::routing::DestinationRule;
 use crate::model::{Endpoint, Locality, LocalityLbSetting, Workload, WorkloadKey};
 
-/// Every distinct locality of Pods (`istio-locality` label) and
-/// WorkloadEntries (`locality`): where a proxy may run, so where EDS serves
-/// locality-relative load assignments.
+/// Every distinct locality of Pods (`istio-locality` label, else their
+/// Node's) and WorkloadEntries (`locality`): where a proxy may run, so
+/// where EDS serves locality-relative load assignments.
 pub fn known<'a>(
     workloads: &BTreeMap<WorkloadKey, Arc<Workload>>,
     entries: impl Iterator<Item = &'a WorkloadEntrySpec>,
 ) -> BTreeSet<Locality> {
-    let pods = workloads
-        .values()
-        .filter_map(|w| Selectable::label_locality(&w.labels));
+    let pods = workloads.values().filter_map(|w| w.locality.clone());
     pods.chain(entries.filter_map(Selectable::entry_locality))
         .collect()
 }
 
 /// The `failoverPriority` values of every known workload (see
-/// `model::failover_priority`): Pods (their labels and `istio-locality`),
+/// `model::failover_priority`): Pods (their labels and locality),
 /// ServiceEntry endpoints and WorkloadEntries (their own labels and
 /// locality), and an endpoint with neither (an EndpointSlice endpoint with
 /// no Pod). Empty, at no cost, when no `failoverPriority` is configured.
@@ -41,8 +39,7 @@ pub fn failover_known<'a>(
         let keys = failover_priority::keys(list);
         let mut known = BTreeSet::from([failover_priority::values(&keys, &empty, None)]);
         for w in workloads.values() {
-            let locality = Selectable::label_locality(&w.labels);
-            known.insert(failover_priority::values(&keys, &w.labels, locality.as_ref()));
+            known.insert(failover_priority::values(&keys, &w.labels, w.locality.as_ref()));
         }
         for ep in entry_endpoints.clone() {
             let labels = ep.labels.as_deref().unwrap_or(&empty);

@@ -29,6 +29,9 @@ pub struct Store {
     pub services: BTreeMap<ServiceKey, Arc<model::Service>>,
     pub endpoints: BTreeMap<ServiceKey, Arc<model::ServiceEndpoints>>,
     pub workloads: BTreeMap<model::WorkloadKey, Arc<model::Workload>>,
+    /// Each Node's locality, from its topology labels (Nodes without any
+    /// are left out): a Pod's locality unless its own label says otherwise.
+    nodes: BTreeMap<String, model::Locality>,
     pub namespaces: BTreeMap<String, Arc<model::Namespace>>,
     pub virtual_services: BTreeMap<ConfigKey, Arc<routing::VirtualService>>,
     pub destination_rules: BTreeMap<ConfigKey, Arc<routing::DestinationRule>>,
@@ -205,14 +208,30 @@ impl Store {
                     namespace: key.namespace.clone(),
                     name: key.name.clone(),
                 };
+                let nodes = &self.nodes;
                 let new = match object.as_deref() {
-                    Some(Object::Pod(pod)) => Some(Arc::new(convert::workload(pod, wkey.clone()))),
+                    Some(Object::Pod(pod)) => Some(Arc::new(convert::workload(
+                        pod,
+                        wkey.clone(),
+                        |n| nodes.get(n).cloned(),
+                    ))),
                     _ => None,
                 };
                 if update(&mut self.workloads, wkey, new) {
                     self.pending.workloads = true;
                     self.refresh_selecting_entries();
                 }
+            }
+            Kind::Node => {
+                let locality = match object.as_deref() {
+                    Some(Object::Node(node)) => node
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(model::Locality::from_node_labels),
+                    _ => None,
+                };
+                self.refresh_node(&key.name, locality);
             }
             Kind::VirtualService => {
                 let new = match object.as_deref() {
@@ -333,6 +352,35 @@ impl Store {
         }
     }
 
+    /// A Node's locality changed: so did that of its Pods without an
+    /// `istio-locality` label of their own.
+    fn refresh_node(&mut self, name: &str, locality: Option<model::Locality>) {
+        if self.nodes.get(name) == locality.as_ref() {
+            return;
+        }
+        match locality.clone() {
+            Some(l) => self.nodes.insert(name.to_string(), l),
+            None => self.nodes.remove(name),
+        };
+        let mut changed = false;
+        for w in self.workloads.values_mut() {
+            if w.node.as_deref() != Some(name) {
+                continue;
+            }
+            let own = super::convert_entry::Selectable::label_locality(&w.labels);
+            let now = own.or_else(|| locality.clone());
+            if w.locality != now {
+                Arc::make_mut(w).locality = now;
+                changed = true;
+            }
+        }
+        if changed {
+            self.pending.workloads = true;
+            self.localities_dirty = true;
+            self.refresh_selecting_entries();
+        }
+    }
+
     /// Pods and WorkloadEntries of a namespace, for ServiceEntry selectors.
     fn selectable(&self, namespace: &str) -> Vec<super::convert_entry::Selectable> {
         use super::convert_entry::Selectable;
@@ -355,8 +403,13 @@ impl Store {
                 Object::Pod(pod) => {
                     if let Some(ip) = pod.status.as_ref().and_then(|st| st.pod_ip.clone()) {
                         let labels = pod.metadata.labels.clone().unwrap_or_default();
+                        // The workload's locality includes its Node's.
+                        let wkey = model::WorkloadKey {
+                            namespace: k.namespace.clone(),
+                            name: k.name.clone(),
+                        };
                         out.push(Selectable {
-                            locality: Selectable::label_locality(&labels),
+                            locality: self.workloads.get(&wkey).and_then(|w| w.locality.clone()),
                             labels,
                             address: ip,
                             ports: BTreeMap::new(),

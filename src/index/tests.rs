@@ -260,6 +260,35 @@ fn known_localities_come_from_pods_and_workload_entries() {
     assert!(!store.pending.workloads);
 }
 
+/// A Pod's locality is its Node's unless its own label says otherwise,
+/// whichever of the two arrives first, and follows the Node's labels.
+#[test]
+fn pods_take_their_nodes_locality() {
+    let pod = |name: &str, labels: &str| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{{labels}}}}}\nspec: {{nodeName: n1, containers: [{{name: a, image: a}}]}}\nstatus: {{podIP: 10.0.0.{}}}\n", name.len());
+    let node = |zone: &str| format!("apiVersion: v1\nkind: Node\nmetadata: {{name: n1, labels: {{topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: {zone}}}}}\n");
+    let locality = |store: &Store, name: &str| {
+        let key = crate::model::WorkloadKey { namespace: "shop".into(), name: name.into() };
+        store.workloads[&key].locality.as_ref().map(|l| l.to_string())
+    };
+    let mut store = Store::default();
+    store.replace("pods.yaml", parse_text(&format!("{}---\n{}", pod("web", "app: web"), pod("own", "istio-locality: r9.z9"))));
+    assert_eq!(locality(&store, "web"), None, "no Node yet");
+    assert_eq!(locality(&store, "own").as_deref(), Some("r9/z9/"));
+
+    let _ = std::mem::take(&mut store.pending);
+    store.replace("node.yaml", parse_text(&node("z1")));
+    assert_eq!(locality(&store, "web").as_deref(), Some("r1/z1/"));
+    assert_eq!(locality(&store, "own").as_deref(), Some("r9/z9/"), "the Pod's label wins");
+    assert!(store.pending.workloads);
+    store.refresh_localities();
+    assert!(store.localities.iter().any(|l| l.to_string() == "r1/z1/"));
+
+    store.replace("node.yaml", parse_text(&node("z2")));
+    assert_eq!(locality(&store, "web").as_deref(), Some("r1/z2/"));
+    store.replace("node.yaml", Vec::new());
+    assert_eq!(locality(&store, "web"), None, "the Node is gone");
+}
+
 /// ServiceEntry endpoints can change with no other change; when that
 /// changes the known `failoverPriority` values, proxies' clusters may name
 /// other load assignments, so it must not pass for an endpoints-only change.

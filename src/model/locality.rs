@@ -28,8 +28,31 @@ impl Locality {
         Self::split(s, '.')
     }
 
-    /// An EndpointSlice endpoint's `zone`: the zone alone (Rudder does not
-    /// watch Nodes, so their region and subzone labels are not known).
+    /// A Node's locality, from its topology labels (the `failure-domain`
+    /// beta labels where the GA ones are missing), as Istio reads Nodes.
+    pub fn from_node_labels(labels: &BTreeMap<String, String>) -> Option<Locality> {
+        let get = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| labels.get(*k))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let l = Locality {
+            region: get(&[
+                "topology.kubernetes.io/region",
+                "failure-domain.beta.kubernetes.io/region",
+            ]),
+            zone: get(&[
+                "topology.kubernetes.io/zone",
+                "failure-domain.beta.kubernetes.io/zone",
+            ]),
+            subzone: get(&["topology.istio.io/subzone"]),
+        };
+        (!l.is_empty()).then_some(l)
+    }
+
+    /// An EndpointSlice endpoint's `zone`: the zone alone, for an endpoint
+    /// whose Pod (and so Node) is unknown.
     pub fn zone_only(zone: &str) -> Option<Locality> {
         (!zone.is_empty()).then(|| Locality {
             zone: zone.to_string(),
@@ -126,6 +149,27 @@ mod tests {
         );
         assert_eq!(Locality::parse(""), None);
         assert_eq!(Locality::zone_only("z1").unwrap().to_string(), "/z1/");
+        let node = |pairs: &[(&str, &str)]| {
+            let labels = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Locality::from_node_labels(&labels).map(|l| l.to_string())
+        };
+        assert_eq!(
+            node(&[
+                ("topology.kubernetes.io/region", "r1"),
+                ("topology.kubernetes.io/zone", "z1"),
+                ("topology.istio.io/subzone", "rack2"),
+                ("failure-domain.beta.kubernetes.io/zone", "old"),
+            ]),
+            Some("r1/z1/rack2".to_string())
+        );
+        assert_eq!(
+            node(&[("failure-domain.beta.kubernetes.io/region", "r0")]),
+            Some("r0//".to_string())
+        );
+        assert_eq!(node(&[("kubernetes.io/hostname", "n1")]), None);
     }
 
     #[test]

@@ -229,6 +229,10 @@ pub struct Workload {
     pub ip: Option<IpAddr>,
     pub labels: BTreeMap<String, String>,
     pub service_account: String,
+    /// `spec.nodeName`: where the Pod was scheduled.
+    pub node: Option<String>,
+    /// Its `istio-locality` label, else its Node's topology labels.
+    pub locality: Option<super::Locality>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]

@@ -20,7 +20,7 @@ use crate::model::routing::{host_matches, Subset};
 use crate::model::security::{InboundMtls, MtlsMode};
 use crate::model::{
     Endpoint as MeshEndpoint, Locality, Protocol, Service, ServiceEndpoints, ServiceKey,
-    ServicePort, Snapshot, LOCALITY_LABEL,
+    ServicePort, Snapshot,
 };
 
 /// Load assignments for every EDS cluster in the snapshot. They do not depend
@@ -251,8 +251,10 @@ fn relative_to(
                 BTreeMap::new();
             for (i, (_, eps)) in groups.iter().enumerate() {
                 for (lb, ep) in eps {
+                    // Declared as the workloads' known values are, so the
+                    // reduction holds (an EndpointSlice zone is not).
                     let own = endpoint_labels(snapshot, svc, ep).unwrap_or(&empty);
-                    let declared = ep.locality.clone().or_else(|| label_locality(own));
+                    let declared = declared_locality(snapshot, svc, ep);
                     let values = failover_priority::values(&keys, own, declared.as_ref());
                     let rank = labels.distance(&values) * 5 + near[i];
                     split.entry((rank, i)).or_default().push((lb.clone(), *ep));
@@ -270,10 +272,6 @@ fn relative_to(
     }
 }
 
-fn label_locality(labels: &BTreeMap<String, String>) -> Option<Locality> {
-    labels.get(LOCALITY_LABEL).and_then(|l| Locality::from_label(l))
-}
-
 fn locality_endpoints(l: &Locality, lb_endpoints: Vec<LbEndpoint>) -> LocalityLbEndpoints {
     LocalityLbEndpoints {
         locality: (!l.is_empty()).then(|| EnvoyLocality {
@@ -286,16 +284,19 @@ fn locality_endpoints(l: &Locality, lb_endpoints: Vec<LbEndpoint>) -> LocalityLb
     }
 }
 
-/// An endpoint's locality: the source's (ServiceEntry, WorkloadEntry), else
-/// its Pod's `istio-locality` label, else the EndpointSlice zone alone.
-fn endpoint_locality(snapshot: &Snapshot, svc: &Service, ep: &MeshEndpoint) -> Locality {
-    ep.locality
-        .clone()
-        .or_else(|| {
-            endpoint_labels(snapshot, svc, ep)
-                .and_then(|l| l.get(LOCALITY_LABEL))
-                .and_then(|l| Locality::from_label(l))
-        })
+/// An endpoint's locality as declared: the source's (ServiceEntry,
+/// WorkloadEntry), else its Pod's (`istio-locality` label, else its Node's).
+fn declared_locality(snapshot: &Snapshot, svc: &Service, ep: &MeshEndpoint) -> Option<Locality> {
+    ep.locality.clone().or_else(|| {
+        let pod = ep.pod.as_deref()?;
+        snapshot.workload(&svc.key.namespace, pod)?.locality.clone()
+    })
+}
+
+/// An endpoint's locality: as declared, else the EndpointSlice zone alone
+/// (its Pod is not known). The one EDS groups it under.
+pub fn endpoint_locality(snapshot: &Snapshot, svc: &Service, ep: &MeshEndpoint) -> Locality {
+    declared_locality(snapshot, svc, ep)
         .or_else(|| ep.zone.as_deref().and_then(Locality::zone_only))
         .unwrap_or_default()
 }

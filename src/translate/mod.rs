@@ -23,7 +23,7 @@ mod golden;
 mod ingress_tests;
 
 pub use cluster::clusters;
-pub use endpoint::{endpoints, endpoints_for};
+pub use endpoint::{endpoint_locality, endpoints, endpoints_for};
 pub use listener::listeners;
 pub use names::{
     inbound_cluster, outbound_cluster, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,

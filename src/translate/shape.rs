@@ -222,18 +222,25 @@ fn applicable<'a>(
         .collect()
 }
 
-/// Envoy's `node.locality`, else the workload's `istio-locality` label;
-/// kept only when known to the mesh, so other proxies keep sharing shapes.
+/// Envoy's `node.locality`, else the workload's (its `istio-locality`
+/// label, else its Node's); kept only when known to the mesh, so other
+/// proxies keep sharing shapes.
 fn locality(snapshot: &Snapshot, proxy: &Proxy) -> Option<Locality> {
-    proxy
-        .locality
-        .clone()
-        .or_else(|| {
-            workload_labels(snapshot, proxy)
+    own_locality(snapshot, proxy).filter(|l| snapshot.localities.contains(l))
+}
+
+/// The proxy's locality, known to the mesh or not. A proxy whose Pod is
+/// not in the config may still claim an `istio-locality` label.
+fn own_locality(snapshot: &Snapshot, proxy: &Proxy) -> Option<Locality> {
+    proxy.locality.clone().or_else(|| {
+        match snapshot.workload(&proxy.namespace, &proxy.pod_name) {
+            Some(w) => w.locality.clone(),
+            None => proxy
+                .labels
                 .get(LOCALITY_LABEL)
-                .and_then(|l| Locality::from_label(l))
-        })
-        .filter(|l| snapshot.localities.contains(l))
+                .and_then(|l| Locality::from_label(l)),
+        }
+    })
 }
 
 /// Istio ranks by the proxy's labels, including the topology labels it
@@ -247,11 +254,7 @@ fn failover_priority(snapshot: &Snapshot, proxy: &Proxy) -> BTreeMap<Vec<String>
         return BTreeMap::new();
     }
     let labels = workload_labels(snapshot, proxy);
-    let locality = proxy.locality.clone().or_else(|| {
-        labels
-            .get(LOCALITY_LABEL)
-            .and_then(|l| Locality::from_label(l))
-    });
+    let locality = own_locality(snapshot, proxy);
     if labels.is_empty() && locality.is_none() {
         return BTreeMap::new();
     }

@@ -50,6 +50,12 @@ fn document(kind: &WatchedKind, object: DynamicObject) -> Result<serde_yaml::Val
         if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
             meta.remove("managedFields");
         }
+        // Of a Node Rudder reads only its labels; its status (images,
+        // conditions, heartbeats) is large and changes every few seconds.
+        if kind.kind == Kind::Node {
+            map.remove("status");
+            map.remove("spec");
+        }
     }
     serde_yaml::to_value(value).map_err(|e| unreadable(&e))
 }

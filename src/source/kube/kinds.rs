@@ -1,7 +1,7 @@
 //! The kinds the Kubernetes source watches, each with the API resource
 //! (group, version, plural) its watch is made on.
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::ApiResource;
 
@@ -36,6 +36,8 @@ pub fn all() -> Vec<WatchedKind> {
         WatchedKind::of::<Service>(Kind::Service),
         WatchedKind::of::<EndpointSlice>(Kind::EndpointSlice),
         WatchedKind::of::<Pod>(Kind::Pod),
+        // For their topology labels: a Pod's locality (see `model::Locality`).
+        WatchedKind::of::<Node>(Kind::Node),
         WatchedKind::of::<VirtualService>(Kind::VirtualService),
         WatchedKind::of::<DestinationRule>(Kind::DestinationRule),
         WatchedKind::of::<ServiceEntry>(Kind::ServiceEntry),
@@ -74,6 +76,6 @@ mod tests {
             assert_eq!(w.resource.kind, w.kind.name(), "{w:?}");
         }
         // Every kind the index serves, except legacy Endpoints.
-        assert_eq!(kinds.len(), 12);
+        assert_eq!(kinds.len(), 13);
     }
 }
