@@ -2,6 +2,7 @@
 //! anything still odd here is skipped rather than reported twice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -147,6 +148,38 @@ fn sort_dedup(mut endpoints: Vec<model::Endpoint>) -> model::ServiceEndpoints {
     endpoints.sort_by(|a, b| (a.address, &a.ports).cmp(&(b.address, &b.ports)));
     endpoints.dedup_by(|a, b| a.address == b.address && a.ports == b.ports);
     model::ServiceEndpoints { endpoints }
+}
+
+/// A WorkloadEntry a Kubernetes Service selects, as one of its endpoints:
+/// each Service port reaches the entry's port of the same name, else the
+/// Service's numeric `targetPort` (Istio's rule). Entries addressed by a
+/// hostname are left out: EDS needs an IP.
+pub fn workload_entry_endpoint(
+    svc: &model::Service,
+    we: &crate::api::networking::workload_entry::WorkloadEntrySpec,
+) -> Option<model::Endpoint> {
+    let address = we.address.as_deref()?.parse().ok()?;
+    let ports = svc
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let own = we.ports.get(&p.name).and_then(|n| u16::try_from(*n).ok());
+            let target = match p.target_port {
+                model::TargetPort::Number(n) => Some(n),
+                model::TargetPort::Named(_) => None,
+            };
+            Some((p.name.clone(), own.or(target)?))
+        })
+        .collect();
+    Some(model::Endpoint {
+        address,
+        ports,
+        ready: true,
+        pod: None,
+        zone: None,
+        locality: super::convert_entry::Selectable::entry_locality(we),
+        labels: (!we.labels.is_empty()).then(|| Arc::new(we.labels.clone())),
+    })
 }
 
 /// `node_locality`: the locality of the Node a Pod runs on, when known.

@@ -35,7 +35,11 @@ pub fn failover_known<'a>(
 ) -> KnownValues {
     let empty = BTreeMap::new();
     let mut out = KnownValues::new();
-    for list in failover_priority::lists(rules, mesh) {
+    let lists = failover_priority::lists(rules, mesh);
+    if lists.is_empty() {
+        return out;
+    }
+    for list in lists {
         let keys = failover_priority::keys(list);
         let mut known = BTreeSet::from([failover_priority::values(&keys, &empty, None)]);
         for w in workloads.values() {

@@ -191,7 +191,9 @@ impl Store {
                     _ => None,
                 };
                 if update(&mut self.services, skey.clone(), new) {
-                    self.pending.services.insert(skey);
+                    self.pending.services.insert(skey.clone());
+                    // Its selector picks WorkloadEntries (and its ports map them).
+                    self.refresh_endpoints(skey);
                 }
             }
             Kind::EndpointSlice => {
@@ -263,6 +265,15 @@ impl Store {
             Kind::WorkloadEntry => {
                 self.localities_dirty = true;
                 self.refresh_selecting_entries();
+                let services: Vec<ServiceKey> = self
+                    .services
+                    .values()
+                    .filter(|svc| svc.key.namespace == key.namespace && !svc.from_service_entry)
+                    .map(|svc| svc.key.clone())
+                    .collect();
+                for svc in services {
+                    self.refresh_endpoints(svc);
+                }
             }
             Kind::PeerAuthentication => {
                 let new = match object.as_deref() {
@@ -434,7 +445,7 @@ impl Store {
                 _ => None,
             })
             .collect();
-        let new = if !slices.is_empty() {
+        let mut new = if !slices.is_empty() {
             Some(convert::endpoints_from_slices(slices.into_iter()))
         } else {
             let legacy = ObjectKey {
@@ -447,9 +458,42 @@ impl Store {
                 _ => None,
             }
         };
+        let entries = self.selected_workload_entries(&svc);
+        if !entries.is_empty() {
+            let all = new.get_or_insert_with(model::ServiceEndpoints::default);
+            all.endpoints.extend(entries);
+        }
         if update(&mut self.endpoints, svc.clone(), new.map(Arc::new)) {
             self.pending.endpoints.insert(svc);
         }
+    }
+
+    /// WorkloadEntries a Kubernetes Service's selector picks, as Istio's
+    /// (PILOT_ENABLE_K8S_SELECT_WORKLOAD_ENTRIES, on by default): VMs
+    /// behind a Service, next to its Pods. ServiceEntries select theirs in
+    /// `convert_entry`.
+    fn selected_workload_entries(&self, svc: &ServiceKey) -> Vec<model::Endpoint> {
+        let Some(service) = self.services.get(svc).filter(|s| !s.from_service_entry) else {
+            return Vec::new();
+        };
+        // Keys sort by kind, then namespace: read just this namespace's entries.
+        let first = ObjectKey {
+            kind: Kind::WorkloadEntry,
+            namespace: svc.namespace.clone(),
+            name: String::new(),
+        };
+        let entries = self
+            .objects
+            .range(first..)
+            .take_while(|(k, _)| k.kind == Kind::WorkloadEntry && k.namespace == svc.namespace)
+            .filter_map(|(_, s)| match s.object.as_ref() {
+                Object::WorkloadEntry(we) => Some(&we.spec),
+                _ => None,
+            });
+        entries
+            .filter(|we| service.selects(&svc.namespace, &we.labels))
+            .filter_map(|we| convert::workload_entry_endpoint(service, we))
+            .collect()
     }
 
     /// Recomputes the known localities after Pods or WorkloadEntries
@@ -475,17 +519,18 @@ impl Store {
 
     /// A change of these values changes which load assignment a proxy's
     /// cluster names, so it counts as a workload change (CDS is recomputed):
-    /// ServiceEntry endpoints may change them with no other change.
+    /// ServiceEntry endpoints may change them with no other change. Reads
+    /// every endpoint, so only while some `failoverPriority` is configured.
     pub fn refresh_failover_known(&mut self, mesh: &model::MeshConfig) {
         let known = super::locality::failover_known(
             self.destination_rules.values().map(|d| d.as_ref()),
             &mesh.locality_lb,
             &self.workloads,
-            self.services
+            // Endpoints without a Pod: ServiceEntry endpoints and WorkloadEntries.
+            self.endpoints
                 .values()
-                .filter(|s| s.from_service_entry)
-                .filter_map(|s| self.endpoints.get(&s.key))
-                .flat_map(|e| e.endpoints.iter()),
+                .flat_map(|e| e.endpoints.iter())
+                .filter(|e| e.pod.is_none()),
         );
         if known != *self.failover_known {
             self.failover_known = Arc::new(known);

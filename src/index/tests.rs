@@ -260,6 +260,39 @@ fn known_localities_come_from_pods_and_workload_entries() {
     assert!(!store.pending.workloads);
 }
 
+/// A Kubernetes Service's selector picks WorkloadEntries of its namespace
+/// as they come and go, and as the Service's selector changes.
+#[test]
+fn services_select_workload_entries_as_they_change() {
+    let svc = |app: &str| format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop}}\nspec:\n  selector: {{app: {app}}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n");
+    let we = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm-1, namespace: shop}\nspec: {address: 10.1.0.5, labels: {app: web}}\n";
+    let key = ServiceKey::new("shop", "web");
+    let addresses = |store: &Store| -> Vec<String> {
+        store
+            .endpoints
+            .get(&key)
+            .map(|e| e.endpoints.iter().map(|e| e.address.to_string()).collect())
+            .unwrap_or_default()
+    };
+    let mut store = Store::default();
+    store.replace("svc.yaml", parse_text(&svc("web")));
+    assert!(addresses(&store).is_empty());
+    let _ = std::mem::take(&mut store.pending);
+
+    store.replace("we.yaml", parse_text(we));
+    assert_eq!(addresses(&store), ["10.1.0.5"]);
+    assert!(store.pending.endpoints.contains(&key));
+    let port = store.services[&key].ports[0].clone();
+    let ep = &store.endpoints[&key].endpoints[0];
+    assert_eq!(crate::model::ServiceEndpoints::port_for(ep, &port), Some(8080), "the targetPort");
+
+    store.replace("svc.yaml", parse_text(&svc("api")));
+    assert!(addresses(&store).is_empty(), "the selector no longer matches");
+    store.replace("svc.yaml", parse_text(&svc("web")));
+    store.replace("we.yaml", Vec::new());
+    assert!(addresses(&store).is_empty(), "the entry is gone");
+}
+
 /// A Pod's locality is its Node's unless its own label says otherwise,
 /// whichever of the two arrives first, and follows the Node's labels.
 #[test]
