@@ -26,6 +26,7 @@ mod support;
 mod traffic;
 mod traffic_l4;
 mod traffic_policy;
+mod vm_service;
 
 use std::time::Duration;
 

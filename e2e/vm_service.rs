@@ -1,0 +1,69 @@
+//! VMs behind a Kubernetes Service: a Service's selector picks the
+//! WorkloadEntries of its namespace (Istio's default), shown by real HTTP
+//! through real Envoy configured by a real `rudder serve`. Loopback
+//! pattern (see traffic_policy.rs); the "VMs" are echo servers on their own
+//! loopback addresses.
+
+use std::net::Ipv4Addr;
+
+use crate::support::*;
+use crate::traffic::spread;
+use crate::traffic_policy::{Mesh, NS, PROPAGATION};
+
+fn service(port: u16, target: u16, app: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {NS}}}\nspec:\n  selector: {{app: {app}}}\n  ports: [{{name: http, port: {port}, targetPort: {target}}}]\n"
+    )
+}
+
+fn workload_entry(name: &str, app: &str, ip: Ipv4Addr) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}, namespace: {NS}}}\nspec: {{address: \"{ip}\", labels: {{app: {app}}}}}\n"
+    )
+}
+
+#[test]
+fn kubernetes_service_selects_workload_entries() {
+    let (port, target) = (free_port(), free_port());
+    let vms: Vec<(&str, Ipv4Addr, Proc)> = ["vm-1", "vm-2", "vm-3", "other"]
+        .into_iter()
+        .map(|name| {
+            let ip = loopback_ip();
+            (name, ip, spawn_echo(name, ip, target))
+        })
+        .collect();
+    let mut files = vec![("web.yaml".to_string(), service(port, target, "web"))];
+    for (name, ip, _) in &vms[..2] {
+        files.push((format!("{name}.yaml"), workload_entry(name, "web", *ip)));
+    }
+    files.push((
+        "other.yaml".into(),
+        workload_entry("other", "other", vms[3].1),
+    ));
+    let mesh = Mesh::start(&files);
+    let cluster = format!("outbound|{port}||web.{NS}.svc.cluster.local");
+    let expect = |names: &[&str], why: &str| {
+        let want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        // Convergence first (EDS may trail), then a clean sample of 40.
+        poll(PROPAGATION, || {
+            (spread(port, "web", 10).keys().cloned().collect::<Vec<_>>() == want).then_some(())
+        });
+        let seen = spread(port, "web", 40);
+        assert_eq!(
+            seen.keys().cloned().collect::<Vec<_>>(),
+            want,
+            "{why}: {seen:?}{}",
+            mesh.cluster_ctx(&cluster)
+        );
+        mesh.assert_no_nack();
+    };
+    expect(&["vm-1", "vm-2"], "the Service's selector picks the VMs");
+
+    mesh.write("vm-3.yaml", &workload_entry("vm-3", "web", vms[2].1));
+    expect(&["vm-1", "vm-2", "vm-3"], "vm-3 added");
+    mesh.remove("vm-1.yaml");
+    expect(&["vm-2", "vm-3"], "vm-1 deleted");
+    // The selector decides: now only the entry labelled `other`.
+    mesh.write("web.yaml", &service(port, target, "other"));
+    expect(&["other"], "the selector changed");
+}
