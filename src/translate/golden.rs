@@ -80,6 +80,8 @@ const EXPECTED_CASES: &[&str] = &[
     "sidecar_scope",
     "sidecar_ingress",
     "sidecar_ingress_none",
+    "sidecar_egress",
+    "sidecar_egress_none",
     "service_entries",
     "redirect_mode",
     "shared_port",

@@ -4,6 +4,7 @@
 //! proxies of the same shape share one generated resource set.
 
 mod cluster;
+mod egress;
 mod endpoint;
 mod filters;
 mod listener;
@@ -17,6 +18,8 @@ mod secret;
 mod server_tls;
 mod shape;
 
+#[cfg(test)]
+mod egress_tests;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]

@@ -12,13 +12,11 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
+use super::egress::{self, OutboundPort};
 use super::filters::{cors, fault};
-use super::listener::outbound_ports;
 use super::{names, policy, seconds, ProxyShape};
 use crate::model::routing::{Destination, HttpMatch, HttpRoute, VirtualService};
-use crate::model::{
-    Interception, OutboundPolicy, Protocol, ProxyKind, Service, ServicePort, Snapshot,
-};
+use crate::model::{OutboundPolicy, Protocol, ProxyKind, Service, ServicePort, Snapshot};
 
 pub use action::header_options;
 
@@ -26,36 +24,48 @@ pub fn routes(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<RouteConfiguration
     if shape.kind != ProxyKind::Sidecar {
         return Vec::new();
     }
-    // With capture, undeclared-protocol ports are sniffed and may carry HTTP,
-    // and unknown hosts follow the outbound policy; on loopback neither applies.
-    let captured = shape.interception != Interception::None;
+    // One per outbound port with HTTP, named by the port as Istio names it
+    // (also for a Sidecar egress listener's port: ports are unique there).
+    egress::ports(snapshot, shape)
+        .0
+        .iter()
+        .filter_map(|outbound| route_config(snapshot, shape, outbound))
+        .collect()
+}
+
+fn route_config(
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
+    outbound: &OutboundPort,
+) -> Option<RouteConfiguration> {
+    // Through capture, undeclared-protocol ports are sniffed and may carry
+    // HTTP, and unknown hosts follow the outbound policy; on a listener the
+    // application dials, neither applies.
+    let captured = outbound.captured();
     let routed =
         |p: &ServicePort| p.protocol.is_http() || (captured && p.protocol == Protocol::Unknown);
-    outbound_ports(snapshot, shape)
-        .into_iter()
-        // Loopback listeners skip the workload's own ports (see listener/loopback.rs).
-        .filter(|(port, _)| captured || !shape.holds_port(*port))
-        .filter(|(_, services)| services.iter().any(|(_, p)| routed(p)))
-        .map(|(port, services)| {
-            // Envoy refuses a route configuration where two virtual hosts share
-            // a domain (two Services claiming one cluster IP, say): first wins.
-            let mut taken = BTreeSet::new();
-            let mut virtual_hosts: Vec<VirtualHost> = services
-                .iter()
-                .filter(|(_, p)| routed(p))
-                .filter_map(|(svc, _)| virtual_host(snapshot, shape, svc, port, &mut taken))
-                .collect();
-            if captured {
-                virtual_hosts.push(unknown_host(shape.outbound_policy(snapshot)));
-            }
-            RouteConfiguration {
-                name: names::route_config(port),
-                virtual_hosts,
-                validate_clusters: Some(BoolValue { value: false }),
-                ..Default::default()
-            }
-        })
-        .collect()
+    let port = outbound.port;
+    let services = outbound.service_refs();
+    if !services.iter().any(|(_, p)| routed(p)) {
+        return None;
+    }
+    // Envoy refuses a route configuration where two virtual hosts share
+    // a domain (two Services claiming one cluster IP, say): first wins.
+    let mut taken = BTreeSet::new();
+    let mut virtual_hosts: Vec<VirtualHost> = services
+        .iter()
+        .filter(|(_, p)| routed(p))
+        .filter_map(|(svc, _)| virtual_host(snapshot, shape, svc, port, &mut taken))
+        .collect();
+    if captured {
+        virtual_hosts.push(unknown_host(shape.outbound_policy(snapshot)));
+    }
+    Some(RouteConfiguration {
+        name: names::route_config(port),
+        virtual_hosts,
+        validate_clusters: Some(BoolValue { value: false }),
+        ..Default::default()
+    })
 }
 
 fn virtual_host(

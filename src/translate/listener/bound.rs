@@ -1,35 +1,25 @@
-//! `INTERCEPTION_MODE=NONE`: Envoy listens on 127.0.0.1 at each service port.
-//! HTTP ports route by Host header through RDS; a TCP port proxies to its
-//! one service (loopback has no destination address to tell services apart).
+//! Outbound listeners Envoy binds itself: every one of a proxy without
+//! capture (`INTERCEPTION_MODE=NONE`, on 127.0.0.1 at each service port),
+//! and Sidecar egress listeners with `captureMode: NONE` (at `bind`, else
+//! 127.0.0.1). HTTP ports route by Host header through RDS; a TCP port
+//! proxies to its one service (the application dialled the listener, so
+//! there is no destination address to tell services apart).
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 
 use super::filters::{http_connection_manager, weighted_tcp_proxy, RouteSource};
-use super::outbound_ports;
-use crate::model::{Service, ServicePort, Snapshot};
+use crate::model::Snapshot;
+use crate::translate::egress::OutboundPort;
 use crate::translate::{names, socket_address, ProxyShape};
 
-pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
-    outbound_ports(snapshot, shape)
-        .into_iter()
-        // The application and the inbound side hold some ports; binding
-        // them on loopback too would fail (and Envoy would refuse the update).
-        .filter(|(port, _)| !shape.holds_port(*port))
-        .map(|(port, services)| listener(snapshot, shape, port, &services))
-        .collect()
-}
-
-fn listener(
-    snapshot: &Snapshot,
-    shape: &ProxyShape,
-    port: u16,
-    services: &[(&Service, &ServicePort)],
-) -> Listener {
+pub fn listener(snapshot: &Snapshot, shape: &ProxyShape, outbound: &OutboundPort) -> Listener {
     let mesh = &snapshot.mesh;
+    let (port, address) = (outbound.port, outbound.address());
+    let services = outbound.service_refs();
     let filter = if services.iter().any(|(_, p)| p.protocol.is_http()) {
         http_connection_manager(
-            &format!("outbound_127.0.0.1_{port}"),
+            &format!("outbound_{address}_{port}"),
             RouteSource::Rds(names::route_config(port)),
             mesh,
         )
@@ -44,8 +34,8 @@ fn listener(
         )
     };
     Listener {
-        name: names::loopback_listener(port),
-        address: Some(socket_address("127.0.0.1", port)),
+        name: outbound.listener_name(),
+        address: Some(socket_address(&address.to_string(), port)),
         filter_chains: vec![FilterChain {
             filters: vec![filter],
             ..Default::default()
