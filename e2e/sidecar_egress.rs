@@ -136,3 +136,82 @@ fn sidecar_egress_port_listener_binds_loopback_and_scopes_its_hosts_to_its_port(
     );
     assert_all_acked(&rudder);
 }
+
+/// A self-signed certificate for `host` and its key in `dir`, readable by
+/// the backends: (cert path, key path, cert PEM).
+fn certificate(dir: &std::path::Path, host: &str) -> (String, String, String) {
+    let cert = rcgen::generate_simple_self_signed(vec![host.to_string()])
+        .unwrap_or_else(|e| panic!("a certificate for {host}: {e}"));
+    let (pem, key) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    let (cert_path, key_path) = (
+        dir.join(format!("{host}.pem")),
+        dir.join(format!("{host}-key.pem")),
+    );
+    std::fs::write(&cert_path, &pem).expect("writing the certificate");
+    std::fs::write(&key_path, key).expect("writing the key");
+    let s = |p: &std::path::Path| p.display().to_string();
+    (s(&cert_path), s(&key_path), pem)
+}
+
+#[test]
+fn sidecar_egress_bound_tls_port_routes_by_sni() {
+    // A listener the application dials has no destination address to tell
+    // TLS services apart: the ClientHello's SNI does, as Istio matches it
+    // (the same builder serves every outbound port of a proxy without
+    // capture, INTERCEPTION_MODE=NONE).
+    let net = crate::support::pods::Network::new("sidecar_egress_sni");
+    net.add_service("tls-a", NS, &[("tls", 9443, 8443)]);
+    net.add_service("tls-b", NS, &[("https", 9443, 8443)]);
+    let pod_a = net.pod("tls-a-0", NS, &[("app", "tls-a")]);
+    let pod_b = net.pod("tls-b-0", NS, &[("app", "tls-b")]);
+    let client = net.pod("client-0", NS, &[("app", "client")]);
+    net.write_config(
+        "sidecar.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1\nkind: Sidecar\n\
+             metadata: {{name: client, namespace: {NS}}}\nspec:\n  \
+             workloadSelector: {{labels: {{app: client}}}}\n  egress:\n  \
+             - port: {{number: 9443, protocol: TLS}}\n    captureMode: NONE\n    \
+             hosts: [./tls-a.demo.svc.cluster.local, ./tls-b.demo.svc.cluster.local]\n"
+        ),
+    );
+    let rudder = net.rudder();
+    // Each backend terminates TLS with a certificate for its own name only,
+    // so verification fails if a name reaches the other one.
+    let certs = workdir("egress-sni-certs");
+    let mut bundle = String::new();
+    for (pod, host) in [
+        (&pod_a, "tls-a.demo.svc.cluster.local"),
+        (&pod_b, "tls-b.demo.svc.cluster.local"),
+    ] {
+        let (cert, key, pem) = certificate(certs.path(), host);
+        pod.serve_http(8443, &["--tls-cert", &cert, "--tls-key", &key]);
+        bundle.push_str(&pem);
+    }
+    let ca = certs.path().join("bundle.pem");
+    std::fs::write(&ca, bundle).expect("writing the CA bundle");
+    let ca = ca.display().to_string();
+    client.start_sidecar(&rudder);
+
+    // tls-b first: without SNI chains the port would go to its first
+    // service by name, tls-a, whatever the client asked for.
+    for (host, backend) in [
+        ("tls-b.demo.svc.cluster.local", "tls-b-0"),
+        ("tls-a.demo.svc.cluster.local", "tls-a-0"),
+    ] {
+        let resolve = format!("{host}:9443:127.0.0.1");
+        let url = format!("https://{host}:9443/sni");
+        let answer = wait_curl(
+            &client,
+            &["--cacert", &ca, "--resolve", &resolve, &url],
+            "TLS by SNI on the bound listener",
+            |s, _| s == 200,
+        );
+        let body: serde_json::Value = serde_json::from_str(&answer).expect("echo JSON");
+        assert_eq!(body["backend"], backend, "SNI {host}: {body}");
+        // Passed through: the backend saw the client's own handshake.
+        assert_eq!(body["sni"], host, "{body}");
+    }
+    client.wait_stat_at_least("listener.127.0.0.1_9443.downstream_cx_total", 2);
+    assert_all_acked(&rudder);
+}

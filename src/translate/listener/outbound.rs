@@ -28,7 +28,7 @@ pub const OUTBOUND_CAPTURE_PORT: u16 = 15001;
 
 /// How long protocol sniffing waits for the client's first bytes before
 /// treating the connection as opaque TCP (server-first protocols).
-const SNIFF_TIMEOUT_SECS: i64 = 5;
+pub(super) const SNIFF_TIMEOUT_SECS: i64 = 5;
 
 pub(super) fn virtual_outbound(mesh: &MeshConfig, policy: OutboundPolicy) -> Listener {
     let cluster = unknown_destination_cluster(policy);
@@ -226,7 +226,7 @@ fn cidrs(subnets: &[String]) -> Vec<CidrRange> {
         .collect()
 }
 
-fn inspectors(
+pub(super) fn inspectors(
     http: bool,
     tls: bool,
 ) -> Vec<envoy_types::pb::envoy::config::listener::v3::ListenerFilter> {
