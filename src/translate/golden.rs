@@ -82,6 +82,7 @@ const EXPECTED_CASES: &[&str] = &[
     "sidecar_ingress_none",
     "sidecar_egress",
     "sidecar_egress_none",
+    "tcp_subnets",
     "service_entries",
     "redirect_mode",
     "shared_port",

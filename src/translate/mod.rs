@@ -32,7 +32,7 @@ pub use names::{
     inbound_cluster, outbound_cluster, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
 };
-pub use route::{routes, tcp_destinations, tls_routes};
+pub use route::{routes, tcp_destinations, tcp_routes, tls_routes};
 pub use secret::{root_secret, sds_config, secrets, ROOT_SECRET, WORKLOAD_SECRET};
 pub use shape::{InboundPort, ProxyShape};
 

@@ -83,18 +83,13 @@ pub(super) fn port_listener(
             mesh,
         )
     };
-    // TCP traffic may be split by a VirtualService `tcp` route.
-    let tcp = |svc: &Service, cluster: &str| {
-        weighted_tcp_proxy(
-            cluster,
-            &crate::translate::tcp_destinations(snapshot, shape, svc, port),
-            mesh,
-        )
-    };
     let mut chains = Vec::new();
     // Two services claiming one cluster IP would make identical chain matches,
     // which Envoy rejects: the first by namespace/name keeps it.
     let mut taken = BTreeSet::new();
+    // Address ranges TCP chains (no application protocol) match on: Envoy
+    // refuses two chains with one match, so each set is claimed once.
+    let mut subnet_claims = BTreeSet::new();
     let sni = sni_chains(snapshot, shape, port, services);
     // Some chain matches on SNI: the TLS inspector must read it.
     let tls = !sni.is_empty();
@@ -117,7 +112,36 @@ pub(super) fn port_listener(
         if p.protocol == Protocol::Unknown {
             chains.push(chain(&vip, HTTP_PROTOCOLS, hcm()));
         }
-        chains.push(chain(&vip, &[], tcp(svc, &cluster)));
+        // TCP traffic may be split by a VirtualService `tcp` route, and
+        // routed by destination subnets before the service's own address.
+        let routes = crate::translate::tcp_routes(snapshot, shape, svc, port, true);
+        for (subnets, dests) in routes.by_subnet {
+            let ranges = cidrs(&subnets);
+            if subnet_claims.insert(range_key(&ranges)) {
+                chains.push(FilterChain {
+                    filter_chain_match: Some(FilterChainMatch {
+                        prefix_ranges: ranges,
+                        ..Default::default()
+                    }),
+                    filters: vec![weighted_tcp_proxy(&cluster, &dests, mesh)],
+                    ..Default::default()
+                });
+            }
+        }
+        let own = chain(
+            &vip,
+            &[],
+            weighted_tcp_proxy(&cluster, &routes.default, mesh),
+        );
+        // A route on exactly this address already has it (Istio: no
+        // second chain, which Envoy would refuse as a duplicate match).
+        let own_ranges = own
+            .filter_chain_match
+            .as_ref()
+            .map(|m| m.prefix_ranges.clone());
+        if subnet_claims.insert(range_key(&own_ranges.unwrap_or_default())) {
+            chains.push(own);
+        }
     }
     if http {
         // Plaintext HTTP to an address no service owns: the route table's
@@ -223,6 +247,17 @@ fn cidrs(subnets: &[String]) -> Vec<CidrRange> {
     subnets
         .iter()
         .filter_map(|s| crate::translate::filters::rbac::matchers::cidr(s).ok())
+        .collect()
+}
+
+/// A set of ranges as Envoy compares them: order does not matter.
+fn range_key(ranges: &[CidrRange]) -> BTreeSet<(String, u32)> {
+    ranges
+        .iter()
+        .map(|r| {
+            let len = r.prefix_len.map_or(0, |l| l.value);
+            (r.address_prefix.clone(), len)
+        })
         .collect()
 }
 

@@ -109,36 +109,87 @@ fn virtual_host(
 
 /// Where TCP traffic for a service port goes: the first VirtualService `tcp`
 /// route whose match applies (port, source namespace and labels), or the
-/// service itself. Weighted destinations become a split.
+/// service itself. Weighted destinations become a split. On a listener the
+/// application dials there is no destination address, so, as in Istio,
+/// `destinationSubnets` do not narrow a match there.
 pub fn tcp_destinations(
     snapshot: &Snapshot,
     shape: &ProxyShape,
     svc: &Service,
     port: u16,
 ) -> Vec<(String, u32)> {
+    tcp_routes(snapshot, shape, svc, port, false).default
+}
+
+/// (cluster, weight) pairs, as Envoy's tcp_proxy takes them.
+pub type Split = Vec<(String, u32)>;
+
+/// A service port's VirtualService `tcp` routes as a captured listener
+/// applies them, which sees each connection's destination address.
+pub struct TcpRoutes {
+    /// Routes whose applying matches all name `destinationSubnets`, in
+    /// order: the subnets, and the (cluster, weight) list for them.
+    pub by_subnet: Vec<(Vec<String>, Split)>,
+    /// For the service's own address: the first route with an applying
+    /// match on any address (Istio's terminal match), else the service.
+    pub default: Split,
+}
+
+/// Istio's outbound TCP chains: routes in order; one whose applying match
+/// has no subnets (or that has no matches) ends the list; before it, each
+/// route whose applying matches all have subnets adds a chain on them.
+/// `by_address: false` (no destination address): subnets are not read.
+pub fn tcp_routes(
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
+    svc: &Service,
+    port: u16,
+    by_address: bool,
+) -> TcpRoutes {
     let namer = Namer {
         snapshot,
         shape,
         port,
     };
     let own = || vec![(names::outbound_cluster(port, "", &svc.hostname()), 100)];
+    let mut out = TcpRoutes {
+        by_subnet: Vec::new(),
+        default: own(),
+    };
     let Some(vs) = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace) else {
-        return own();
+        return out;
     };
     use action::ClusterNamer;
-    vs.tcp
-        .iter()
-        .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| namer.applies_l4(m)))
-        .map(|r| {
-            split(
-                r.destinations
-                    .iter()
-                    .map(|d| (namer.cluster(&d.destination), d.weight))
-                    .collect(),
-            )
-        })
-        .filter(|v: &Vec<(String, u32)>| !v.is_empty())
-        .unwrap_or_else(own)
+    for r in &vs.tcp {
+        let applying: Vec<&crate::model::routing::L4Match> =
+            r.matches.iter().filter(|m| namer.applies_l4(m)).collect();
+        if !r.matches.is_empty() && applying.is_empty() {
+            continue;
+        }
+        let dests = split(
+            r.destinations
+                .iter()
+                .map(|d| (namer.cluster(&d.destination), d.weight))
+                .collect(),
+        );
+        let subnets: Vec<String> = applying
+            .iter()
+            .flat_map(|m| m.destination_subnets.iter().cloned())
+            .collect();
+        let on_subnets = by_address
+            && !applying.is_empty()
+            && applying.iter().all(|m| !m.destination_subnets.is_empty());
+        if !on_subnets {
+            if !dests.is_empty() {
+                out.default = dests;
+            }
+            return out;
+        }
+        if !dests.is_empty() {
+            out.by_subnet.push((subnets, dests));
+        }
+    }
+    out
 }
 
 /// A TCP or TLS route's (cluster, weight) list as Envoy's tcp_proxy takes
