@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::listener::RESERVED_PORTS;
 use super::{names, ProxyShape};
-use crate::model::sidecar::{CaptureMode, EgressBind, EgressListener};
+use crate::model::sidecar::{CaptureMode, EgressBind, EgressListener, EgressPort};
 use crate::model::{Interception, Protocol, Service, ServicePort, Snapshot};
 
 /// One outbound listener: a port, the services it carries, and how the
@@ -96,7 +96,7 @@ pub fn ports<'a>(
         if port.number != 0 && !port.http_proxy {
             claimed.insert(port.number);
         }
-        match port_listener(snapshot, shape, l, captured) {
+        match port_listener(snapshot, shape, l, port, captured) {
             Ok(p) => out.push(p),
             Err((field, why)) => skipped.push(Skipped {
                 listener: l,
@@ -141,11 +141,9 @@ fn port_listener<'a>(
     snapshot: &'a Snapshot,
     shape: &ProxyShape,
     l: &'a EgressListener,
+    declared: &EgressPort,
     captured: bool,
 ) -> Result<OutboundPort<'a>, Refusal> {
-    let Some(declared) = &l.port else {
-        unreachable!("called for listeners with a port")
-    };
     let port = declared.number;
     if declared.http_proxy {
         return Err((
