@@ -8,9 +8,9 @@
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 
-use super::filters::{http_connection_manager, tcp_proxy, weighted_tcp_proxy, RouteSource};
+use super::filters::{http_connection_manager, weighted_tcp_proxy, RouteSource};
 use super::outbound::{inspectors, sni_chains, SNIFF_TIMEOUT_SECS};
-use crate::model::{Protocol, Service, ServicePort, Snapshot};
+use crate::model::Snapshot;
 use crate::translate::egress::OutboundPort;
 use crate::translate::{names, seconds, socket_address, ProxyShape};
 
@@ -18,32 +18,27 @@ pub fn listener(snapshot: &Snapshot, shape: &ProxyShape, outbound: &OutboundPort
     let mesh = &snapshot.mesh;
     let (port, address) = (outbound.port, outbound.address());
     let services = outbound.service_refs();
-    // TLS services are told apart by SNI, as Istio does (and as captured
-    // listeners do): the application's ClientHello names the host.
+    // TLS is told apart by SNI: VirtualService `tls` routes, as Istio
+    // matches them here, and each TLS service's own name, as captured
+    // listeners do (Istio matches no name for a service with an address on
+    // such a listener).
     let sni = sni_chains(snapshot, shape, port, &services);
-    let is_tls = |p: &ServicePort| matches!(p.protocol, Protocol::Tls | Protocol::Https);
-    let tcp = |svc: &Service| {
-        let cluster = names::outbound_cluster(port, "", &svc.hostname());
-        weighted_tcp_proxy(
-            &cluster,
-            &crate::translate::tcp_destinations(snapshot, shape, svc, port),
-            mesh,
-        )
-    };
     let filter = if services.iter().any(|(_, p)| p.protocol.is_http()) {
         http_connection_manager(
             &format!("outbound_{address}_{port}"),
             RouteSource::Rds(names::route_config(port)),
             mesh,
         )
-    } else if let Some((svc, _)) = services.iter().find(|(_, p)| sni.is_empty() || !is_tls(p)) {
-        // The first service by namespace/name owns the port, as in Istio's
-        // conflict rule.
-        tcp(svc)
     } else {
-        // TLS whose SNI names no service: its original destination is this
-        // listener, so passing it through would loop.
-        tcp_proxy(names::BLACKHOLE_CLUSTER, names::BLACKHOLE_CLUSTER, mesh)
+        // The first service by namespace/name owns the rest of the port
+        // (any SNI, or none), as in Istio's conflict rule.
+        let svc = services[0].0;
+        let cluster = names::outbound_cluster(port, "", &svc.hostname());
+        weighted_tcp_proxy(
+            &cluster,
+            &crate::translate::tcp_destinations(snapshot, shape, svc, port),
+            mesh,
+        )
     };
     let default = FilterChain {
         filters: vec![filter],

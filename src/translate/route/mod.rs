@@ -107,11 +107,13 @@ fn virtual_host(
     })
 }
 
-/// Where TCP traffic for a service port goes: the first VirtualService `tcp`
-/// route whose match applies (port, source namespace and labels), or the
-/// service itself. Weighted destinations become a split. On a listener the
-/// application dials there is no destination address, so, as in Istio,
-/// `destinationSubnets` do not narrow a match there.
+/// Where TCP traffic for a service port goes on a listener the application
+/// dials: the first VirtualService `tcp` route with a match that applies
+/// (port, source namespace and labels) to any address, or the service
+/// itself. Weighted destinations become a split. A match on
+/// `destinationSubnets` is left out: the destination is the listener's own
+/// address (Istio gives it a chain on the subnets, which that address
+/// does not reach).
 pub fn tcp_destinations(
     snapshot: &Snapshot,
     shape: &ProxyShape,
@@ -137,8 +139,8 @@ pub struct TcpRoutes {
 
 /// Istio's outbound TCP chains: routes in order; one whose applying match
 /// has no subnets (or that has no matches) ends the list; before it, each
-/// route whose applying matches all have subnets adds a chain on them.
-/// `by_address: false` (no destination address): subnets are not read.
+/// route whose applying matches all have subnets adds a chain on them
+/// (`by_address`), or is passed over (a listener the application dials).
 pub fn tcp_routes(
     snapshot: &Snapshot,
     shape: &ProxyShape,
@@ -176,16 +178,15 @@ pub fn tcp_routes(
             .iter()
             .flat_map(|m| m.destination_subnets.iter().cloned())
             .collect();
-        let on_subnets = by_address
-            && !applying.is_empty()
-            && applying.iter().all(|m| !m.destination_subnets.is_empty());
+        let on_subnets =
+            !applying.is_empty() && applying.iter().all(|m| !m.destination_subnets.is_empty());
         if !on_subnets {
             if !dests.is_empty() {
                 out.default = dests;
             }
             return out;
         }
-        if !dests.is_empty() {
+        if by_address && !dests.is_empty() {
             out.by_subnet.push((subnets, dests));
         }
     }
