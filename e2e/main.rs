@@ -21,6 +21,7 @@ mod kube_webhooks;
 mod locality;
 mod mtls;
 mod offline;
+mod sidecar_egress;
 mod sidecar_ingress;
 mod support;
 mod traffic;

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -446,5 +447,48 @@ fn l4_service_entry_resolution_none_forwards_to_the_original_destination() {
         client.context()
     );
     client.wait_stat_at_least(&entry_stat(7000, host, "upstream_cx_total"), 1);
+    assert_all_acked(&rudder);
+}
+
+#[test]
+fn l4_tcp_route_by_destination_subnets() {
+    let net = Network::new("l4_tcp_subnets");
+    let db = net.add_service("db", NS, &[("tcp", 7000, 7000)]);
+    net.add_service("db-b", NS, &[("tcp", 7000, 7000)]);
+    let pod = net.pod("db-0", NS, &[("app", "db")]);
+    let pod_b = net.pod("db-b-0", NS, &[("app", "db-b")]);
+    let client = net.pod("client-0", NS, &[("app", "client")]);
+    // An address nobody has (in the VIP range, blackholed on the host):
+    // only the route on its subnet gets a connection to it anywhere.
+    let nowhere = net.vip_cidr().replace(".0/24", ".250");
+    let vs = virtual_service(
+        "db",
+        "db.demo.svc.cluster.local",
+        &format!(
+            "  tcp:\n  - match: [{{destinationSubnets: [{nowhere}/32]}}]\n    route: [{{destination: {{host: db-b.demo.svc.cluster.local}}}}]\n  - route: [{{destination: {{host: db.demo.svc.cluster.local}}}}]\n"
+        ),
+    );
+    net.write_config("vs.yaml", &vs);
+    let rudder = net.rudder();
+    pod.serve_tcp(7000);
+    pod_b.serve_tcp(7000);
+    client.start_sidecar(&rudder);
+
+    for (addr, want) in [(nowhere.as_str(), "db-b-0"), (&db.to_string(), "db-0")] {
+        let got = poll(Duration::from_secs(20), || {
+            client
+                .tcp_send(addr, 7000, "ping")
+                .ok()
+                .filter(|r| r == &format!("{want}: ping"))
+        });
+        assert!(
+            got.is_some(),
+            "{addr}:7000 must reach {want}; last: {:?}{}",
+            client.tcp_send(addr, 7000, "ping"),
+            client.context()
+        );
+    }
+    let cluster = format!("outbound|7000||db-b.{NS}.svc.cluster.local");
+    client.wait_stat_at_least(&cstat(&cluster, "upstream_cx_total"), 1);
     assert_all_acked(&rudder);
 }

@@ -24,14 +24,15 @@ pub fn find(services: &BTreeMap<ServiceKey, Arc<Service>>) -> Vec<String> {
         }
     }
     // Without capture (INTERCEPTION_MODE=NONE) Envoy listens on 127.0.0.1:PORT
-    // and cannot tell TCP services on one port apart.
+    // and cannot tell TCP services on one port apart (TLS ones it tells
+    // apart by SNI).
     let mut tcp_by_port: BTreeMap<u16, Vec<&ServiceKey>> = BTreeMap::new();
     let mut http_ports = std::collections::BTreeSet::new();
     for svc in services.values() {
         for p in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
             if p.protocol.is_http() {
                 http_ports.insert(p.port);
-            } else {
+            } else if !matches!(p.protocol, Protocol::Tls | Protocol::Https) {
                 tcp_by_port.entry(p.port).or_default().push(&svc.key);
             }
         }
@@ -119,7 +120,12 @@ mod tests {
         let services = BTreeMap::from([
             svc("a", "198.18.128.1", 80, Protocol::Http),
             svc("b", "198.18.128.2", 80, Protocol::Http),
+            // TLS services share a port by SNI, also with HTTP or TCP ones.
+            svc("c", "198.18.128.3", 443, Protocol::Tls),
+            svc("d", "198.18.128.4", 443, Protocol::Https),
+            svc("e", "198.18.128.5", 443, Protocol::Tcp),
+            svc("f", "198.18.128.6", 80, Protocol::Tls),
         ]);
-        assert!(find(&services).is_empty());
+        assert!(find(&services).is_empty(), "{:?}", find(&services));
     }
 }

@@ -187,25 +187,7 @@ fn tls(t: &ClientTlsSettings) -> ClientTls {
 pub fn sidecar(sc: &ApiSidecar) -> SidecarScope {
     let key = key(&sc.metadata);
     let ns = key.namespace.clone();
-    let egress = sc
-        .spec
-        .egress
-        .iter()
-        .flat_map(|e| e.hosts.iter())
-        .filter_map(|h| {
-            let (n, host) = h.split_once('/')?;
-            let namespace = match n {
-                "*" => NamespacePattern::Any,
-                "." => NamespacePattern::Named(ns.clone()),
-                "~" => NamespacePattern::None,
-                other => NamespacePattern::Named(other.to_string()),
-            };
-            Some(EgressHost {
-                namespace,
-                host: host.to_string(),
-            })
-        })
-        .collect();
+    let egress = super::convert_sidecar::egress(sc, &ns);
     SidecarScope {
         workload_selector: sc
             .spec

@@ -1,23 +1,24 @@
-//! Sidecar `ingress` listeners to the model. Called only on validated
-//! objects: ports, addresses and endpoints already have Istio's forms.
+//! Sidecar `ingress` and `egress` listeners to the model. Called only on
+//! validated objects: ports, addresses and endpoints already have Istio's
+//! forms.
 
 use std::net::IpAddr;
 
 use crate::api::networking::selector::Protocol as ApiProtocol;
 use crate::api::networking::sidecar::{
-    CaptureMode as ApiCapture, IstioIngressListener, ServerTlsMode as ApiTlsMode,
-    ServerTlsSettings, TlsProtocol,
+    CaptureMode as ApiCapture, IstioEgressListener, IstioIngressListener,
+    ServerTlsMode as ApiTlsMode, ServerTlsSettings, TlsProtocol,
 };
 use crate::api::networking::Sidecar as ApiSidecar;
 use crate::model::sidecar::{
-    CaptureMode, DefaultEndpoint, IngressListener, ServerTls, ServerTlsMode, TlsVersion,
+    CaptureMode, DefaultEndpoint, EgressBind, EgressHost, EgressListener, EgressPort,
+    IngressListener, NamespacePattern, ServerTls, ServerTlsMode, TlsVersion,
 };
 use crate::model::Protocol;
 
 use super::convert_policy::connection_pool;
 
 pub fn ingress(sc: &ApiSidecar) -> Vec<IngressListener> {
-    warn_unsupported_egress(sc);
     sc.spec
         .ingress
         .iter()
@@ -35,11 +36,7 @@ fn listener(index: usize, l: &IstioIngressListener) -> Option<IngressListener> {
         protocol: protocol(l.port.protocol.as_deref()),
         name: l.port.name.clone().unwrap_or_default(),
         bind: l.bind.as_deref().and_then(|b| b.parse::<IpAddr>().ok()),
-        capture: match l.capture_mode.unwrap_or_default() {
-            ApiCapture::Default => CaptureMode::Default,
-            ApiCapture::Iptables => CaptureMode::Iptables,
-            ApiCapture::None => CaptureMode::None,
-        },
+        capture: capture(l.capture_mode),
         endpoint: l
             .default_endpoint
             .as_deref()
@@ -48,6 +45,65 @@ fn listener(index: usize, l: &IstioIngressListener) -> Option<IngressListener> {
         tls: l.tls.as_ref().and_then(server_tls),
         connection_pool: l.connection_pool.as_ref().map(connection_pool),
     })
+}
+
+/// `egress` in order; `.` in a host is the Sidecar's own namespace.
+pub fn egress(sc: &ApiSidecar, namespace: &str) -> Vec<EgressListener> {
+    sc.spec
+        .egress
+        .iter()
+        .enumerate()
+        .map(|(index, e)| egress_listener(index, e, namespace))
+        .collect()
+}
+
+fn egress_listener(index: usize, e: &IstioEgressListener, namespace: &str) -> EgressListener {
+    let hosts = e
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            let (n, host) = h.split_once('/')?;
+            let namespace = match n {
+                "*" => NamespacePattern::Any,
+                "." => NamespacePattern::Named(namespace.to_string()),
+                "~" => NamespacePattern::None,
+                other => NamespacePattern::Named(other.to_string()),
+            };
+            Some(EgressHost {
+                namespace,
+                host: host.to_string(),
+            })
+        })
+        .collect();
+    let port = e.port.as_ref().map(|p| EgressPort {
+        // Validation admits only 0..=65535.
+        number: p.number.and_then(|n| u16::try_from(n).ok()).unwrap_or(0),
+        protocol: protocol(p.protocol.as_deref()),
+        http_proxy: p.protocol.as_deref().and_then(ApiProtocol::parse)
+            == Some(ApiProtocol::HttpProxy),
+        name: p.name.clone().unwrap_or_default(),
+    });
+    let bind = e.bind.as_deref().filter(|b| !b.is_empty()).and_then(|b| {
+        match b.strip_prefix(crate::api::networking::selector::UNIX_PREFIX) {
+            Some(path) => Some(EgressBind::Unix(path.to_string())),
+            None => b.parse().ok().map(EgressBind::Ip),
+        }
+    });
+    EgressListener {
+        index,
+        hosts,
+        port,
+        bind,
+        capture: capture(e.capture_mode),
+    }
+}
+
+fn capture(mode: Option<ApiCapture>) -> CaptureMode {
+    match mode.unwrap_or_default() {
+        ApiCapture::Default => CaptureMode::Default,
+        ApiCapture::Iptables => CaptureMode::Iptables,
+        ApiCapture::None => CaptureMode::None,
+    }
 }
 
 /// An unset protocol is sniffed, as for an unnamed Service port.
@@ -119,35 +175,6 @@ fn version(v: TlsProtocol) -> TlsVersion {
         TlsProtocol::TlsV1_1 => TlsVersion::V1_1,
         TlsProtocol::TlsV1_2 => TlsVersion::V1_2,
         TlsProtocol::TlsV1_3 => TlsVersion::V1_3,
-    }
-}
-
-/// Egress listeners are flattened into one set of imported hosts: a port,
-/// bind or capture mode on one is not honoured. Said once per change of
-/// the Sidecar, so the broader import is never silent.
-fn warn_unsupported_egress(sc: &ApiSidecar) {
-    let name = format!(
-        "{}/{}",
-        sc.metadata.namespace.as_deref().unwrap_or("default"),
-        sc.metadata.name.as_deref().unwrap_or_default()
-    );
-    for (i, e) in sc.spec.egress.iter().enumerate() {
-        let fields = [
-            ("port", e.port.is_some()),
-            ("bind", e.bind.as_deref().is_some_and(|b| !b.is_empty())),
-            (
-                "captureMode",
-                e.capture_mode.is_some_and(|c| c != ApiCapture::Default),
-            ),
-        ];
-        for (field, _) in fields.iter().filter(|(_, set)| *set) {
-            tracing::warn!(
-                sidecar = %name,
-                field = %format!("spec.egress[{i}].{field}"),
-                "not supported yet: ignored; this egress listener's hosts are imported on \
-                 every port, through the proxy's usual outbound listeners"
-            );
-        }
     }
 }
 
@@ -230,6 +257,45 @@ mod tests {
         assert_eq!(tls.min_protocol_version, Some(TlsVersion::V1_2));
         assert_eq!(https.protocol, Protocol::Https);
         assert!(passthrough.tls.is_none(), "PASSTHROUGH terminates nothing");
+    }
+
+    #[test]
+    fn egress_listeners_keep_port_bind_and_capture() {
+        let sc = sidecar(concat!(
+            "  egress:\n",
+            "  - port: {number: 9000, protocol: HTTP, name: web}\n",
+            "    captureMode: NONE\n    hosts: [./svc-a.demo.svc.cluster.local]\n",
+            "  - port: {number: 0}\n    bind: unix:///var/run/egress.sock\n",
+            "    hosts: ['*/*']\n",
+            "  - port: {number: 3128, protocol: HTTP_PROXY}\n    bind: 127.0.0.2\n",
+            "    hosts: ['*/*']\n",
+            "  - hosts: ['~/*']\n",
+        ));
+        let got = egress(&sc, "demo");
+        assert_eq!(got.len(), 4);
+        let web = &got[0];
+        let port = web.port.as_ref().expect("a port");
+        assert_eq!((port.number, port.protocol), (9000, Protocol::Http));
+        assert_eq!((web.capture, web.bind.as_ref()), (CaptureMode::None, None));
+        assert_eq!(web.port_match(), Some(9000));
+        assert!(web.imports_port("demo", "svc-a.demo.svc.cluster.local", 9000));
+        assert!(!web.imports_port("demo", "svc-a.demo.svc.cluster.local", 80));
+        assert!(!web.imports_port("other", "svc-a.demo.svc.cluster.local", 9000));
+        let uds = &got[1];
+        assert_eq!(
+            uds.bind,
+            Some(EgressBind::Unix("/var/run/egress.sock".into()))
+        );
+        assert_eq!(uds.port_match(), None, "a socket imports every port");
+        let proxy = &got[2];
+        assert!(proxy.port.as_ref().is_some_and(|p| p.http_proxy));
+        assert_eq!(proxy.port_match(), None, "HTTP_PROXY imports every port");
+        assert_eq!(
+            proxy.bind,
+            Some(EgressBind::Ip("127.0.0.2".parse().unwrap()))
+        );
+        assert!(got[3].port.is_none());
+        assert_eq!(got[3].index, 3);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 // The Sidecar resource lives in model/sidecar.rs; these names stay
 // importable from here, where egress scoping first lived.
-pub use super::sidecar::{EgressHost, NamespacePattern, SidecarScope};
+pub use super::sidecar::{EgressHost, EgressListener, NamespacePattern, SidecarScope};
 
 /// `namespace/name` of an Istio resource, for messages and precedence.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

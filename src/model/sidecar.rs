@@ -37,13 +37,67 @@ impl EgressHost {
     }
 }
 
+/// One `egress` listener: the hosts it imports, and, when it names a port,
+/// the one port it serves them on (Istio's `IstioEgressListener`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct EgressListener {
+    /// Its position in `spec.egress`, for messages naming the field.
+    pub index: usize,
+    pub hosts: Vec<EgressHost>,
+    /// None: the catch-all listener (every port no other listener names).
+    pub port: Option<EgressPort>,
+    pub bind: Option<EgressBind>,
+    pub capture: CaptureMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct EgressPort {
+    /// 0 only with a Unix socket `bind`.
+    pub number: u16,
+    /// As declared; `Unknown` when unset (the services' ports decide).
+    pub protocol: Protocol,
+    /// `HTTP_PROXY`: Istio's generic egress HTTP proxy, which imports every
+    /// port of its hosts.
+    pub http_proxy: bool,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum EgressBind {
+    Ip(IpAddr),
+    /// `unix:///path` or `unix://@abstract`: the part after `unix://`.
+    Unix(String),
+}
+
+impl EgressListener {
+    /// Istio's `needsPortMatch`: a listener with a (non-zero, non
+    /// HTTP_PROXY) port imports only that port of its hosts.
+    pub fn port_match(&self) -> Option<u16> {
+        self.port
+            .as_ref()
+            .filter(|p| p.number != 0 && !p.http_proxy)
+            .map(|p| p.number)
+    }
+
+    pub fn imports(&self, namespace: &str, fqdn: &str) -> bool {
+        self.hosts.iter().any(|h| h.imports(namespace, fqdn))
+    }
+
+    /// Does it import this port of the service?
+    pub fn imports_port(&self, namespace: &str, fqdn: &str, port: u16) -> bool {
+        self.port_match().is_none_or(|p| p == port) && self.imports(namespace, fqdn)
+    }
+}
+
 /// A Sidecar resource, resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct SidecarScope {
     pub key: ConfigKey,
     /// Empty: every workload in the namespace without a more specific Sidecar.
     pub workload_selector: BTreeMap<String, String>,
-    pub egress: Vec<EgressHost>,
+    /// `egress`, in the resource's order (validation keeps the catch-all,
+    /// if any, last). Empty: everything is imported, on every port.
+    pub egress: Vec<EgressListener>,
     pub outbound_policy: Option<super::OutboundPolicy>,
     /// `ingress`, in the resource's order. Non-empty: these are the proxy's
     /// inbound ports, not the Services' (Istio).

@@ -4,6 +4,7 @@
 //! proxies of the same shape share one generated resource set.
 
 mod cluster;
+mod egress;
 mod endpoint;
 mod filters;
 mod listener;
@@ -18,6 +19,8 @@ mod server_tls;
 mod shape;
 
 #[cfg(test)]
+mod egress_tests;
+#[cfg(test)]
 mod golden;
 #[cfg(test)]
 mod ingress_tests;
@@ -29,7 +32,7 @@ pub use names::{
     inbound_cluster, outbound_cluster, BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
 };
-pub use route::{routes, tcp_destinations, tls_routes};
+pub use route::{routes, tcp_destinations, tcp_routes, tls_routes};
 pub use secret::{root_secret, sds_config, secrets, ROOT_SECRET, WORKLOAD_SECRET};
 pub use shape::{InboundPort, ProxyShape};
 

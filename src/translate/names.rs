@@ -33,12 +33,9 @@ pub fn route_config(port: u16) -> String {
     port.to_string()
 }
 
-/// Without capture the sidecar listens on loopback at the service port.
-pub fn loopback_listener(port: u16) -> String {
-    format!("127.0.0.1_{port}")
-}
-
-/// An inbound listener that binds its port, Istio's `BIND_PORT`.
+/// A listener at an address and port, Istio's `BIND_PORT`: outbound
+/// (`0.0.0.0_PORT` under capture, `127.0.0.1_PORT` bound on loopback) or
+/// an inbound one that binds its port.
 pub fn bound_listener(bind: std::net::IpAddr, port: u16) -> String {
     format!("{bind}_{port}")
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::listener::{outbound_ports, RESERVED_PORTS};
+use super::listener::RESERVED_PORTS;
 use super::shape::InboundPort;
 use super::ProxyShape;
 use crate::model::security::MtlsMode;
@@ -33,12 +33,9 @@ pub fn ports<'a>(
     shape: &'a ProxyShape,
 ) -> Vec<(u16, &'a InboundPort, Result<Reach, String>)> {
     let captured = shape.interception != Interception::None;
-    // Outbound listeners `0.0.0.0_PORT` exist only with capture.
-    let outbound: BTreeSet<u16> = if captured {
-        outbound_ports(snapshot, shape).into_keys().collect()
-    } else {
-        BTreeSet::new()
-    };
+    // A bound ingress listener is named as Istio names it, `BIND_PORT`,
+    // which an outbound listener may already be (`0.0.0.0_PORT`, say).
+    let outbound = super::egress::listener_names(snapshot, shape);
     shape
         .inbound
         .iter()
@@ -80,7 +77,7 @@ pub fn app_protocol(shape: &ProxyShape, port: u16, inbound: &InboundPort) -> Pro
 fn ingress(
     l: &IngressListener,
     captured: bool,
-    outbound: &BTreeSet<u16>,
+    outbound: &BTreeSet<String>,
     instance_ip: Option<IpAddr>,
 ) -> Result<Reach, String> {
     let port = l.port;
@@ -133,7 +130,7 @@ fn ingress(
              {bind}:{port}; skipped"
         ));
     }
-    if bind.is_unspecified() && outbound.contains(&port) {
+    if outbound.contains(&super::names::bound_listener(bind, port)) {
         return Err(format!(
             "a listener bound at {bind}:{port} would collide with the outbound listener \
              of service port {port}; set `bind` to the pod's IP, or use another port; skipped"
@@ -195,7 +192,7 @@ mod tests {
     #[test]
     fn listeners_envoy_would_refuse_or_loop_are_skipped() {
         let none = BTreeSet::new();
-        let skipped = |l: IngressListener, outbound: &BTreeSet<u16>| {
+        let skipped = |l: IngressListener, outbound: &BTreeSet<String>| {
             ingress(&l, true, outbound, None).expect_err("skipped")
         };
         let own = listener(15006, CaptureMode::Default, loopback(8080));
@@ -211,7 +208,7 @@ mod tests {
         assert!(skipped(loops, &none).contains("needs a defaultEndpoint"));
         let itself = listener(9080, CaptureMode::None, loopback(9080));
         assert!(skipped(itself, &none).contains("own address"));
-        let outbound = BTreeSet::from([9080]);
+        let outbound = BTreeSet::from(["0.0.0.0_9080".to_string()]);
         let collides = listener(9080, CaptureMode::None, loopback(8080));
         assert!(skipped(collides, &outbound).contains("collide"));
         // Bound to the pod's own address, it no longer collides.

@@ -5,7 +5,7 @@ use crate::model::authz::applies_to;
 use crate::model::failover_priority::{self, PriorityMatch};
 use crate::model::routing::{ConfigKey, ConnectionPool, SidecarScope};
 use crate::model::security::InboundMtls;
-use crate::model::sidecar::{DefaultEndpoint, IngressListener};
+use crate::model::sidecar::{DefaultEndpoint, EgressBind, IngressListener};
 use crate::model::{
     Interception, Locality, OutboundPolicy, Protocol, Proxy, ProxyKind, Service, ServiceEndpoints,
     Snapshot, LOCALITY_LABEL,
@@ -71,12 +71,18 @@ impl ProxyShape {
         let sidecar = sidecar_for(snapshot, proxy);
         let scope = sidecar.as_ref().and_then(|k| snapshot.sidecars.get(k));
         let inbound = inbound(snapshot, proxy, scope.map(|s| s.as_ref()));
+        let own_address = |b: &IpAddr| !b.is_unspecified() && !b.is_loopback();
         let to_instance = inbound.values().any(|p| {
             p.listener.as_ref().is_some_and(|l| {
                 matches!(l.endpoint, DefaultEndpoint::InstanceIp { .. })
-                    || l.bind
-                        .is_some_and(|b| !b.is_unspecified() && !b.is_loopback())
+                    || l.bind.as_ref().is_some_and(own_address)
             })
+        }) || scope.is_some_and(|s| {
+            // An egress listener binding an address of the pod's: Envoy can
+            // bind it only if it is this proxy's.
+            s.egress
+                .iter()
+                .any(|e| matches!(&e.bind, Some(EgressBind::Ip(b)) if own_address(b)))
         });
         ProxyShape {
             kind: proxy.kind,
@@ -138,9 +144,10 @@ impl ProxyShape {
             .map(|s| s.as_ref())
     }
 
-    /// Is this service part of the proxy's world? Without a Sidecar resource,
-    /// every service is; with one, only those its egress hosts import. A
-    /// Sidecar without `egress` (only `ingress`, say) imports `*/*`, as Istio.
+    /// Is this service part of the proxy's world, on some port? Without a
+    /// Sidecar resource, every service is; with one, only those its egress
+    /// hosts import. A Sidecar without `egress` (only `ingress`, say)
+    /// imports `*/*`, as Istio.
     pub fn imports(&self, snapshot: &Snapshot, svc: &Service) -> bool {
         match self.scope(snapshot) {
             None => true,
@@ -149,6 +156,21 @@ impl ProxyShape {
                 .egress
                 .iter()
                 .any(|e| e.imports(&svc.key.namespace, &svc.hostname())),
+        }
+    }
+
+    /// Is this port of the service imported? Istio's SidecarScope: an
+    /// egress listener with a port imports only that port of its hosts,
+    /// and the scope is the union over the listeners (so clusters exist
+    /// for exactly these ports).
+    pub fn imports_port(&self, snapshot: &Snapshot, svc: &Service, port: u16) -> bool {
+        match self.scope(snapshot) {
+            None => true,
+            Some(scope) if scope.egress.is_empty() => true,
+            Some(scope) => scope
+                .egress
+                .iter()
+                .any(|e| e.imports_port(&svc.key.namespace, &svc.hostname(), port)),
         }
     }
 

@@ -42,7 +42,11 @@ pub fn clusters(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Cluster> {
         .filter(|s| shape.imports(snapshot, s))
     {
         let rule = policy::destination_rule_for(snapshot, &svc.hostname(), shape);
-        for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
+        let ports = svc
+            .ports
+            .iter()
+            .filter(|p| p.protocol != Protocol::Udp && shape.imports_port(snapshot, svc, p.port));
+        for port in ports {
             let top = rule
                 .map(|r| r.policy.for_port(port.port))
                 .unwrap_or_default();

@@ -114,9 +114,9 @@ fn lookup(
         }
         (Some(svc), _) => *svc,
     };
-    if !shape.imports(snapshot, svc) {
+    if !shape.imports_port(snapshot, svc, port) {
         return Err(format!(
-            "service {service:?} is outside this proxy's Sidecar egress hosts"
+            "port {port} of service {service:?} is outside this proxy's Sidecar egress hosts"
         ));
     }
     let protocol = match svc.port(port) {

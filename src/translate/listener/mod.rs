@@ -5,16 +5,18 @@
 //!   workload's own ports.
 //! - `NONE`: no capture; the application dials `127.0.0.1:<service port>`,
 //!   and Sidecar `ingress` listeners bind their ports themselves.
+//!
+//! Sidecar `egress` listeners decide which services each outbound port
+//! carries, and may bind a port even under capture (see `translate::egress`).
 
+mod bound;
 mod filters;
 mod inbound;
-mod loopback;
 mod outbound;
-
-use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
+use super::egress::{self, Egress, Skipped};
 use super::ProxyShape;
 use crate::model::{Interception, Protocol, ProxyKind, Service, ServicePort, Snapshot};
 
@@ -26,33 +28,33 @@ pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
     if shape.kind != ProxyKind::Sidecar {
         return Vec::new();
     }
-    let mut out = match shape.interception {
-        Interception::None => loopback::listeners(snapshot, shape),
-        Interception::Redirect | Interception::Tproxy => outbound::listeners(snapshot, shape),
-    };
+    let policy = shape.outbound_policy(snapshot);
+    let (ports, skipped) = egress::ports(snapshot, shape);
+    skipped.iter().for_each(|s| warn(shape, s));
+    let mut out = Vec::new();
+    if shape.interception != Interception::None {
+        out.push(outbound::virtual_outbound(&snapshot.mesh, policy));
+    }
+    for port in &ports {
+        out.push(match port.reach {
+            Egress::Captured(_) => outbound::port_listener(snapshot, shape, policy, port),
+            Egress::Bound(_) => bound::listener(snapshot, shape, port),
+        });
+    }
     out.extend(inbound::listeners(snapshot, shape));
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
 
-/// Services by port, skipping UDP and Envoy's own ports, in stable order.
-pub(super) fn outbound_ports<'a>(
-    snapshot: &'a Snapshot,
-    shape: &ProxyShape,
-) -> BTreeMap<u16, Vec<(&'a Service, &'a ServicePort)>> {
-    let mut ports: BTreeMap<u16, Vec<(&Service, &ServicePort)>> = BTreeMap::new();
-    for svc in snapshot
-        .services
-        .values()
-        .filter(|s| shape.imports(snapshot, s))
-    {
-        for port in &svc.ports {
-            if port.protocol != Protocol::Udp && !RESERVED_PORTS.contains(&port.port) {
-                ports.entry(port.port).or_default().push((svc, port));
-            }
-        }
-    }
-    ports
+/// A Sidecar egress listener not translated as written, with the reason.
+fn warn(shape: &ProxyShape, s: &Skipped) {
+    let sidecar = shape.sidecar.as_ref().map(ToString::to_string);
+    tracing::warn!(
+        sidecar = sidecar.as_deref().unwrap_or_default(),
+        field = %format!("spec.egress[{}]{}", s.listener.index, s.field),
+        "Sidecar egress listener: {}",
+        s.why
+    );
 }
 
 /// A port gets an HTTP route configuration when any service on it may speak

@@ -1,8 +1,10 @@
 //! Captured outbound traffic. iptables sends every outbound TCP connection to
 //! 15001; `virtualOutbound` hands it to the listener for its original
-//! destination port (`0.0.0.0_PORT`, not bound). There, a filter chain per
-//! service cluster IP picks HTTP routing or a TCP proxy, and connections to
-//! unknown destinations follow the mesh's outbound traffic policy.
+//! destination (`0.0.0.0_PORT`, or a Sidecar egress listener's
+//! `BIND_PORT`, which Envoy prefers for that exact address; not bound).
+//! There, a filter chain per service cluster IP picks HTTP routing or a TCP
+//! proxy, and connections to unknown destinations follow the mesh's
+//! outbound traffic policy.
 
 use std::collections::BTreeSet;
 
@@ -16,8 +18,9 @@ use super::filters::{
     http_connection_manager, http_inspector, original_dst, tcp_proxy, tls_inspector,
     unknown_destination_cluster, weighted_tcp_proxy, RouteSource, HTTP_PROTOCOLS,
 };
-use super::{outbound_ports, port_has_http};
+use super::port_has_http;
 use crate::model::{MeshConfig, OutboundPolicy, Protocol, Service, ServicePort, Snapshot};
+use crate::translate::egress::OutboundPort;
 use crate::translate::{names, seconds, socket_address, ProxyShape};
 
 pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
@@ -25,18 +28,9 @@ pub const OUTBOUND_CAPTURE_PORT: u16 = 15001;
 
 /// How long protocol sniffing waits for the client's first bytes before
 /// treating the connection as opaque TCP (server-first protocols).
-const SNIFF_TIMEOUT_SECS: i64 = 5;
+pub(super) const SNIFF_TIMEOUT_SECS: i64 = 5;
 
-pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
-    let policy = shape.outbound_policy(snapshot);
-    let mut out = vec![virtual_outbound(&snapshot.mesh, policy)];
-    for (port, services) in outbound_ports(snapshot, shape) {
-        out.push(port_listener(snapshot, shape, policy, port, &services));
-    }
-    out
-}
-
-fn virtual_outbound(mesh: &MeshConfig, policy: OutboundPolicy) -> Listener {
+pub(super) fn virtual_outbound(mesh: &MeshConfig, policy: OutboundPolicy) -> Listener {
     let cluster = unknown_destination_cluster(policy);
     Listener {
         name: VIRTUAL_OUTBOUND.to_string(),
@@ -71,26 +65,20 @@ fn virtual_outbound(mesh: &MeshConfig, policy: OutboundPolicy) -> Listener {
     }
 }
 
-fn port_listener(
+pub(super) fn port_listener(
     snapshot: &Snapshot,
     shape: &ProxyShape,
     policy: OutboundPolicy,
-    port: u16,
-    services: &[(&Service, &ServicePort)],
+    outbound: &OutboundPort,
 ) -> Listener {
     let mesh = &snapshot.mesh;
-    // TCP traffic may be split by a VirtualService `tcp` route.
-    let tcp = |svc: &Service, cluster: &str| {
-        weighted_tcp_proxy(
-            cluster,
-            &crate::translate::tcp_destinations(snapshot, shape, svc, port),
-            mesh,
-        )
-    };
+    let (port, address) = (outbound.port, outbound.address().to_string());
+    let refs = outbound.service_refs();
+    let services = refs.as_slice();
     let http = port_has_http(services);
     let hcm = || {
         http_connection_manager(
-            &format!("outbound_0.0.0.0_{port}"),
+            &format!("outbound_{address}_{port}"),
             RouteSource::Rds(names::route_config(port)),
             mesh,
         )
@@ -99,13 +87,110 @@ fn port_listener(
     // Two services claiming one cluster IP would make identical chain matches,
     // which Envoy rejects: the first by namespace/name keeps it.
     let mut taken = BTreeSet::new();
-    // TLS carries the host in SNI: a chain per host, whatever the address
-    // (how hosts without one, like DNS ServiceEntries, are reached).
+    // Address ranges TCP chains (no application protocol) match on: Envoy
+    // refuses two chains with one match, so each set is claimed once.
+    let mut subnet_claims = BTreeSet::new();
+    let sni = sni_chains(snapshot, shape, port, services);
+    // Some chain matches on SNI: the TLS inspector must read it.
+    let tls = !sni.is_empty();
+    chains.extend(sni);
+    for (svc, p) in services {
+        // Headless services have no cluster IP; their pods' own addresses fall
+        // through to the default chains below.
+        let Some(vip) = svc.vip.filter(|v| taken.insert(*v)) else {
+            continue;
+        };
+        let vip = vip.to_string();
+        let cluster = names::outbound_cluster(port, "", &svc.hostname());
+        if p.protocol.is_http() {
+            // Declared HTTP needs no chain of its own: the port's HTTP chain
+            // below routes by Host, and the route table lists the cluster IP
+            // as a domain. A chain per IP would repeat the whole connection
+            // manager per service (most of LDS at a thousand services).
+            continue;
+        }
+        if p.protocol == Protocol::Unknown {
+            chains.push(chain(&vip, HTTP_PROTOCOLS, hcm()));
+        }
+        // TCP traffic may be split by a VirtualService `tcp` route, and
+        // routed by destination subnets before the service's own address.
+        let routes = crate::translate::tcp_routes(snapshot, shape, svc, port, true);
+        for (subnets, dests) in routes.by_subnet {
+            let ranges = cidrs(&subnets);
+            if subnet_claims.insert(range_key(&ranges)) {
+                chains.push(FilterChain {
+                    filter_chain_match: Some(FilterChainMatch {
+                        prefix_ranges: ranges,
+                        ..Default::default()
+                    }),
+                    filters: vec![weighted_tcp_proxy(&cluster, &dests, mesh)],
+                    ..Default::default()
+                });
+            }
+        }
+        let own = chain(
+            &vip,
+            &[],
+            weighted_tcp_proxy(&cluster, &routes.default, mesh),
+        );
+        // A route on exactly this address already has it (Istio: no
+        // second chain, which Envoy would refuse as a duplicate match).
+        let own_ranges = own
+            .filter_chain_match
+            .as_ref()
+            .map(|m| m.prefix_ranges.clone());
+        if subnet_claims.insert(range_key(&own_ranges.unwrap_or_default())) {
+            chains.push(own);
+        }
+    }
+    if http {
+        // Plaintext HTTP to an address no service owns: the route table's
+        // catch-all virtual host applies the outbound traffic policy.
+        chains.push(FilterChain {
+            filter_chain_match: Some(FilterChainMatch {
+                application_protocols: HTTP_PROTOCOLS.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }),
+            filters: vec![hcm()],
+            ..Default::default()
+        });
+    }
+    let unknown = unknown_destination_cluster(policy);
+    Listener {
+        name: outbound.listener_name(),
+        address: Some(socket_address(&address, port)),
+        // Reached only through virtualOutbound's hand-off.
+        bind_to_port: Some(BoolValue { value: false }),
+        listener_filters: inspectors(http, tls),
+        listener_filters_timeout: (http || tls).then(|| seconds(SNIFF_TIMEOUT_SECS)),
+        continue_on_listener_filters_timeout: http || tls,
+        filter_chains: chains,
+        default_filter_chain: Some(FilterChain {
+            name: "PassthroughFilterChain".to_string(),
+            filters: vec![tcp_proxy(unknown, unknown, mesh)],
+            ..Default::default()
+        }),
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }
+}
+
+/// The chains TLS and HTTPS services on a port are matched by, on SNI
+/// (how hosts without an address, like DNS ServiceEntries, are reached; and
+/// the only way on a listener the application dials): VirtualService `tls`
+/// routes first, each match's SNI names (on its destination subnets, if
+/// any) to the route's destinations, then each remaining TLS service by its
+/// own name. Envoy refuses two chains with one match, so a name is claimed
+/// once per set of subnets (first route wins).
+pub(super) fn sni_chains(
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
+    port: u16,
+    services: &[(&Service, &ServicePort)],
+) -> Vec<FilterChain> {
+    let mesh = &snapshot.mesh;
+    let mut chains = Vec::new();
     let mut sni_hosts = BTreeSet::new();
-    // VirtualService `tls` routes first: each match's SNI names (on its
-    // destination subnets, if any) go to the route's destinations. Envoy
-    // refuses two chains with one match, so a name is claimed once per set
-    // of subnets (first route wins).
     let mut claimed = BTreeSet::new();
     for (svc, p) in services
         .iter()
@@ -125,12 +210,7 @@ fn port_listener(
                 if m.destination_subnets.is_empty() {
                     sni_hosts.extend(names.iter().cloned());
                 }
-                // Validated as IPs or CIDR blocks: none is dropped here.
-                let prefix_ranges = m
-                    .destination_subnets
-                    .iter()
-                    .filter_map(|s| crate::translate::filters::rbac::matchers::cidr(s).ok())
-                    .collect();
+                let prefix_ranges = cidrs(&m.destination_subnets);
                 chains.push(FilterChain {
                     filter_chain_match: Some(FilterChainMatch {
                         prefix_ranges,
@@ -159,62 +239,29 @@ fn port_listener(
             });
         }
     }
-    for (svc, p) in services {
-        // Headless services have no cluster IP; their pods' own addresses fall
-        // through to the default chains below.
-        let Some(vip) = svc.vip.filter(|v| taken.insert(*v)) else {
-            continue;
-        };
-        let vip = vip.to_string();
-        let cluster = names::outbound_cluster(port, "", &svc.hostname());
-        if p.protocol.is_http() {
-            // Declared HTTP needs no chain of its own: the port's HTTP chain
-            // below routes by Host, and the route table lists the cluster IP
-            // as a domain. A chain per IP would repeat the whole connection
-            // manager per service (most of LDS at a thousand services).
-            continue;
-        } else if p.protocol == Protocol::Unknown {
-            chains.push(chain(&vip, HTTP_PROTOCOLS, hcm()));
-            chains.push(chain(&vip, &[], tcp(svc, &cluster)));
-        } else {
-            chains.push(chain(&vip, &[], tcp(svc, &cluster)));
-        }
-    }
-    if http {
-        // Plaintext HTTP to an address no service owns: the route table's
-        // catch-all virtual host applies the outbound traffic policy.
-        chains.push(FilterChain {
-            filter_chain_match: Some(FilterChainMatch {
-                application_protocols: HTTP_PROTOCOLS.iter().map(|s| s.to_string()).collect(),
-                ..Default::default()
-            }),
-            filters: vec![hcm()],
-            ..Default::default()
-        });
-    }
-    let unknown = unknown_destination_cluster(policy);
-    // Some chain matches on SNI: the TLS inspector must read it.
-    let tls = !sni_hosts.is_empty() || !claimed.is_empty();
-    Listener {
-        name: format!("0.0.0.0_{port}"),
-        address: Some(socket_address("0.0.0.0", port)),
-        // Reached only through virtualOutbound's hand-off.
-        bind_to_port: Some(BoolValue { value: false }),
-        listener_filters: inspectors(http, tls),
-        listener_filters_timeout: (http || tls).then(|| seconds(SNIFF_TIMEOUT_SECS)),
-        continue_on_listener_filters_timeout: http || tls,
-        filter_chains: chains,
-        default_filter_chain: Some(FilterChain {
-            name: "PassthroughFilterChain".to_string(),
-            filters: vec![tcp_proxy(unknown, unknown, mesh)],
-            ..Default::default()
-        }),
-        traffic_direction: TrafficDirection::Outbound as i32,
-        ..Default::default()
-    }
+    chains
 }
 
-fn inspectors(
+/// `destinationSubnets`, validated as IPs or CIDR blocks: none is dropped.
+fn cidrs(subnets: &[String]) -> Vec<CidrRange> {
+    subnets
+        .iter()
+        .filter_map(|s| crate::translate::filters::rbac::matchers::cidr(s).ok())
+        .collect()
+}
+
+/// A set of ranges as Envoy compares them: order does not matter.
+fn range_key(ranges: &[CidrRange]) -> BTreeSet<(String, u32)> {
+    ranges
+        .iter()
+        .map(|r| {
+            let len = r.prefix_len.map_or(0, |l| l.value);
+            (r.address_prefix.clone(), len)
+        })
+        .collect()
+}
+
+pub(super) fn inspectors(
     http: bool,
     tls: bool,
 ) -> Vec<envoy_types::pb::envoy::config::listener::v3::ListenerFilter> {

@@ -12,13 +12,11 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
+use super::egress::{self, OutboundPort};
 use super::filters::{cors, fault};
-use super::listener::outbound_ports;
 use super::{names, policy, seconds, ProxyShape};
 use crate::model::routing::{Destination, HttpMatch, HttpRoute, VirtualService};
-use crate::model::{
-    Interception, OutboundPolicy, Protocol, ProxyKind, Service, ServicePort, Snapshot,
-};
+use crate::model::{OutboundPolicy, Protocol, ProxyKind, Service, ServicePort, Snapshot};
 
 pub use action::header_options;
 
@@ -26,36 +24,48 @@ pub fn routes(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<RouteConfiguration
     if shape.kind != ProxyKind::Sidecar {
         return Vec::new();
     }
-    // With capture, undeclared-protocol ports are sniffed and may carry HTTP,
-    // and unknown hosts follow the outbound policy; on loopback neither applies.
-    let captured = shape.interception != Interception::None;
+    // One per outbound port with HTTP, named by the port as Istio names it
+    // (also for a Sidecar egress listener's port: ports are unique there).
+    egress::ports(snapshot, shape)
+        .0
+        .iter()
+        .filter_map(|outbound| route_config(snapshot, shape, outbound))
+        .collect()
+}
+
+fn route_config(
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
+    outbound: &OutboundPort,
+) -> Option<RouteConfiguration> {
+    // Through capture, undeclared-protocol ports are sniffed and may carry
+    // HTTP, and unknown hosts follow the outbound policy; on a listener the
+    // application dials, neither applies.
+    let captured = outbound.captured();
     let routed =
         |p: &ServicePort| p.protocol.is_http() || (captured && p.protocol == Protocol::Unknown);
-    outbound_ports(snapshot, shape)
-        .into_iter()
-        // Loopback listeners skip the workload's own ports (see listener/loopback.rs).
-        .filter(|(port, _)| captured || !shape.holds_port(*port))
-        .filter(|(_, services)| services.iter().any(|(_, p)| routed(p)))
-        .map(|(port, services)| {
-            // Envoy refuses a route configuration where two virtual hosts share
-            // a domain (two Services claiming one cluster IP, say): first wins.
-            let mut taken = BTreeSet::new();
-            let mut virtual_hosts: Vec<VirtualHost> = services
-                .iter()
-                .filter(|(_, p)| routed(p))
-                .filter_map(|(svc, _)| virtual_host(snapshot, shape, svc, port, &mut taken))
-                .collect();
-            if captured {
-                virtual_hosts.push(unknown_host(shape.outbound_policy(snapshot)));
-            }
-            RouteConfiguration {
-                name: names::route_config(port),
-                virtual_hosts,
-                validate_clusters: Some(BoolValue { value: false }),
-                ..Default::default()
-            }
-        })
-        .collect()
+    let port = outbound.port;
+    let services = outbound.service_refs();
+    if !services.iter().any(|(_, p)| routed(p)) {
+        return None;
+    }
+    // Envoy refuses a route configuration where two virtual hosts share
+    // a domain (two Services claiming one cluster IP, say): first wins.
+    let mut taken = BTreeSet::new();
+    let mut virtual_hosts: Vec<VirtualHost> = services
+        .iter()
+        .filter(|(_, p)| routed(p))
+        .filter_map(|(svc, _)| virtual_host(snapshot, shape, svc, port, &mut taken))
+        .collect();
+    if captured {
+        virtual_hosts.push(unknown_host(shape.outbound_policy(snapshot)));
+    }
+    Some(RouteConfiguration {
+        name: names::route_config(port),
+        virtual_hosts,
+        validate_clusters: Some(BoolValue { value: false }),
+        ..Default::default()
+    })
 }
 
 fn virtual_host(
@@ -97,38 +107,90 @@ fn virtual_host(
     })
 }
 
-/// Where TCP traffic for a service port goes: the first VirtualService `tcp`
-/// route whose match applies (port, source namespace and labels), or the
-/// service itself. Weighted destinations become a split.
+/// Where TCP traffic for a service port goes on a listener the application
+/// dials: the first VirtualService `tcp` route with a match that applies
+/// (port, source namespace and labels) to any address, or the service
+/// itself. Weighted destinations become a split. A match on
+/// `destinationSubnets` is left out: the destination is the listener's own
+/// address (Istio gives it a chain on the subnets, which that address
+/// does not reach).
 pub fn tcp_destinations(
     snapshot: &Snapshot,
     shape: &ProxyShape,
     svc: &Service,
     port: u16,
 ) -> Vec<(String, u32)> {
+    tcp_routes(snapshot, shape, svc, port, false).default
+}
+
+/// (cluster, weight) pairs, as Envoy's tcp_proxy takes them.
+pub type Split = Vec<(String, u32)>;
+
+/// A service port's VirtualService `tcp` routes as a captured listener
+/// applies them, which sees each connection's destination address.
+pub struct TcpRoutes {
+    /// Routes whose applying matches all name `destinationSubnets`, in
+    /// order: the subnets, and the (cluster, weight) list for them.
+    pub by_subnet: Vec<(Vec<String>, Split)>,
+    /// For the service's own address: the first route with an applying
+    /// match on any address (Istio's terminal match), else the service.
+    pub default: Split,
+}
+
+/// Istio's outbound TCP chains: routes in order; one whose applying match
+/// has no subnets (or that has no matches) ends the list; before it, each
+/// route whose applying matches all have subnets adds a chain on them
+/// (`by_address`), or is passed over (a listener the application dials).
+pub fn tcp_routes(
+    snapshot: &Snapshot,
+    shape: &ProxyShape,
+    svc: &Service,
+    port: u16,
+    by_address: bool,
+) -> TcpRoutes {
     let namer = Namer {
         snapshot,
         shape,
         port,
     };
     let own = || vec![(names::outbound_cluster(port, "", &svc.hostname()), 100)];
+    let mut out = TcpRoutes {
+        by_subnet: Vec::new(),
+        default: own(),
+    };
     let Some(vs) = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace) else {
-        return own();
+        return out;
     };
     use action::ClusterNamer;
-    vs.tcp
-        .iter()
-        .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| namer.applies_l4(m)))
-        .map(|r| {
-            split(
-                r.destinations
-                    .iter()
-                    .map(|d| (namer.cluster(&d.destination), d.weight))
-                    .collect(),
-            )
-        })
-        .filter(|v: &Vec<(String, u32)>| !v.is_empty())
-        .unwrap_or_else(own)
+    for r in &vs.tcp {
+        let applying: Vec<&crate::model::routing::L4Match> =
+            r.matches.iter().filter(|m| namer.applies_l4(m)).collect();
+        if !r.matches.is_empty() && applying.is_empty() {
+            continue;
+        }
+        let dests = split(
+            r.destinations
+                .iter()
+                .map(|d| (namer.cluster(&d.destination), d.weight))
+                .collect(),
+        );
+        let subnets: Vec<String> = applying
+            .iter()
+            .flat_map(|m| m.destination_subnets.iter().cloned())
+            .collect();
+        let on_subnets =
+            !applying.is_empty() && applying.iter().all(|m| !m.destination_subnets.is_empty());
+        if !on_subnets {
+            if !dests.is_empty() {
+                out.default = dests;
+            }
+            return out;
+        }
+        if by_address && !dests.is_empty() {
+            out.by_subnet.push((subnets, dests));
+        }
+    }
+    out
 }
 
 /// A TCP or TLS route's (cluster, weight) list as Envoy's tcp_proxy takes

@@ -335,7 +335,7 @@ fn check_egress(egress: &[IstioEgressListener]) -> Result<(), FieldError> {
                     "the egress listener without a port must be the last one",
                 ));
             }
-            None => {}
+            None => check_catch_all_bind(&at, listener.bind.as_deref().unwrap_or(""))?,
             Some(port) => {
                 let bind = listener.bind.as_deref().unwrap_or("");
                 check_egress_port(&at, port, bind, listener.capture_mode.unwrap_or_default())?;
@@ -364,6 +364,22 @@ fn check_egress(egress: &[IstioEgressListener]) -> Result<(), FieldError> {
         }
     }
     Ok(())
+}
+
+/// The catch-all listener binds one address for every port: an IP (Istio
+/// does not validate it, and Envoy would refuse anything else). A socket
+/// serves one listener, so it needs a port of 0.
+fn check_catch_all_bind(field: &str, bind: &str) -> Result<(), FieldError> {
+    if bind.is_empty() {
+        return Ok(());
+    }
+    if bind.starts_with(UNIX_PREFIX) {
+        return Err(FieldError::new(
+            format!("{field}.bind"),
+            "a unix domain socket bind needs a port with number 0",
+        ));
+    }
+    check_ip(&format!("{field}.bind"), bind).map(|_| ())
 }
 
 fn check_egress_port(

@@ -40,6 +40,8 @@ fn invalid_sidecars() {
         (egress("{port: {number: 80, name: 'not valid'}, hosts: ['*/*']}"), "spec.egress[0].port.name", "invalid port name"),
         (egress("{port: {number: 80, targetPort: 8080}, hosts: ['*/*']}"), "spec.egress[0].port.targetPort", "no impact on Sidecars"),
         (egress("{port: {number: 65536}, hosts: ['*/*']}"), "spec.egress[0].port.number", "got 65536"),
+        (egress("{bind: 'unix:///x.sock', hosts: ['*/*']}"), "spec.egress[0].bind", "port with number 0"),
+        (egress("{bind: localhost, hosts: ['*/*']}"), "spec.egress[0].bind", "not a valid IP"),
         (ingress("{port: {protocol: HTTP}}"), "spec.ingress[0].port.number", "got 0"),
         (ingress("{port: {number: 80}, bind: 'unix:///x.sock'}"), "spec.ingress[0].bind", "not a valid IP"),
         ("{ingress: [{port: {number: 80}}, {port: {number: 80}}]}".into(), "spec.ingress[1].port.number", "must be unique"),
