@@ -492,3 +492,26 @@ fn l4_tcp_route_by_destination_subnets() {
     client.wait_stat_at_least(&cstat(&cluster, "upstream_cx_total"), 1);
     assert_all_acked(&rudder);
 }
+
+/// DestinationRule `proxyProtocol`: Envoy opens every upstream connection
+/// with a PROXY protocol header naming the client's connection, before the
+/// client's own bytes; the line echo answers that header first.
+#[test]
+fn l4_proxy_protocol_header_precedes_the_stream() {
+    let db = db();
+    let dr = format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: db, namespace: {NS}}}\nspec:\n  host: db\n  trafficPolicy: {{proxyProtocol: {{version: V1}}}}\n"
+    );
+    let mesh = Mesh::start(&[("db.yaml", db.yaml()), ("dr.yaml", dr)]);
+    let reply = tcp_line((Ipv4Addr::LOCALHOST, db.port).into(), "ping")
+        .unwrap_or_else(|e| panic!("connecting to db: {e}{}", mesh.listener_ctx(db.port)));
+    // "db-vN: PROXY TCP4 <client ip> <dialled ip> <client port> <dialled port>"
+    let header = reply.split_once(": ").map(|(_, h)| h).unwrap_or_default();
+    assert!(
+        header.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 ")
+            && header.ends_with(&format!(" {}", db.port)),
+        "the backend's first line is the PROXY v1 header, got {reply:?}{}",
+        mesh.listener_ctx(db.port)
+    );
+    mesh.assert_no_nack();
+}

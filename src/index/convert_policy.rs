@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::api::networking::destination_rule::{
     ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, H2UpgradePolicy,
-    LoadBalancerSettings, OutlierDetection as ApiOutlier, SimpleLb, TrafficPolicy as ApiPolicy,
+    LoadBalancerSettings, OutlierDetection as ApiOutlier, ProxyProtocolVersion, SimpleLb,
+    TrafficPolicy as ApiPolicy,
 };
 use crate::api::networking::sidecar::OutboundMode;
 use crate::api::networking::{DestinationRule as ApiRule, Sidecar as ApiSidecar};
@@ -53,6 +54,9 @@ fn policy(p: &ApiPolicy) -> TrafficPolicy {
                     outlier_detection: pl.outlier_detection.as_ref().map(outlier),
                     tls: pl.tls.as_ref().map(tls),
                     locality_lb: pl.load_balancer.as_ref().map(locality_lb),
+                    warmup: pl.load_balancer.as_ref().and_then(warmup),
+                    retry_budget: None,
+                    proxy_protocol: None,
                     port_level: BTreeMap::new(),
                 },
             ))
@@ -64,8 +68,35 @@ fn policy(p: &ApiPolicy) -> TrafficPolicy {
         outlier_detection: p.outlier_detection.as_ref().map(outlier),
         tls: p.tls.as_ref().map(tls),
         locality_lb: p.load_balancer.as_ref().map(locality_lb),
+        warmup: p.load_balancer.as_ref().and_then(warmup),
+        retry_budget: p.retry_budget.as_ref().map(|b| RetryBudget {
+            percent: b.percent.map(Float::new),
+            min_retry_concurrency: b.min_retry_concurrency,
+            interval: duration("retryBudget.budgetInterval", &b.budget_interval),
+        }),
+        proxy_protocol: p.proxy_protocol.as_ref().map(|pp| match pp.version {
+            Some(ProxyProtocolVersion::V2) => 2,
+            // V1 is the default.
+            _ => 1,
+        }),
         port_level,
     }
+}
+
+/// `warmup`, else the deprecated `warmupDurationSecs` (validated durations).
+fn warmup(lb: &LoadBalancerSettings) -> Option<Warmup> {
+    if let Some(w) = &lb.warmup {
+        return Some(Warmup {
+            window: duration("warmup.duration", &Some(w.duration.clone()))?,
+            min_percent: w.minimum_percent.map(Float::new),
+            aggression: w.aggression.map(Float::new),
+        });
+    }
+    Some(Warmup {
+        window: duration("warmupDurationSecs", &lb.warmup_duration_secs)?,
+        min_percent: None,
+        aggression: None,
+    })
 }
 
 /// Istio replaces `loadBalancer` as a whole, so one without

@@ -538,6 +538,35 @@ impl Store {
         }
     }
 
+    /// Accepted fields Rudder does not apply, one warning each, so a user
+    /// is told rather than left guessing.
+    fn unsupported(&self) -> Vec<String> {
+        let rules = self.objects.values().filter_map(|s| match s.object.as_ref() {
+            Object::DestinationRule(dr) => Some(dr),
+            _ => None,
+        });
+        rules
+            .flat_map(|dr| {
+                let name = format!(
+                    "DestinationRule {}/{}",
+                    dr.metadata.namespace.as_deref().unwrap_or_default(),
+                    dr.metadata.name.as_deref().unwrap_or_default()
+                );
+                let spec = &dr.spec;
+                let top = spec.traffic_policy.iter().map(|p| ("spec.trafficPolicy".to_string(), p));
+                let subsets = spec.subsets.iter().enumerate().filter_map(|(i, s)| {
+                    Some((format!("spec.subsets[{i}].trafficPolicy"), s.traffic_policy.as_ref()?))
+                });
+                top.chain(subsets)
+                    .filter(|(_, p)| p.tunnel.is_some())
+                    .map(move |(at, _)| {
+                        format!("{name}: {at}.tunnel is not supported yet and is ignored")
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     pub fn status(&self) -> ConfigStatus {
         ConfigStatus {
             accepted: self
@@ -547,7 +576,7 @@ impl Store {
                 .collect(),
             rejected: self.rejected.values().flatten().cloned().collect(),
             ignored: self.ignored.values().flatten().cloned().collect(),
-            warnings: super::conflicts::find(&self.services),
+            warnings: [super::conflicts::find(&self.services), self.unsupported()].concat(),
         }
     }
 }

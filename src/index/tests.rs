@@ -457,3 +457,17 @@ async fn endpoint_churn_is_published_once_per_debounce_period() {
     );
     assert_eq!(last.version - first, at.len() as u64);
 }
+
+/// `tunnel` is validated but not applied: a warning names the rule and
+/// field rather than leaving the user guessing.
+#[test]
+fn an_unapplied_tunnel_is_reported() {
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: shop}\nspec:\n  host: web\n  subsets:\n  - name: v1\n    labels: {version: v1}\n    trafficPolicy: {tunnel: {targetHost: proxy.example, targetPort: 3128}}\n";
+    let mut store = Store::default();
+    store.replace("a.yaml", parse_text(dr));
+    let warnings = store.status().warnings;
+    assert_eq!(
+        warnings,
+        ["DestinationRule shop/web: spec.subsets[0].trafficPolicy.tunnel is not supported yet and is ignored"]
+    );
+}

@@ -326,7 +326,48 @@ pub struct TrafficPolicy {
     pub tls: Option<ClientTls>,
     /// None when this layer sets no `loadBalancer` (the lower layer's holds).
     pub locality_lb: Option<super::LocalityLb>,
+    /// `loadBalancer.warmup` (or `warmupDurationSecs`) of the layer that
+    /// sets `loadBalancer`: it goes with it, replaced as a whole.
+    pub warmup: Option<Warmup>,
+    /// `retryBudget` (rule and subset level only).
+    pub retry_budget: Option<RetryBudget>,
+    /// `proxyProtocol` version, 1 or 2 (rule and subset level only).
+    pub proxy_protocol: Option<u8>,
     pub port_level: BTreeMap<u16, TrafficPolicy>,
+}
+
+/// A float kept by its bits, so policies stay `Eq` and `Hash` (they key
+/// the proxy-shape cache); validation has ruled out NaN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Float(u64);
+
+impl Float {
+    pub fn new(v: f64) -> Float {
+        Float(v.to_bits())
+    }
+
+    pub fn get(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
+/// Slow start: new endpoints' share ramps up over `window`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Warmup {
+    pub window: Duration,
+    /// Percent of its full weight a new endpoint starts at.
+    pub min_percent: Option<Float>,
+    /// How fast the share ramps up; 1 is linear.
+    pub aggression: Option<Float>,
+}
+
+/// Concurrent retries limited to a share of active requests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RetryBudget {
+    pub percent: Option<Float>,
+    pub min_retry_concurrency: Option<u32>,
+    /// Requests started this long ago still count toward the budget.
+    pub interval: Option<Duration>,
 }
 
 impl TrafficPolicy {
@@ -354,6 +395,14 @@ impl TrafficPolicy {
                 .or_else(|| self.outlier_detection.clone()),
             tls: p.tls.clone().or_else(|| self.tls.clone()),
             locality_lb: p.locality_lb.clone().or_else(|| self.locality_lb.clone()),
+            // A port's `loadBalancer` replaces the rule's, warmup included.
+            warmup: if p.locality_lb.is_some() {
+                p.warmup.clone()
+            } else {
+                self.warmup.clone()
+            },
+            retry_budget: self.retry_budget.clone(),
+            proxy_protocol: self.proxy_protocol,
             port_level: BTreeMap::new(),
         }
     }
@@ -380,6 +429,16 @@ impl TrafficPolicy {
                 .locality_lb
                 .clone()
                 .or_else(|| self.locality_lb.clone()),
+            warmup: if over.locality_lb.is_some() {
+                over.warmup.clone()
+            } else {
+                self.warmup.clone()
+            },
+            retry_budget: over
+                .retry_budget
+                .clone()
+                .or_else(|| self.retry_budget.clone()),
+            proxy_protocol: over.proxy_protocol.or(self.proxy_protocol),
             port_level,
         }
     }

@@ -62,14 +62,19 @@ pub fn auto_socket_matches(mtls: TransportSocket) -> Vec<TransportSocketMatch> {
         TransportSocketMatch {
             name: "tlsMode-disabled".to_string(),
             r#match: Some(Struct::default()),
-            transport_socket: Some(TransportSocket {
-                name: "envoy.transport_sockets.raw_buffer".to_string(),
-                config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(
-                    RawBuffer::default(),
-                ))),
-            }),
+            transport_socket: Some(raw_buffer()),
         },
     ]
+}
+
+/// Plaintext: Envoy's default socket, named where one must be.
+pub fn raw_buffer() -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.raw_buffer".to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(
+            RawBuffer::default(),
+        ))),
+    }
 }
 
 /// The metadata that selects the `tlsMode-istio` socket for an endpoint.

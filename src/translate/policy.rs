@@ -2,10 +2,13 @@
 //! how its traffic policy shapes an Envoy cluster (load balancing, connection
 //! pool limits, outlier detection, TLS) and a route (consistent hashing).
 
+use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::thresholds;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, CommonLbConfig, DiscoveryType, LbConfig, LbPolicy, MaglevLbConfig,
-    RingHashLbConfig,
+    ClusterDiscoveryType, CommonLbConfig, DiscoveryType, LbConfig, LbPolicy,
+    LeastRequestLbConfig, MaglevLbConfig, RingHashLbConfig, RoundRobinLbConfig, SlowStartConfig,
 };
+use envoy_types::pb::envoy::config::core::v3::{proxy_protocol_config, ProxyProtocolConfig, RuntimeDouble};
+use envoy_types::pb::envoy::extensions::transport_sockets::proxy_protocol::v3::ProxyProtocolUpstreamTransport;
 use envoy_types::pb::envoy::config::cluster::v3::UpstreamConnectionOptions;
 use envoy_types::pb::envoy::config::cluster::v3::{
     circuit_breakers::Thresholds, CircuitBreakers, Cluster, OutlierDetection,
@@ -26,7 +29,7 @@ use envoy_types::util::pack_any;
 use super::{duration, ProxyShape};
 use crate::model::routing::{
     host_matches, ClientTls, ConnectionPool, DestinationRule, HashKey, LbSimple, LoadBalancer,
-    TlsMode, TrafficPolicy,
+    RetryBudget, TlsMode, TrafficPolicy, Warmup,
 };
 use crate::model::Snapshot;
 
@@ -110,8 +113,14 @@ pub fn apply(
     if let Some(lb) = &policy.load_balancer {
         apply_lb(cluster, lb);
     }
+    if let Some(w) = &policy.warmup {
+        apply_warmup(cluster, w);
+    }
     if let Some(pool) = &policy.connection_pool {
         apply_pool(cluster, pool, http_options);
+    }
+    if let Some(budget) = &policy.retry_budget {
+        apply_retry_budget(cluster, budget);
     }
     if let Some(o) = &policy.outlier_detection {
         let enforce = |n: Option<u32>| {
@@ -181,6 +190,80 @@ fn apply_lb(cluster: &mut Cluster, lb: &LoadBalancer) {
             cluster.lb_config = Some(LbConfig::MaglevLbConfig(MaglevLbConfig {
                 table_size: table_size.map(|value| UInt64Value { value }),
             }));
+        }
+    }
+}
+
+/// Istio's slow start: only round robin and least request (the default)
+/// balancers have one; with the others warmup does nothing, as in Istio.
+fn apply_warmup(cluster: &mut Cluster, w: &Warmup) {
+    let slow_start = SlowStartConfig {
+        slow_start_window: Some(duration(w.window)),
+        aggression: w.aggression.map(|a| RuntimeDouble {
+            default_value: a.get(),
+            // Envoy requires a key; nothing sets it, so the default holds.
+            runtime_key: "upstream.slow_start.aggression".to_string(),
+        }),
+        min_weight_percent: w.min_percent.map(|p| Percent { value: p.get() }),
+    };
+    if cluster.lb_policy == LbPolicy::RoundRobin as i32 {
+        cluster.lb_config = Some(LbConfig::RoundRobinLbConfig(RoundRobinLbConfig {
+            slow_start_config: Some(slow_start),
+        }));
+    } else if cluster.lb_policy == LbPolicy::LeastRequest as i32 {
+        cluster.lb_config = Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+            slow_start_config: Some(slow_start),
+            ..Default::default()
+        }));
+    }
+}
+
+/// A retry budget replaces the fixed `max_retries` limit in Envoy.
+fn apply_retry_budget(cluster: &mut Cluster, b: &RetryBudget) {
+    let breakers = cluster
+        .circuit_breakers
+        .get_or_insert_with(CircuitBreakers::default);
+    if breakers.thresholds.is_empty() {
+        breakers.thresholds.push(Thresholds::default());
+    }
+    breakers.thresholds[0].retry_budget = Some(thresholds::RetryBudget {
+        budget_percent: b.percent.map(|p| Percent { value: p.get() }),
+        min_retry_concurrency: b.min_retry_concurrency.map(|value| UInt32Value { value }),
+        budget_interval: b.interval.map(duration),
+    });
+}
+
+/// `proxyProtocol`: a PROXY protocol header first on every upstream
+/// connection, inside whatever socket the cluster already uses (plaintext,
+/// TLS, or each auto mTLS choice), as Istio wraps them.
+pub fn wrap_proxy_protocol(cluster: &mut Cluster, version: u8) {
+    let wrap = |inner: TransportSocket| {
+        let version = if version == 2 {
+            proxy_protocol_config::Version::V2
+        } else {
+            proxy_protocol_config::Version::V1
+        };
+        TransportSocket {
+            name: "envoy.transport_sockets.upstream_proxy_protocol".to_string(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(
+                ProxyProtocolUpstreamTransport {
+                    config: Some(ProxyProtocolConfig {
+                        version: version as i32,
+                        ..Default::default()
+                    }),
+                    transport_socket: Some(inner),
+                    ..Default::default()
+                },
+            ))),
+        }
+    };
+    if cluster.transport_socket_matches.is_empty() {
+        let inner = cluster.transport_socket.take().unwrap_or_else(super::mtls::raw_buffer);
+        cluster.transport_socket = Some(wrap(inner));
+    } else {
+        for m in &mut cluster.transport_socket_matches {
+            let inner = m.transport_socket.take().unwrap_or_else(super::mtls::raw_buffer);
+            m.transport_socket = Some(wrap(inner));
         }
     }
 }

@@ -131,6 +131,9 @@ fn outbound(
     policy::apply(&mut cluster, policy, &mut http);
     locality_lb(&mut cluster, policy, shape, snapshot);
     mesh_tls(&mut cluster, svc, port, subset, policy, shape, snapshot);
+    if let Some(version) = policy.proxy_protocol {
+        policy::wrap_proxy_protocol(&mut cluster, version);
+    }
     let pool = policy.connection_pool.as_ref();
     let upgrade = pool.and_then(|p| p.h2_upgrade) == Some(true) && port.protocol.is_http();
     finish_http_options(&mut cluster, http, port.protocol, upgrade, pool);
