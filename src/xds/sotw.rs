@@ -16,6 +16,10 @@ use super::wire::{SotwRequest, SotwResponse};
 
 type Tx = stream::Tx<SotwResponse>;
 
+/// A response carrying a whole map of at least this many resources shares
+/// the map's framed encoding (`ConfigCache::framed`).
+const FRAME_FROM: usize = 8;
+
 /// One resource type's subscription on one stream.
 #[derive(Default)]
 pub struct Subscription {
@@ -416,9 +420,20 @@ async fn send(
     sub.answered = true;
     sub.awaiting = true;
     let version = s.snapshot.version.to_string();
+    // All of the map, in its order (a full state of the world, or a first
+    // answer to a subscription naming everything): encoded once for all.
+    let framed = (to_send.len() >= FRAME_FROM
+        && to_send.len() == all.len()
+        && to_send.iter().zip(all.values()).all(|(a, b)| Arc::ptr_eq(a, b)))
+    .then(|| s.ctx.cache.framed(all));
+    let resources = match framed {
+        Some(_) => Vec::new(),
+        None => to_send.iter().map(|r| r.sotw.clone()).collect(),
+    };
     let response = SotwResponse {
         version_info: version.clone(),
-        resources: to_send.iter().map(|r| r.sotw.clone()).collect(),
+        framed,
+        resources,
         type_url: t.url().to_string(),
         nonce: sub.nonce.clone(),
     };
