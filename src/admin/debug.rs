@@ -136,7 +136,7 @@ pub async fn config_dump(State(s): State<AdminState>, Query(q): Query<DumpQuery>
                     // Never over HTTP: /debug/certz has the certificate's dates.
                     return json!({"name": &*r.name, "version": r.version, "resource": "[redacted]"});
                 }
-                let body = any_to_json(&r.body).unwrap_or_else(|e| json!({"error": e.to_string()}));
+                let body = any_to_json(&r.body()).unwrap_or_else(|e| json!({"error": e.to_string()}));
                 json!({"name": &*r.name, "version": r.version, "resource": body})
             })
             .collect();

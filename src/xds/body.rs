@@ -23,12 +23,10 @@ use super::requests::Requests;
 use super::server::XdsContext;
 use super::session::Caller;
 use super::stream::{self, Protocol};
-use super::wire::{put_resource, put_resource_key, Pieces};
+use super::wire::{put_resource, put_resource_key, Pieces, SHARED_FROM};
 
 /// Copied parts of a response are sent in chunks of about this size.
 const CHUNK: usize = 16 << 10;
-/// Resources at least this large are sent as their shared bytes, not copied.
-const SHARED_FROM: usize = 4 << 10;
 /// gRPC's message prefix: a compression flag and a big-endian length.
 const PREFIX: usize = 5;
 
@@ -112,8 +110,15 @@ impl<R: prost::Message + Pieces> ResponseBody<R> {
     /// large resource (left in `shared`).
     fn fill(&mut self, chunk: &mut BytesMut) {
         let Some(w) = &mut self.writing else { return };
-        let resources = w.response.resources();
-        while let Some(r) = resources.get(w.next) {
+        let framed = w.response.framed();
+        if let Some(piece) = framed.get(w.next) {
+            // Already encoded and shared: the next frame as it is.
+            self.shared = Some(piece.clone());
+            w.next += 1;
+            return;
+        }
+        let skip = framed.len();
+        while let Some(r) = w.response.resources().get(w.next - skip) {
             if r.len() >= SHARED_FROM {
                 // Key and length here, the shared bytes as the next frame.
                 put_resource_key(r.len(), chunk);
@@ -129,6 +134,15 @@ impl<R: prost::Message + Pieces> ResponseBody<R> {
         }
         w.response.tail(chunk);
         self.writing = None;
+    }
+
+    /// What comes next of the response being written is copied into a
+    /// chunk: a small resource, not a shared piece or only the tail.
+    fn copies_next(&self) -> bool {
+        self.writing.as_ref().is_some_and(|w| {
+            let framed = w.response.framed().len();
+            w.next >= framed && w.next < framed + w.response.resources().len()
+        })
     }
 
     fn end(&mut self, status: Status) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
@@ -171,10 +185,15 @@ impl<R: prost::Message + Pieces + Unpin> Body for ResponseBody<R> {
                 Some(Err(status)) => return this.end(status),
                 None => return this.end(Status::ok("")),
             }
-        } else {
+        } else if this.copies_next() {
             chunk.reserve(CHUNK);
         }
         this.fill(&mut chunk);
+        if chunk.is_empty() {
+            if let Some(shared) = this.shared.take() {
+                return Poll::Ready(Some(Ok(Frame::data(shared))));
+            }
+        }
         Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))))
     }
 
@@ -192,6 +211,7 @@ mod tests {
     fn response(sizes: &[usize], nonce: &str) -> SotwResponse {
         SotwResponse {
             version_info: "3".into(),
+            framed: None,
             resources: sizes
                 .iter()
                 .enumerate()
@@ -256,6 +276,27 @@ mod tests {
             );
         }
         assert!(data.iter().any(|d| d.as_ptr() == a.resources[50].as_ptr()));
+    }
+
+    #[tokio::test]
+    async fn framed_resources_go_out_as_their_shared_pieces() {
+        let mut sizes = vec![300; 100];
+        sizes.insert(20, 50_000);
+        let listed = response(&sizes, "1");
+        let framed = SotwResponse {
+            framed: Some(crate::xds::wire::frame(listed.resources.iter())),
+            resources: vec![],
+            ..listed.clone()
+        };
+        let after = response(&[10, 20], "2");
+        let (data, _) = frames(vec![Ok(framed.clone()), Ok(after.clone())]).await;
+        let wire: Vec<u8> = data.iter().flat_map(|d| d.iter().copied()).collect();
+        assert_eq!(wire, [grpc_message(&listed), grpc_message(&after)].concat());
+        // Every piece is sent as it is: nothing of them copied, no empty frame.
+        for piece in framed.framed.as_deref().unwrap() {
+            assert!(data.iter().any(|d| d.as_ptr() == piece.as_ptr()));
+        }
+        assert!(data.iter().all(|d| !d.is_empty()));
     }
 
     #[tokio::test]

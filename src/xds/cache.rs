@@ -3,12 +3,13 @@
 //! lock; concurrent streams of one shape wait for a single translation.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
 use super::resources::{to_map, Name, ResourceMap, TypeUrl};
+use super::wire::{frame, Framed};
 use crate::model::{ServiceKey, Snapshot};
 use crate::translate::{self, ProxyShape};
 
@@ -63,6 +64,8 @@ struct State {
 
 pub struct ConfigCache {
     state: Mutex<State>,
+    /// Maps sent whole, their resources framed once (`framed`), by address.
+    framed: Mutex<HashMap<usize, (Weak<ResourceMap>, Framed)>>,
 }
 
 impl Default for ConfigCache {
@@ -76,11 +79,34 @@ impl Default for ConfigCache {
                 endpoints_delta: None,
                 reusable: HashMap::new(),
             }),
+            framed: Mutex::default(),
         }
     }
 }
 
 impl ConfigCache {
+    /// Every resource of `all`, in order, encoded as a response's field 2,
+    /// once per map however many streams are sent all of it: their responses
+    /// then share these bytes instead of each copying ~1,300 small clusters
+    /// or load assignments into chunks of its own. Those copies, up to the
+    /// 400 KiB hyper lets each stream queue, were most of the memory a cold
+    /// connect of 1,000 proxies left behind in the allocator's arenas (see
+    /// docs/performance.md).
+    pub fn framed(&self, all: &Arc<ResourceMap>) -> Framed {
+        let key = Arc::as_ptr(all) as usize;
+        let mut table = self.framed.lock();
+        if let Some((map, framed)) = table.get(&key) {
+            // Alive at this address: the same map.
+            if map.strong_count() > 0 {
+                return framed.clone();
+            }
+        }
+        table.retain(|_, (map, _)| map.strong_count() > 0);
+        let framed = frame(all.values().map(|r| &r.sotw));
+        table.insert(key, (Arc::downgrade(all), framed.clone()));
+        framed
+    }
+
     /// The resources for `shape` at `snapshot`'s version, translating at most
     /// once per (version, shape) however many proxies ask.
     pub async fn get(&self, snapshot: &Arc<Snapshot>, shape: &ProxyShape) -> Arc<ProxyResources> {

@@ -2,9 +2,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use envoy_types::pb::envoy::service::discovery::v3::Resource as WireResource;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -75,17 +75,19 @@ pub type Name = Arc<str>;
 
 /// One generated resource, serialized once and shared by every stream that
 /// sends it. The version is a hash of the bytes, so equal content has equal
-/// versions across proxies, restarts and streams.
+/// versions across proxies, restarts and streams. Its bytes are held once:
+/// the SotW encoding is a slice of the Delta one.
 #[derive(Debug, PartialEq)]
 pub struct Resource {
     /// The same allocation as this resource's key in its `ResourceMap`.
     pub name: Name,
     pub version: String,
-    pub body: Any,
-    /// `body` encoded as a SotW response entry (an `Any`).
+    /// The resource encoded as a SotW response entry (an `Any`).
     pub sotw: Bytes,
-    /// `body` with name and version, encoded as a Delta `Resource`.
+    /// The same with name and version, encoded as a Delta `Resource`.
     pub delta: Bytes,
+    /// The length of the resource's own encoding (the `Any`'s value).
+    pub value_len: usize,
 }
 
 impl Resource {
@@ -93,19 +95,52 @@ impl Resource {
         let body = pack_any(message);
         let digest = Sha256::digest(&body.value);
         let version = hex::encode(&digest[..8]);
-        let delta = WireResource {
-            name: name.to_string(),
-            version: version.clone(),
-            resource: Some(body.clone()),
-            ..Default::default()
-        };
+        // A Delta `Resource` as prost writes it (fields in tag order):
+        // version = 1, resource = 2, name = 3; the `Any` is field 2's value.
+        let any_len = body.encoded_len();
+        let mut delta = bytes::BytesMut::with_capacity(
+            bytes_field_len(1, version.len())
+                + bytes_field_len(2, any_len)
+                + bytes_field_len(3, name.len()),
+        );
+        put_bytes_field(1, version.as_bytes(), &mut delta);
+        encode_key(2, WireType::LengthDelimited, &mut delta);
+        encode_varint(any_len as u64, &mut delta);
+        let start = delta.len();
+        body.encode_raw(&mut delta);
+        let end = delta.len();
+        put_bytes_field(3, name.as_bytes(), &mut delta);
+        let delta = delta.freeze();
         Arc::new(Resource {
-            sotw: body.encode_to_vec().into(),
-            delta: delta.encode_to_vec().into(),
+            value_len: body.value.len(),
+            sotw: delta.slice(start..end),
+            delta,
             name,
             version,
-            body,
         })
+    }
+
+    /// The resource as a `google.protobuf.Any` (debug output, tests).
+    pub fn body(&self) -> Any {
+        Any::decode(&self.sotw[..]).expect("encoded from an Any")
+    }
+
+}
+
+fn bytes_field_len(tag: u32, len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        key_len(tag) + encoded_len_varint(len as u64) + len
+    }
+}
+
+/// A string or bytes field; proto3 leaves empty ones out.
+fn put_bytes_field(tag: u32, value: &[u8], buf: &mut bytes::BytesMut) {
+    if !value.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(value.len() as u64, buf);
+        buf.extend_from_slice(value);
     }
 }
 
@@ -173,12 +208,34 @@ pub fn changed_names(old: &ResourceMap, new: &ResourceMap) -> Vec<Name> {
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use envoy_types::pb::envoy::service::discovery::v3::Resource as WireResource;
 
     fn cla(name: &str, zone_count: usize) -> ClusterLoadAssignment {
         ClusterLoadAssignment {
             cluster_name: name.to_string(),
             endpoints: vec![Default::default(); zone_count],
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_encoding_serves_sotw_and_delta_as_prost_writes_them() {
+        for name in ["a", "outbound|8080||svc-1.ns-1.svc.cluster.local"] {
+            let message = cla(name, 3);
+            let r = Resource::new(name.into(), message.clone());
+            let any = pack_any(message);
+            assert_eq!(r.sotw, any.encode_to_vec());
+            assert_eq!(r.body(), any);
+            assert_eq!(r.value_len, any.value.len());
+            let wire = WireResource {
+                name: name.to_string(),
+                version: r.version.clone(),
+                resource: Some(any),
+                ..Default::default()
+            };
+            assert_eq!(r.delta, wire.encode_to_vec());
+            // The SotW bytes are the Delta ones, not a copy.
+            assert!(r.delta.as_ptr_range().contains(&r.sotw.as_ptr()));
         }
     }
 

@@ -234,7 +234,7 @@ mod tests {
     }
 
     fn chain_of(map: &ResourceMap) -> Vec<u8> {
-        let secret = Secret::decode(map["default"].body.value.as_slice()).unwrap();
+        let secret = Secret::decode(map["default"].body().value.as_slice()).unwrap();
         match secret.r#type {
             Some(secret::Type::TlsCertificate(t)) => match t.certificate_chain.unwrap().specifier {
                 Some(

@@ -157,7 +157,7 @@ impl Session {
         pushed: Option<Instant>,
     ) {
         let label = TypeLabel { r#type: t.short() };
-        let bytes: usize = sent.iter().map(|r| r.body.value.len()).sum();
+        let bytes: usize = sent.iter().map(|r| r.value_len).sum();
         self.ctx.metrics.pushes.get_or_create(&label).inc();
         self.ctx
             .metrics

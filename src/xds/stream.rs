@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::requests::Requests;
-use super::resources::{Name, ResourceMap, TypeUrl};
+use super::resources::{changed_names, Name, ResourceMap, TypeUrl};
 use super::server::XdsContext;
 use super::session::{Caller, Session};
 
@@ -144,14 +144,11 @@ fn rewarm_endpoints<S: Held>(subs: &mut BTreeMap<TypeUrl, S>, before: &Arc<Resou
     if Arc::ptr_eq(before, &after) {
         return false;
     }
-    let changed: Vec<Name> = after
-        .iter()
-        .filter(|(name, r)| {
-            before
-                .get(*name)
-                .is_some_and(|old| old.version != r.version)
-        })
-        .map(|(name, _)| Arc::clone(name))
+    // Walking both maps side by side, not a lookup per cluster: on a
+    // service edit every proxy comes here with ~1,300 clusters.
+    let changed: Vec<Name> = changed_names(before, &after)
+        .into_iter()
+        .filter(|name| before.contains_key(name) && after.contains_key(name))
         .collect();
     match subs.get_mut(&TypeUrl::Endpoint) {
         Some(eds) if !changed.is_empty() => {

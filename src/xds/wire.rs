@@ -11,10 +11,18 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 
+/// Resources at least this large are written as their shared bytes, never
+/// copied into a stream's chunks (`body.rs`) or into a framed run.
+pub const SHARED_FROM: usize = 4 << 10;
+
 /// `DiscoveryResponse` (SotW): version_info = 1, resources = 2, type_url = 4, nonce = 5.
 #[derive(Debug, Default, Clone)]
 pub struct SotwResponse {
     pub version_info: String,
+    /// Resources already encoded as field 2 (`framed`), written before
+    /// `resources`: a whole map, encoded once and shared by every stream
+    /// that is sent all of it.
+    pub framed: Option<Framed>,
     /// Each an encoded `google.protobuf.Any`.
     pub resources: Vec<Bytes>,
     pub type_url: String,
@@ -58,13 +66,52 @@ fn string_len(tag: u32, value: &str) -> usize {
     }
 }
 
-/// A response's encoding in three parts, so that it can be written in
-/// pieces (`body.rs`) as well as whole: the fields before the resources,
-/// the resources (field 2, each shared), and the fields after them.
+/// A response's encoding in parts, so that it can be written in pieces
+/// (`body.rs`) as well as whole: the fields before the resources, resources
+/// already framed as field 2 (written as they are), the resources (field 2,
+/// each shared), and the fields after them.
 pub trait Pieces {
     fn head(&self, buf: &mut impl BufMut);
+    fn framed(&self) -> &[Bytes] {
+        &[]
+    }
     fn resources(&self) -> &[Bytes];
     fn tail(&self, buf: &mut impl BufMut);
+}
+
+/// Resources encoded as consecutive field-2 entries of a response, in
+/// pieces: runs of small resources copied together once, and each large one
+/// (`SHARED_FROM`) as its own shared bytes after a piece ending with its key.
+/// Concatenated, the pieces are exactly what `put_resource` writes for each.
+pub type Framed = std::sync::Arc<[Bytes]>;
+
+pub fn frame<'a>(resources: impl Iterator<Item = &'a Bytes> + Clone) -> Framed {
+    let small: usize = resources
+        .clone()
+        .map(|r| {
+            let key = key_len(2) + encoded_len_varint(r.len() as u64);
+            if r.len() >= SHARED_FROM {
+                key
+            } else {
+                key + r.len()
+            }
+        })
+        .sum();
+    let mut buf = bytes::BytesMut::with_capacity(small);
+    let mut out = Vec::new();
+    for r in resources {
+        if r.len() >= SHARED_FROM {
+            put_resource_key(r.len(), &mut buf);
+            out.push(buf.split().freeze());
+            out.push(r.clone());
+        } else {
+            put_resource(r, &mut buf);
+        }
+    }
+    if !buf.is_empty() {
+        out.push(buf.freeze());
+    }
+    out.into()
 }
 
 /// The key and length of one resource (field 2); its bytes follow.
@@ -85,6 +132,9 @@ macro_rules! encode_only {
         impl prost::Message for $t {
             fn encode_raw(&self, buf: &mut impl BufMut) {
                 self.head(buf);
+                for piece in self.framed() {
+                    buf.put_slice(piece);
+                }
                 for r in self.resources() {
                     put_resource(r, buf);
                 }
@@ -115,6 +165,9 @@ impl Pieces for SotwResponse {
     fn head(&self, buf: &mut impl BufMut) {
         put_string(1, &self.version_info, buf);
     }
+    fn framed(&self) -> &[Bytes] {
+        self.framed.as_deref().unwrap_or_default()
+    }
     fn resources(&self) -> &[Bytes] {
         &self.resources
     }
@@ -142,6 +195,7 @@ impl Pieces for DeltaResponse {
 
 encode_only!(SotwResponse, |s| {
     string_len(1, &s.version_info)
+        + s.framed().iter().map(|p| p.len()).sum::<usize>()
         + s.resources.iter().map(|r| bytes_len(2, r)).sum::<usize>()
         + string_len(4, &s.type_url)
         + string_len(5, &s.nonce)
@@ -273,6 +327,7 @@ mod tests {
     fn sotw_encodes_exactly_like_prost() {
         let ours = SotwResponse {
             version_info: "7".into(),
+            framed: None,
             resources: vec![any(1).encode_to_vec().into(), any(2).encode_to_vec().into()],
             type_url: "t".into(),
             nonce: "9".into(),
@@ -286,6 +341,34 @@ mod tests {
         };
         assert_eq!(ours.encode_to_vec(), theirs.encode_to_vec());
         assert_eq!(ours.encoded_len(), theirs.encoded_len());
+    }
+
+    #[test]
+    fn framed_resources_encode_like_the_same_resources_listed() {
+        // Small ones run together; large ones stay their shared bytes.
+        let items: Vec<Bytes> = [10, 5000, 3, 4096, 4095, 70_000, 1]
+            .iter()
+            .map(|n| Bytes::from(vec![7u8; *n]))
+            .collect();
+        let listed = SotwResponse {
+            version_info: "3".into(),
+            resources: items.clone(),
+            type_url: "t".into(),
+            nonce: "1".into(),
+            ..Default::default()
+        };
+        let framed = SotwResponse {
+            framed: Some(frame(items.iter())),
+            resources: vec![],
+            ..listed.clone()
+        };
+        assert_eq!(framed.encode_to_vec(), listed.encode_to_vec());
+        assert_eq!(framed.encoded_len(), listed.encoded_len());
+        let pieces = framed.framed.as_deref().unwrap();
+        for big in [&items[1], &items[3], &items[5]] {
+            assert!(pieces.iter().any(|p| p.as_ptr() == big.as_ptr()));
+        }
+        assert!(frame([].iter()).is_empty());
     }
 
     #[test]
