@@ -282,14 +282,16 @@ fn node_topology_labels_give_endpoints_their_locality() {
             .map(str::to_string)
     };
     let wait_for = |want: &str| {
-        poll(SETTLE, || (locality().as_deref() == Some(want)).then_some(()))
-            .unwrap_or_else(|| {
-                panic!(
-                    "endpoint locality never {want}: {:?}{}",
-                    locality(),
-                    rudder.log_tail(30)
-                )
-            })
+        poll(SETTLE, || {
+            (locality().as_deref() == Some(want)).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "endpoint locality never {want}: {:?}{}",
+                locality(),
+                rudder.log_tail(30)
+            )
+        })
     };
     wait_for("region1/zone-a/rack7");
     kube.apply("/api/v1/nodes", &node("zone-b"));

@@ -192,7 +192,10 @@ fn failover_priority_prefers_matching_labels_then_fails_over() {
         Some("{outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}, loadBalancer: {localityLbSetting: {failoverPriority: [tier]}}}"),
         ClientLocality::Node,
     );
-    z.assert_all_to("web-b", "the backend sharing the client's tier is priority 0");
+    z.assert_all_to(
+        "web-b",
+        "the backend sharing the client's tier is priority 0",
+    );
     z.eject_the_one_answering();
     z.assert_all_to("web-a", "with web-b ejected, traffic fails over to web-a");
 }

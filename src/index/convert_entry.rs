@@ -173,7 +173,12 @@ fn static_endpoints(
         }
     }
     endpoints.sort_by(|a, b| {
-        (a.address, &a.ports, &a.locality, &a.labels).cmp(&(b.address, &b.ports, &b.locality, &b.labels))
+        (a.address, &a.ports, &a.locality, &a.labels).cmp(&(
+            b.address,
+            &b.ports,
+            &b.locality,
+            &b.labels,
+        ))
     });
     endpoints.dedup();
     model::ServiceEndpoints { endpoints }

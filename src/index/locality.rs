@@ -43,11 +43,19 @@ pub fn failover_known<'a>(
         let keys = failover_priority::keys(list);
         let mut known = BTreeSet::from([failover_priority::values(&keys, &empty, None)]);
         for w in workloads.values() {
-            known.insert(failover_priority::values(&keys, &w.labels, w.locality.as_ref()));
+            known.insert(failover_priority::values(
+                &keys,
+                &w.labels,
+                w.locality.as_ref(),
+            ));
         }
         for ep in entry_endpoints.clone() {
             let labels = ep.labels.as_deref().unwrap_or(&empty);
-            known.insert(failover_priority::values(&keys, labels, ep.locality.as_ref()));
+            known.insert(failover_priority::values(
+                &keys,
+                labels,
+                ep.locality.as_ref(),
+            ));
         }
         out.insert(keys, known);
     }

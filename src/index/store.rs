@@ -212,11 +212,11 @@ impl Store {
                 };
                 let nodes = &self.nodes;
                 let new = match object.as_deref() {
-                    Some(Object::Pod(pod)) => Some(Arc::new(convert::workload(
-                        pod,
-                        wkey.clone(),
-                        |n| nodes.get(n).cloned(),
-                    ))),
+                    Some(Object::Pod(pod)) => {
+                        Some(Arc::new(convert::workload(pod, wkey.clone(), |n| {
+                            nodes.get(n).cloned()
+                        })))
+                    }
                     _ => None,
                 };
                 if update(&mut self.workloads, wkey, new) {
@@ -541,10 +541,13 @@ impl Store {
     /// Accepted fields Rudder does not apply, one warning each, so a user
     /// is told rather than left guessing.
     fn unsupported(&self) -> Vec<String> {
-        let rules = self.objects.values().filter_map(|s| match s.object.as_ref() {
-            Object::DestinationRule(dr) => Some(dr),
-            _ => None,
-        });
+        let rules = self
+            .objects
+            .values()
+            .filter_map(|s| match s.object.as_ref() {
+                Object::DestinationRule(dr) => Some(dr),
+                _ => None,
+            });
         rules
             .flat_map(|dr| {
                 let name = format!(
@@ -553,9 +556,15 @@ impl Store {
                     dr.metadata.name.as_deref().unwrap_or_default()
                 );
                 let spec = &dr.spec;
-                let top = spec.traffic_policy.iter().map(|p| ("spec.trafficPolicy".to_string(), p));
+                let top = spec
+                    .traffic_policy
+                    .iter()
+                    .map(|p| ("spec.trafficPolicy".to_string(), p));
                 let subsets = spec.subsets.iter().enumerate().filter_map(|(i, s)| {
-                    Some((format!("spec.subsets[{i}].trafficPolicy"), s.traffic_policy.as_ref()?))
+                    Some((
+                        format!("spec.subsets[{i}].trafficPolicy"),
+                        s.traffic_policy.as_ref()?,
+                    ))
                 });
                 top.chain(subsets)
                     .filter(|(_, p)| p.tunnel.is_some())

@@ -264,7 +264,9 @@ fn known_localities_come_from_pods_and_workload_entries() {
 /// as they come and go, and as the Service's selector changes.
 #[test]
 fn services_select_workload_entries_as_they_change() {
-    let svc = |app: &str| format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop}}\nspec:\n  selector: {{app: {app}}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n");
+    let svc = |app: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop}}\nspec:\n  selector: {{app: {app}}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n")
+    };
     let we = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm-1, namespace: shop}\nspec: {address: 10.1.0.5, labels: {app: web}}\n";
     let key = ServiceKey::new("shop", "web");
     let addresses = |store: &Store| -> Vec<String> {
@@ -284,10 +286,17 @@ fn services_select_workload_entries_as_they_change() {
     assert!(store.pending.endpoints.contains(&key));
     let port = store.services[&key].ports[0].clone();
     let ep = &store.endpoints[&key].endpoints[0];
-    assert_eq!(crate::model::ServiceEndpoints::port_for(ep, &port), Some(8080), "the targetPort");
+    assert_eq!(
+        crate::model::ServiceEndpoints::port_for(ep, &port),
+        Some(8080),
+        "the targetPort"
+    );
 
     store.replace("svc.yaml", parse_text(&svc("api")));
-    assert!(addresses(&store).is_empty(), "the selector no longer matches");
+    assert!(
+        addresses(&store).is_empty(),
+        "the selector no longer matches"
+    );
     store.replace("svc.yaml", parse_text(&svc("web")));
     store.replace("we.yaml", Vec::new());
     assert!(addresses(&store).is_empty(), "the entry is gone");
@@ -297,21 +306,42 @@ fn services_select_workload_entries_as_they_change() {
 /// whichever of the two arrives first, and follows the Node's labels.
 #[test]
 fn pods_take_their_nodes_locality() {
-    let pod = |name: &str, labels: &str| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{{labels}}}}}\nspec: {{nodeName: n1, containers: [{{name: a, image: a}}]}}\nstatus: {{podIP: 10.0.0.{}}}\n", name.len());
-    let node = |zone: &str| format!("apiVersion: v1\nkind: Node\nmetadata: {{name: n1, labels: {{topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: {zone}}}}}\n");
+    let pod = |name: &str, labels: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{{labels}}}}}\nspec: {{nodeName: n1, containers: [{{name: a, image: a}}]}}\nstatus: {{podIP: 10.0.0.{}}}\n", name.len())
+    };
+    let node = |zone: &str| {
+        format!("apiVersion: v1\nkind: Node\nmetadata: {{name: n1, labels: {{topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: {zone}}}}}\n")
+    };
     let locality = |store: &Store, name: &str| {
-        let key = crate::model::WorkloadKey { namespace: "shop".into(), name: name.into() };
-        store.workloads[&key].locality.as_ref().map(|l| l.to_string())
+        let key = crate::model::WorkloadKey {
+            namespace: "shop".into(),
+            name: name.into(),
+        };
+        store.workloads[&key]
+            .locality
+            .as_ref()
+            .map(|l| l.to_string())
     };
     let mut store = Store::default();
-    store.replace("pods.yaml", parse_text(&format!("{}---\n{}", pod("web", "app: web"), pod("own", "istio-locality: r9.z9"))));
+    store.replace(
+        "pods.yaml",
+        parse_text(&format!(
+            "{}---\n{}",
+            pod("web", "app: web"),
+            pod("own", "istio-locality: r9.z9")
+        )),
+    );
     assert_eq!(locality(&store, "web"), None, "no Node yet");
     assert_eq!(locality(&store, "own").as_deref(), Some("r9/z9/"));
 
     let _ = std::mem::take(&mut store.pending);
     store.replace("node.yaml", parse_text(&node("z1")));
     assert_eq!(locality(&store, "web").as_deref(), Some("r1/z1/"));
-    assert_eq!(locality(&store, "own").as_deref(), Some("r9/z9/"), "the Pod's label wins");
+    assert_eq!(
+        locality(&store, "own").as_deref(),
+        Some("r9/z9/"),
+        "the Pod's label wins"
+    );
     assert!(store.pending.workloads);
     store.refresh_localities();
     assert!(store.localities.iter().any(|l| l.to_string() == "r1/z1/"));
@@ -328,15 +358,26 @@ fn pods_take_their_nodes_locality() {
 #[test]
 fn failover_priority_values_of_entry_endpoints_count_as_workload_changes() {
     let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: shop}\nspec:\n  host: web.example.com\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 1}\n    loadBalancer: {localityLbSetting: {failoverPriority: [tier, topology.kubernetes.io/zone]}}\n";
-    let se = |tier: &str| format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: web, namespace: shop}}\nspec:\n  hosts: [web.example.com]\n  resolution: STATIC\n  ports: [{{number: 80, name: http}}]\n  endpoints: [{{address: 10.0.0.1, locality: r1/z1, labels: {{tier: {tier}}}}}]\n");
+    let se = |tier: &str| {
+        format!("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: web, namespace: shop}}\nspec:\n  hosts: [web.example.com]\n  resolution: STATIC\n  ports: [{{number: 80, name: http}}]\n  endpoints: [{{address: 10.0.0.1, locality: r1/z1, labels: {{tier: {tier}}}}}]\n")
+    };
     let mesh = crate::model::MeshConfig::default();
     let mut store = Store::default();
     store.replace("a.yaml", parse_text(&format!("{dr}{}", se("gold"))));
     store.refresh_failover_known(&mesh);
-    let keys = vec!["tier".to_string(), "topology.kubernetes.io/zone".to_string()];
+    let keys = vec![
+        "tier".to_string(),
+        "topology.kubernetes.io/zone".to_string(),
+    ];
     let known = store.failover_known.get(&keys).expect("the list is known");
-    assert!(known.contains(&vec!["gold".to_string(), "z1".to_string()]), "{known:?}");
-    assert!(known.contains(&vec![String::new(), String::new()]), "{known:?}");
+    assert!(
+        known.contains(&vec!["gold".to_string(), "z1".to_string()]),
+        "{known:?}"
+    );
+    assert!(
+        known.contains(&vec![String::new(), String::new()]),
+        "{known:?}"
+    );
     let _ = std::mem::take(&mut store.pending);
 
     store.replace("a.yaml", parse_text(&format!("{dr}{}", se("silver"))));

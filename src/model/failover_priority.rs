@@ -249,7 +249,12 @@ mod tests {
     #[test]
     fn distance_ranks_leading_labels_first() {
         let keys = strings(&["a", "b"]);
-        let known: BTreeSet<Vec<String>> = [strings(&["x", "y"]), strings(&["x", "z"]), strings(&["w", "y"])].into();
+        let known: BTreeSet<Vec<String>> = [
+            strings(&["x", "y"]),
+            strings(&["x", "z"]),
+            strings(&["w", "y"]),
+        ]
+        .into();
         let m = PriorityMatch::of(&keys, &labels(&[("a", "x"), ("b", "y")]), None, &known);
         assert_eq!(m.missed, None);
         let d = |v: &[&str]| m.distance(&strings(v));
@@ -264,7 +269,12 @@ mod tests {
     #[test]
     fn reduction_keeps_the_ranks_of_every_known_endpoint() {
         let keys = strings(&["a", "b"]);
-        let known: BTreeSet<Vec<String>> = [strings(&["x", "y"]), strings(&["x", "z"]), strings(&["w", "y"])].into();
+        let known: BTreeSet<Vec<String>> = [
+            strings(&["x", "y"]),
+            strings(&["x", "z"]),
+            strings(&["w", "y"]),
+        ]
+        .into();
         let full = PriorityMatch {
             matched: vec![("a".into(), "x".into()), ("b".into(), "q".into())],
             missed: None,

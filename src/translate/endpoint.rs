@@ -12,10 +12,10 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::locality::{self, Variant};
-use crate::model::failover_priority;
 use super::mtls::{mtls_endpoint_metadata, TLS_MODE_LABEL};
 use super::names;
 use super::socket_address;
+use crate::model::failover_priority;
 use crate::model::routing::{host_matches, Subset};
 use crate::model::security::{InboundMtls, MtlsMode};
 use crate::model::{
@@ -203,13 +203,14 @@ fn relative_to(
     variant: &Variant,
     groups: &Groups,
 ) -> Vec<LocalityLbEndpoints> {
-    let weighted = |l: &Locality, eps: &[(LbEndpoint, &MeshEndpoint)], priority: u32, weight: u32| {
-        LocalityLbEndpoints {
-            priority,
-            load_balancing_weight: Some(UInt32Value { value: weight }),
-            ..locality_endpoints(l, lb_endpoints(eps))
-        }
-    };
+    let weighted =
+        |l: &Locality, eps: &[(LbEndpoint, &MeshEndpoint)], priority: u32, weight: u32| {
+            LocalityLbEndpoints {
+                priority,
+                load_balancing_weight: Some(UInt32Value { value: weight }),
+                ..locality_endpoints(l, lb_endpoints(eps))
+            }
+        };
     let count = |eps: &[(LbEndpoint, &MeshEndpoint)]| eps.len() as u32;
     let localities = || groups.iter().map(|(l, _)| l).collect::<Vec<&Locality>>();
     match variant {

@@ -4,11 +4,9 @@
 
 use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::thresholds;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, CommonLbConfig, DiscoveryType, LbConfig, LbPolicy,
-    LeastRequestLbConfig, MaglevLbConfig, RingHashLbConfig, RoundRobinLbConfig, SlowStartConfig,
+    ClusterDiscoveryType, CommonLbConfig, DiscoveryType, LbConfig, LbPolicy, LeastRequestLbConfig,
+    MaglevLbConfig, RingHashLbConfig, RoundRobinLbConfig, SlowStartConfig,
 };
-use envoy_types::pb::envoy::config::core::v3::{proxy_protocol_config, ProxyProtocolConfig, RuntimeDouble};
-use envoy_types::pb::envoy::extensions::transport_sockets::proxy_protocol::v3::ProxyProtocolUpstreamTransport;
 use envoy_types::pb::envoy::config::cluster::v3::UpstreamConnectionOptions;
 use envoy_types::pb::envoy::config::cluster::v3::{
     circuit_breakers::Thresholds, CircuitBreakers, Cluster, OutlierDetection,
@@ -16,7 +14,11 @@ use envoy_types::pb::envoy::config::cluster::v3::{
 use envoy_types::pb::envoy::config::core::v3::{
     data_source, transport_socket, DataSource, TcpKeepalive, TransportSocket,
 };
+use envoy_types::pb::envoy::config::core::v3::{
+    proxy_protocol_config, ProxyProtocolConfig, RuntimeDouble,
+};
 use envoy_types::pb::envoy::config::route::v3::route_action::{hash_policy, HashPolicy};
+use envoy_types::pb::envoy::extensions::transport_sockets::proxy_protocol::v3::ProxyProtocolUpstreamTransport;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context, subject_alt_name_matcher::SanType, CertificateValidationContext,
     CommonTlsContext, SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
@@ -258,11 +260,17 @@ pub fn wrap_proxy_protocol(cluster: &mut Cluster, version: u8) {
         }
     };
     if cluster.transport_socket_matches.is_empty() {
-        let inner = cluster.transport_socket.take().unwrap_or_else(super::mtls::raw_buffer);
+        let inner = cluster
+            .transport_socket
+            .take()
+            .unwrap_or_else(super::mtls::raw_buffer);
         cluster.transport_socket = Some(wrap(inner));
     } else {
         for m in &mut cluster.transport_socket_matches {
-            let inner = m.transport_socket.take().unwrap_or_else(super::mtls::raw_buffer);
+            let inner = m
+                .transport_socket
+                .take()
+                .unwrap_or_else(super::mtls::raw_buffer);
             m.transport_socket = Some(wrap(inner));
         }
     }

@@ -254,15 +254,15 @@ fn locality(snapshot: &Snapshot, proxy: &Proxy) -> Option<Locality> {
 /// The proxy's locality, known to the mesh or not. A proxy whose Pod is
 /// not in the config may still claim an `istio-locality` label.
 fn own_locality(snapshot: &Snapshot, proxy: &Proxy) -> Option<Locality> {
-    proxy.locality.clone().or_else(|| {
-        match snapshot.workload(&proxy.namespace, &proxy.pod_name) {
+    proxy.locality.clone().or_else(
+        || match snapshot.workload(&proxy.namespace, &proxy.pod_name) {
             Some(w) => w.locality.clone(),
             None => proxy
                 .labels
                 .get(LOCALITY_LABEL)
                 .and_then(|l| Locality::from_label(l)),
-        }
-    })
+        },
+    )
 }
 
 /// Istio ranks by the proxy's labels, including the topology labels it

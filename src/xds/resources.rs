@@ -124,7 +124,6 @@ impl Resource {
     pub fn body(&self) -> Any {
         Any::decode(&self.sotw[..]).expect("encoded from an Any")
     }
-
 }
 
 fn bytes_field_len(tag: u32, len: usize) -> usize {

@@ -478,7 +478,10 @@ async fn send(
     // answer to a subscription naming everything): encoded once for all.
     let framed = (to_send.len() >= FRAME_FROM
         && to_send.len() == all.len()
-        && to_send.iter().zip(all.values()).all(|(a, b)| Arc::ptr_eq(a, b)))
+        && to_send
+            .iter()
+            .zip(all.values())
+            .all(|(a, b)| Arc::ptr_eq(a, b)))
     .then(|| s.ctx.cache.framed(all));
     let resources = match framed {
         Some(_) => Vec::new(),

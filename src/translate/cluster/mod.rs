@@ -152,8 +152,7 @@ fn locality_lb(
     let Some(eds) = cluster.eds_cluster_config.as_mut() else {
         return; // DNS, original destination and PASSTHROUGH: no EDS.
     };
-    let Some((mode, variant)) = locality::for_cluster(snapshot, shape, policy)
-    else {
+    let Some((mode, variant)) = locality::for_cluster(snapshot, shape, policy) else {
         return;
     };
     eds.service_name = names::eds_variant(&cluster.name, &variant);

@@ -427,9 +427,8 @@ pub(crate) fn check_locality(
         // `key` or `key=value`: a label key, and a label value to compare with.
         let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
         let one = BTreeMap::from([(key.to_string(), value.to_string())]);
-        crate::api::networking::selector::check_labels("", &one).map_err(|e| {
-            FieldError::new(format!("{field}.failoverPriority[{i}]"), e.reason)
-        })?;
+        crate::api::networking::selector::check_labels("", &one)
+            .map_err(|e| FieldError::new(format!("{field}.failoverPriority[{i}]"), e.reason))?;
     }
     for (i, d) in lb.distribute.iter().enumerate() {
         let at = format!("{field}.distribute[{i}].to");
