@@ -137,22 +137,6 @@ fn sidecar_egress_port_listener_binds_loopback_and_scopes_its_hosts_to_its_port(
     assert_all_acked(&rudder);
 }
 
-/// A self-signed certificate for `host` and its key in `dir`, readable by
-/// the backends: (cert path, key path, cert PEM).
-fn certificate(dir: &std::path::Path, host: &str) -> (String, String, String) {
-    let cert = rcgen::generate_simple_self_signed(vec![host.to_string()])
-        .unwrap_or_else(|e| panic!("a certificate for {host}: {e}"));
-    let (pem, key) = (cert.cert.pem(), cert.signing_key.serialize_pem());
-    let (cert_path, key_path) = (
-        dir.join(format!("{host}.pem")),
-        dir.join(format!("{host}-key.pem")),
-    );
-    std::fs::write(&cert_path, &pem).expect("writing the certificate");
-    std::fs::write(&key_path, key).expect("writing the key");
-    let s = |p: &std::path::Path| p.display().to_string();
-    (s(&cert_path), s(&key_path), pem)
-}
-
 #[test]
 fn sidecar_egress_bound_tls_port_routes_by_sni() {
     // A listener the application dials has no destination address to tell
@@ -178,19 +162,13 @@ fn sidecar_egress_bound_tls_port_routes_by_sni() {
     let rudder = net.rudder();
     // Each backend terminates TLS with a certificate for its own name only,
     // so verification fails if a name reaches the other one.
-    let certs = workdir("egress-sni-certs");
-    let mut bundle = String::new();
-    for (pod, host) in [
-        (&pod_a, "tls-a.demo.svc.cluster.local"),
-        (&pod_b, "tls-b.demo.svc.cluster.local"),
-    ] {
-        let (cert, key, pem) = certificate(certs.path(), host);
-        pod.serve_http(8443, &["--tls-cert", &cert, "--tls-key", &key]);
-        bundle.push_str(&pem);
-    }
-    let ca = certs.path().join("bundle.pem");
-    std::fs::write(&ca, bundle).expect("writing the CA bundle");
-    let ca = ca.display().to_string();
+    let (_certs, ca) = crate::traffic_l4::serve_tls_backends(
+        "egress-sni-certs",
+        &[
+            (&pod_a, "tls-a.demo.svc.cluster.local"),
+            (&pod_b, "tls-b.demo.svc.cluster.local"),
+        ],
+    );
     client.start_sidecar(&rudder);
 
     // tls-b first: without SNI chains the port would go to its first

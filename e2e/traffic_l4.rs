@@ -16,10 +16,11 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::capture::{assert_all_acked, cstat, curl_json};
-use crate::support::pods::Network;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::support::pods::{Network, Pod};
 use crate::support::*;
 use crate::traffic::spread;
 use crate::traffic_policy::{subsets_rule, Mesh, Svc, NS, PROPAGATION};
@@ -176,6 +177,24 @@ fn certificate(dir: &Path, host: &str) -> (String, String, String) {
     (path(&cert_path), path(&key_path), cert_pem)
 }
 
+/// Each pod serves HTTPS on 8443 with a self-signed certificate for its
+/// host only, so a client verifying against the returned CA bundle fails
+/// if a name reaches the wrong backend. The directory holds the files:
+/// keep it while the backends and the client run.
+pub(crate) fn serve_tls_backends(name: &str, backends: &[(&Pod, &str)]) -> (TempDir, String) {
+    let certs = workdir(name);
+    let mut bundle = String::new();
+    for (pod, host) in backends {
+        let (cert, key, pem) = certificate(certs.path(), host);
+        pod.serve_http(8443, &["--tls-cert", &cert, "--tls-key", &key]);
+        bundle.push_str(&pem);
+    }
+    let ca = certs.path().join("bundle.pem");
+    std::fs::write(&ca, bundle).expect("writing the CA bundle");
+    let ca = ca.display().to_string();
+    (certs, ca)
+}
+
 #[test]
 fn l4_tls_route_by_sni_passes_tls_through() {
     let net = Network::new("l4_tls_sni");
@@ -201,16 +220,10 @@ fn l4_tls_route_by_sni_passes_tls_through() {
 
     // Each backend terminates TLS with a certificate for its own name only,
     // so the client's verification fails if a name reaches the wrong one.
-    let certs = workdir("l4-sni-certs");
-    let mut bundle = String::new();
-    for (pod, host) in [(&pod_a, "a.example.com"), (&pod_b, "b.example.com")] {
-        let (cert, key, pem) = certificate(certs.path(), host);
-        pod.serve_http(8443, &["--tls-cert", &cert, "--tls-key", &key]);
-        bundle.push_str(&pem);
-    }
-    let ca = certs.path().join("bundle.pem");
-    std::fs::write(&ca, bundle).expect("writing the CA bundle");
-    let ca = ca.display().to_string();
+    let (_certs, ca) = serve_tls_backends(
+        "l4-sni-certs",
+        &[(&pod_a, "a.example.com"), (&pod_b, "b.example.com")],
+    );
     client.start_sidecar(&rudder);
 
     // The client dials an address nobody has (in the VIP range, blackholed
@@ -348,7 +361,7 @@ fn l4_service_entry_dns_mesh_external_http_host() {
     }
 }
 
-fn workload_entry(name: &str, app: &str, ip: Ipv4Addr) -> String {
+pub(crate) fn workload_entry(name: &str, app: &str, ip: Ipv4Addr) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}, namespace: {NS}}}\nspec: {{address: \"{ip}\", labels: {{app: {app}}}}}\n"
     )

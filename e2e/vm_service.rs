@@ -8,17 +8,12 @@ use std::net::Ipv4Addr;
 
 use crate::support::*;
 use crate::traffic::spread;
+use crate::traffic_l4::workload_entry;
 use crate::traffic_policy::{Mesh, NS, PROPAGATION};
 
 fn service(port: u16, target: u16, app: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {NS}}}\nspec:\n  selector: {{app: {app}}}\n  ports: [{{name: http, port: {port}, targetPort: {target}}}]\n"
-    )
-}
-
-fn workload_entry(name: &str, app: &str, ip: Ipv4Addr) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}, namespace: {NS}}}\nspec: {{address: \"{ip}\", labels: {{app: {app}}}}}\n"
     )
 }
 

@@ -5,7 +5,7 @@ use crate::model::authz::applies_to;
 use crate::model::failover_priority::{self, PriorityMatch};
 use crate::model::routing::{ConfigKey, ConnectionPool, SidecarScope};
 use crate::model::security::InboundMtls;
-use crate::model::sidecar::{DefaultEndpoint, EgressBind, IngressListener};
+use crate::model::sidecar::{DefaultEndpoint, EgressBind, EgressListener, IngressListener};
 use crate::model::{
     Interception, Locality, OutboundPolicy, Protocol, Proxy, ProxyKind, Service, ServiceEndpoints,
     Snapshot, LOCALITY_LABEL,
@@ -149,14 +149,7 @@ impl ProxyShape {
     /// hosts import. A Sidecar without `egress` (only `ingress`, say)
     /// imports `*/*`, as Istio.
     pub fn imports(&self, snapshot: &Snapshot, svc: &Service) -> bool {
-        match self.scope(snapshot) {
-            None => true,
-            Some(scope) if scope.egress.is_empty() => true,
-            Some(scope) => scope
-                .egress
-                .iter()
-                .any(|e| e.imports(&svc.key.namespace, &svc.hostname())),
-        }
+        self.egress_any(snapshot, |e| e.imports(&svc.key.namespace, &svc.hostname()))
     }
 
     /// Is this port of the service imported? Istio's SidecarScope: an
@@ -164,13 +157,17 @@ impl ProxyShape {
     /// and the scope is the union over the listeners (so clusters exist
     /// for exactly these ports).
     pub fn imports_port(&self, snapshot: &Snapshot, svc: &Service, port: u16) -> bool {
+        self.egress_any(snapshot, |e| {
+            e.imports_port(&svc.key.namespace, &svc.hostname(), port)
+        })
+    }
+
+    /// Whether some egress listener of the proxy's Sidecar says yes: always
+    /// without a Sidecar, or with one without `egress`.
+    fn egress_any(&self, snapshot: &Snapshot, f: impl Fn(&EgressListener) -> bool) -> bool {
         match self.scope(snapshot) {
-            None => true,
-            Some(scope) if scope.egress.is_empty() => true,
-            Some(scope) => scope
-                .egress
-                .iter()
-                .any(|e| e.imports_port(&svc.key.namespace, &svc.hostname(), port)),
+            Some(scope) if !scope.egress.is_empty() => scope.egress.iter().any(f),
+            _ => true,
         }
     }
 
