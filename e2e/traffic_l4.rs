@@ -249,7 +249,7 @@ fn l4_tls_route_by_sni_passes_tls_through() {
 
 /// Echo backends outside the mesh (no Pod, no Service) on their own
 /// loopback addresses: (name, address, process).
-fn outside(names: &[&str], port: u16) -> Vec<(String, Ipv4Addr, Proc)> {
+pub(crate) fn outside(names: &[&str], port: u16) -> Vec<(String, Ipv4Addr, Proc)> {
     names
         .iter()
         .map(|name| {
@@ -361,6 +361,30 @@ fn l4_service_entry_dns_mesh_external_http_host() {
     }
 }
 
+/// Requests to `host` on the client's loopback `port` are answered by
+/// exactly the backends `names`: after convergence (EDS may trail), a
+/// clean sample of 40; and nothing was NACKed.
+pub(crate) fn expect_answering(
+    mesh: &Mesh,
+    (port, host): (u16, &str),
+    cluster: &str,
+    names: &[&str],
+    why: &str,
+) {
+    let want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    poll(PROPAGATION, || {
+        (spread(port, host, 10).keys().cloned().collect::<Vec<_>>() == want).then_some(())
+    });
+    let seen = spread(port, host, 40);
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        want,
+        "{why}: {seen:?}{}",
+        mesh.cluster_ctx(cluster)
+    );
+    mesh.assert_no_nack();
+}
+
 pub(crate) fn workload_entry(name: &str, app: &str, ip: Ipv4Addr) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}, namespace: {NS}}}\nspec: {{address: \"{ip}\", labels: {{app: {app}}}}}\n"
@@ -391,19 +415,7 @@ fn l4_service_entry_selects_workload_entries() {
     let mesh = Mesh::start(&files);
     let cluster = format!("outbound|{port}||{host}");
     let expect = |names: &[&str], why: &str| {
-        let want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        // Convergence first (EDS may trail), then a clean sample of 40.
-        poll(PROPAGATION, || {
-            (spread(port, host, 10).keys().cloned().collect::<Vec<_>>() == want).then_some(())
-        });
-        let seen = spread(port, host, 40);
-        assert_eq!(
-            seen.keys().cloned().collect::<Vec<_>>(),
-            want,
-            "{why}: {seen:?}{}",
-            mesh.cluster_ctx(&cluster)
-        );
-        mesh.assert_no_nack();
+        expect_answering(&mesh, (port, host), &cluster, names, why);
     };
     expect(&["vm-1", "vm-2"], "the selected WorkloadEntries serve");
 

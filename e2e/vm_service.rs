@@ -4,12 +4,9 @@
 //! pattern (see traffic_policy.rs); the "VMs" are echo servers on their own
 //! loopback addresses.
 
-use std::net::Ipv4Addr;
-
 use crate::support::*;
-use crate::traffic::spread;
-use crate::traffic_l4::workload_entry;
-use crate::traffic_policy::{Mesh, NS, PROPAGATION};
+use crate::traffic_l4::{expect_answering, outside, workload_entry};
+use crate::traffic_policy::{Mesh, NS};
 
 fn service(port: u16, target: u16, app: &str) -> String {
     format!(
@@ -20,13 +17,7 @@ fn service(port: u16, target: u16, app: &str) -> String {
 #[test]
 fn kubernetes_service_selects_workload_entries() {
     let (port, target) = (free_port(), free_port());
-    let vms: Vec<(&str, Ipv4Addr, Proc)> = ["vm-1", "vm-2", "vm-3", "other"]
-        .into_iter()
-        .map(|name| {
-            let ip = loopback_ip();
-            (name, ip, spawn_echo(name, ip, target))
-        })
-        .collect();
+    let vms = outside(&["vm-1", "vm-2", "vm-3", "other"], target);
     let mut files = vec![("web.yaml".to_string(), service(port, target, "web"))];
     for (name, ip, _) in &vms[..2] {
         files.push((format!("{name}.yaml"), workload_entry(name, "web", *ip)));
@@ -38,19 +29,7 @@ fn kubernetes_service_selects_workload_entries() {
     let mesh = Mesh::start(&files);
     let cluster = format!("outbound|{port}||web.{NS}.svc.cluster.local");
     let expect = |names: &[&str], why: &str| {
-        let want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        // Convergence first (EDS may trail), then a clean sample of 40.
-        poll(PROPAGATION, || {
-            (spread(port, "web", 10).keys().cloned().collect::<Vec<_>>() == want).then_some(())
-        });
-        let seen = spread(port, "web", 40);
-        assert_eq!(
-            seen.keys().cloned().collect::<Vec<_>>(),
-            want,
-            "{why}: {seen:?}{}",
-            mesh.cluster_ctx(&cluster)
-        );
-        mesh.assert_no_nack();
+        expect_answering(&mesh, (port, "web"), &cluster, names, why);
     };
     expect(&["vm-1", "vm-2"], "the Service's selector picks the VMs");
 
