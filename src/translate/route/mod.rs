@@ -64,6 +64,10 @@ fn route_config(
         name: names::route_config(port),
         virtual_hosts,
         validate_clusters: Some(BoolValue { value: false }),
+        // As Istio's sidecars since 1.16: `Host: web:8080` matches `web`
+        // whatever the port, so no domain needs a `:port` twin (half the
+        // domains, a fifth of the route bytes every proxy decodes).
+        ignore_port_in_host_matching: true,
         ..Default::default()
     })
 }
@@ -77,7 +81,6 @@ fn virtual_host(
 ) -> Option<VirtualHost> {
     let domains: Vec<String> = names::host_aliases(svc, &shape.namespace)
         .into_iter()
-        .flat_map(|h| [format!("{h}:{port}"), h])
         .filter(|d| taken.insert(d.clone()))
         .collect();
     if domains.is_empty() {

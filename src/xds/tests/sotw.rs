@@ -115,8 +115,8 @@ async fn initial_requests_get_istio_named_clusters_endpoints_listeners_and_route
     for domain in [
         "web",
         "web.demo",
+        "web.demo.svc",
         "web.demo.svc.cluster.local",
-        "web.demo.svc.cluster.local:8080",
         "198.19.0.10",
     ] {
         assert!(
@@ -125,7 +125,11 @@ async fn initial_requests_get_istio_named_clusters_endpoints_listeners_and_route
             vhost.domains
         );
     }
-    assert_eq!(routed_cluster(&rc, "web.demo:8080"), WEB);
+    // `Host: web.demo:8080` finds `web.demo`: the port is ignored, as in
+    // Istio, so no domain carries one.
+    assert!(rc.ignore_port_in_host_matching);
+    assert!(vhost.domains.iter().all(|d| !d.ends_with(":8080")), "{:?}", vhost.domains);
+    assert_eq!(routed_cluster(&rc, "web.demo"), WEB);
     assert_eq!(
         routed_cluster(&route_config(&rds.resources, "9090"), "api"),
         API
