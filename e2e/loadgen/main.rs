@@ -30,6 +30,13 @@ mod xds;
 
 use clap::{Parser, Subcommand};
 
+/// Each simulated proxy decodes ~1.2 MB of small protobuf messages on a cold
+/// connect, and allocation was a fifth of the load generator's CPU with
+/// glibc's allocator, on the cores it shares with the control plane
+/// (docs/performance.md). Envoy itself uses tcmalloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rudder-loadgen",

@@ -288,7 +288,7 @@ header() {
   echo
   echo "==== rudder perf: $1 ===="
   echo "git $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'), $PROFILE build, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "mesh: $SERVICES services x $ENDPOINTS endpoints in $NAMESPACES namespaces (VS $VS_SHARE, DR $DR_SHARE, Sidecar $SIDECAR_SHARE: not served by Rudder yet); debounce $DEBOUNCE"
+  echo "mesh: $SERVICES services x $ENDPOINTS endpoints in $NAMESPACES namespaces (VS $VS_SHARE, DR $DR_SHARE, Sidecar $SIDECAR_SHARE); debounce $DEBOUNCE"
   echo "proxies: $PROXIES ${MODE_LABEL:-$(jget "$REPORT" config.mode)} on $(jget "$REPORT" config.connections) HTTP/2 connections, ramp ${RAMP}/s (0 = all at once)"
 }
 
@@ -379,7 +379,6 @@ scenario_churn() {
 scenario_service_edit() {
   changes_run service-edit service 1 1
   header "service-edit (one Service gains an HTTP port: CDS/EDS/LDS/RDS change for every proxy)"
-  echo "note: VirtualService edits are not served by Rudder yet; a Service port edit stands in for 'an edit that affects every proxy'"
   for t in cds eds lds rds all_types; do
     echo "convergence $t: $(lat "$REPORT" "changes.convergence.$t")"
   done
