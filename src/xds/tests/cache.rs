@@ -71,3 +71,43 @@ async fn endpoint_change_reuses_clusters_listeners_and_routes_for_every_shape() 
         );
     }
 }
+
+#[tokio::test]
+async fn a_routing_change_shares_what_came_out_the_same() {
+    let h = Harness::start(&mesh(WEB_IPS, API_IPS)).await;
+    let v1 = latest(&h);
+    let demo = ProxyShape::of(&v1, &proxy(NODE));
+    let tools = ProxyShape::of(
+        &v1,
+        &proxy("sidecar~198.18.0.7~probe-0.tools~tools.svc.cluster.local"),
+    );
+    let demo1 = h.ctx.cache.get(&v1, &demo).await;
+
+    // A new service: every shape is translated again.
+    h.apply(&mesh_of(Some(WEB_IPS), Some(API_IPS), true)).await;
+    let v2 = latest(&h);
+    assert!(!v2.changes.endpoints_only(), "{:?}", v2.changes);
+    let demo2 = h.ctx.cache.get(&v2, &demo).await;
+    let tools2 = h.ctx.cache.get(&v2, &tools).await;
+    assert!(!Arc::ptr_eq(&demo1.clusters, &demo2.clusters));
+    assert!(demo2.clusters.contains_key(SHOP) && !demo1.clusters.contains_key(SHOP));
+
+    // Unchanged clusters and load assignments are the earlier allocations,
+    // names included, across versions and across shapes.
+    for name in [WEB, API] {
+        let (k1, c1) = demo1.clusters.get_key_value(name).unwrap();
+        let (k2, c2) = demo2.clusters.get_key_value(name).unwrap();
+        assert!(Arc::ptr_eq(c1, c2) && Arc::ptr_eq(k1, k2), "{name} across versions");
+        assert!(Arc::ptr_eq(c2, &tools2.clusters[name]), "{name} across shapes");
+        assert!(
+            Arc::ptr_eq(&demo1.endpoints[name], &demo2.endpoints[name]),
+            "{name}'s load assignment across versions"
+        );
+    }
+    // The endpoint delta names only what differs.
+    let delta = demo2.endpoints_delta.as_ref().expect("a delta from v1's map");
+    assert!(Arc::ptr_eq(&delta.from, &demo1.endpoints));
+    let changed: Vec<&str> = delta.changed.iter().map(|n| &**n).collect();
+    assert!(changed.contains(&SHOP), "{changed:?}");
+    assert!(!changed.contains(&WEB) && !changed.contains(&API), "{changed:?}");
+}
