@@ -174,4 +174,12 @@ impl Snapshot {
             name: name.to_string(),
         })
     }
+
+    /// The services of one namespace (keys sort by namespace first).
+    pub fn services_in<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a Arc<Service>> {
+        self.services
+            .range(ServiceKey::new(namespace, "")..)
+            .take_while(move |(k, _)| k.namespace == namespace)
+            .map(|(_, svc)| svc)
+    }
 }

@@ -65,7 +65,7 @@ pub fn endpoints_for<'a>(
                 port: port.port,
                 subset: "",
             };
-            out.extend(assignments(snapshot, &name(""), at, &groups));
+            out.extend(assignments(snapshot, &name(""), at, groups));
             for subset in &subsets {
                 let selects = |ep: &MeshEndpoint| {
                     endpoint_labels(snapshot, svc, ep)
@@ -79,7 +79,7 @@ pub fn endpoints_for<'a>(
                     port: port.port,
                     subset: &subset.name,
                 };
-                out.extend(assignments(snapshot, &name, at, &groups));
+                out.extend(assignments(snapshot, &name, at, groups));
             }
         }
     }
@@ -141,7 +141,10 @@ fn grouped<'a>(
     mtls: impl Fn(&MeshEndpoint, u16) -> bool,
     locality: impl Fn(&MeshEndpoint) -> Locality,
 ) -> Groups<'a> {
-    let mut by_locality: BTreeMap<Locality, Vec<(LbEndpoint, &MeshEndpoint)>> = BTreeMap::new();
+    // A service has endpoints in a few localities at most: a list searched
+    // from its last group (endpoints usually come grouped) is cheaper than
+    // an ordered map, which this was, at one owned key per endpoint.
+    let mut groups: Groups<'a> = Vec::new();
     // Not-ready endpoints are left out, as Kubernetes Services do.
     for ep in eps.endpoints.iter().filter(|e| e.ready && selects(e)) {
         let Some(target) = ServiceEndpoints::port_for(ep, port) else {
@@ -156,9 +159,15 @@ fn grouped<'a>(
             metadata: mtls(ep, target).then(mtls_endpoint_metadata),
             ..Default::default()
         };
-        by_locality.entry(locality(ep)).or_default().push((lb, ep));
+        let at = locality(ep);
+        match groups.iter_mut().rev().find(|(l, _)| *l == at) {
+            Some((_, group)) => group.push((lb, ep)),
+            None => groups.push((at, vec![(lb, ep)])),
+        }
     }
-    by_locality.into_iter().collect()
+    // In locality order, as Envoy's priorities and the golden files expect.
+    groups.sort_by(|(a, _), (b, _)| a.cmp(b));
+    groups
 }
 
 /// The shared assignment (grouped by locality, no priorities), then one per
@@ -167,24 +176,28 @@ fn assignments(
     snapshot: &Snapshot,
     cluster: &str,
     at: Cluster,
-    groups: &Groups,
+    groups: Groups,
 ) -> Vec<ClusterLoadAssignment> {
-    let plain = ClusterLoadAssignment {
-        cluster_name: cluster.to_string(),
-        endpoints: groups
-            .iter()
-            .map(|(l, eps)| locality_endpoints(l, lb_endpoints(eps)))
-            .collect(),
-        ..Default::default()
-    };
     let variants = locality::variants(snapshot, at.host, at.port, at.subset);
     let mut out = Vec::with_capacity(1 + variants.len());
-    out.push(plain);
     out.extend(variants.iter().map(|v| ClusterLoadAssignment {
         cluster_name: names::eds_variant(cluster, v),
-        endpoints: relative_to(snapshot, at.svc, v, groups),
+        endpoints: relative_to(snapshot, at.svc, v, &groups),
         ..Default::default()
     }));
+    // Last, so its endpoints are moved rather than copied (most clusters
+    // have no variants); the shared assignment goes first.
+    out.insert(
+        0,
+        ClusterLoadAssignment {
+            cluster_name: cluster.to_string(),
+            endpoints: groups
+                .into_iter()
+                .map(|(l, eps)| locality_endpoints(&l, eps.into_iter().map(|(lb, _)| lb).collect()))
+                .collect(),
+            ..Default::default()
+        },
+    );
     out
 }
 

@@ -362,7 +362,8 @@ fn service_ports(snapshot: &Snapshot, proxy: &Proxy) -> BTreeMap<u16, Protocol> 
     }
     let labels = workload_labels(snapshot, proxy);
     let mut ports = BTreeMap::new();
-    for svc in snapshot.services.values() {
+    // A Service selects only in its own namespace: walk that one alone.
+    for svc in snapshot.services_in(&proxy.namespace) {
         if !svc.selects(&proxy.namespace, labels) {
             continue;
         }

@@ -42,7 +42,8 @@ pub fn listeners(snapshot: &Snapshot, shape: &ProxyShape) -> Vec<Listener> {
         });
     }
     out.extend(inbound::listeners(snapshot, shape));
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    // By cached key, as clusters: a `Listener` is large to move.
+    out.sort_by_cached_key(|l| l.name.clone());
     out
 }
 
