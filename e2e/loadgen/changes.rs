@@ -4,7 +4,8 @@
 //! wall-clock time (unix nanoseconds) it renamed the edited file into place.
 //! The change itself is self-identifying (see `plan`): an endpoint flip puts
 //! the address 198.19.192.0+id into the EndpointSlice; a service edit adds
-//! port 20000+id. Every simulated proxy decodes each resource it receives,
+//! port 20000+id; a VirtualService edit adds an HTTP route named change-<id>.
+//! Every simulated proxy decodes each resource it receives,
 //! and the first time one of its resources of a given type carries change
 //! `id`, the proxy's ACK time for that response is an observation. Latency =
 //! ACK time - change time, i.e. file edit -> Rudder's debounce, translation and
@@ -23,13 +24,18 @@ use crate::shared::Shared;
 use crate::xds::Kind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+// kebab-case, as clap spells the values: `virtual-service` in the log too.
+#[serde(rename_all = "kebab-case")]
 pub enum ChangeKind {
     /// Replace one endpoint address of one service (EDS only).
     Endpoints,
     /// Add (or move) an extra HTTP port on one service: CDS, EDS, LDS and RDS
     /// change for every proxy.
     Service,
+    /// Lead one service's VirtualService (created if it has none) with an
+    /// HTTP route named change-<id>: every proxy's route configuration for
+    /// the HTTP port changes (RDS), and nothing else should.
+    VirtualService,
 }
 
 /// One line of the changes log.
@@ -48,6 +54,14 @@ pub struct ChangeRecord {
     pub replaced: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// A VirtualService edit's route name (`plan::change_route_name(id)`),
+    /// for readers of the log; replay derives it from the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// A VirtualService edit that created the service's VirtualService (the
+    /// mesh gave it none): for readers, as creating may push more than editing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created_virtual_service: bool,
 }
 
 impl ChangeRecord {
@@ -229,6 +243,8 @@ mod tests {
             address: None,
             replaced: None,
             port: None,
+            route: None,
+            created_virtual_service: false,
         }
     }
 

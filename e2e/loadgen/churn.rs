@@ -98,6 +98,8 @@ impl Churn {
                 }
             }
             ChangeKind::Service => s.extra_port = rec.port,
+            // The route name is a function of the id (plan::change_route_name).
+            ChangeKind::VirtualService => s.vs_change = Some(rec.id),
         }
     }
 
@@ -134,27 +136,13 @@ impl Churn {
             address: None,
             replaced: None,
             port: None,
+            route: None,
+            created_virtual_service: false,
         };
         let i = match kind {
-            ChangeKind::Endpoints => {
-                anyhow::ensure!(self.spec.endpoints > 0, "the mesh has no endpoints to flip");
-                let (i, slot) = self.pick_endpoint(min_age);
-                let s = &mut self.svcs[i as usize];
-                let new = plan::change_address(id);
-                rec.replaced = Some(s.addrs[slot as usize].to_string());
-                rec.address = Some(new.to_string());
-                rec.slot = Some(slot);
-                s.addrs[slot as usize] = new;
-                s.flips += 1;
-                i
-            }
-            ChangeKind::Service => {
-                let i = self.rng.below(self.spec.services);
-                let port = plan::change_port(id);
-                self.svcs[i as usize].extra_port = Some(port);
-                rec.port = Some(port);
-                i
-            }
+            ChangeKind::Endpoints => self.flip_endpoint(&mut rec, min_age)?,
+            ChangeKind::Service => self.add_port(&mut rec),
+            ChangeKind::VirtualService => self.add_change_route(&mut rec),
         };
         let s = &self.svcs[i as usize];
         rec.service = format!("{}/{}", s.ns, s.name);
@@ -171,6 +159,41 @@ impl Churn {
         }
         self.next_id += 1;
         Ok(rec)
+    }
+
+    /// Replaces the next endpoint address of an old-enough service with the
+    /// change's own address; returns the service.
+    fn flip_endpoint(&mut self, rec: &mut ChangeRecord, min_age: Duration) -> anyhow::Result<u32> {
+        anyhow::ensure!(self.spec.endpoints > 0, "the mesh has no endpoints to flip");
+        let (i, slot) = self.pick_endpoint(min_age);
+        let s = &mut self.svcs[i as usize];
+        let new = plan::change_address(rec.id);
+        rec.replaced = Some(s.addrs[slot as usize].to_string());
+        rec.address = Some(new.to_string());
+        rec.slot = Some(slot);
+        s.addrs[slot as usize] = new;
+        s.flips += 1;
+        Ok(i)
+    }
+
+    /// Gives a random service the change's port (replacing an earlier one).
+    fn add_port(&mut self, rec: &mut ChangeRecord) -> u32 {
+        let i = self.rng.below(self.spec.services);
+        let port = plan::change_port(rec.id);
+        self.svcs[i as usize].extra_port = Some(port);
+        rec.port = Some(port);
+        i
+    }
+
+    /// Leads a random service's VirtualService with the change's route
+    /// (replacing an earlier one), creating the VirtualService if needed.
+    fn add_change_route(&mut self, rec: &mut ChangeRecord) -> u32 {
+        let i = self.rng.below(self.spec.services);
+        let s = &mut self.svcs[i as usize];
+        rec.created_virtual_service = !s.vs && s.vs_change.is_none();
+        rec.route = Some(plan::change_route_name(rec.id));
+        s.vs_change = Some(rec.id);
+        i
     }
 }
 
@@ -235,7 +258,12 @@ pub async fn run(args: ChurnArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+    use envoy_types::util::pack_any;
+    use serde::Deserialize;
+
     use super::*;
+    use crate::xds::Kind;
 
     #[test]
     fn a_reopened_churn_replays_its_log() {
@@ -259,6 +287,7 @@ mod tests {
             ChangeKind::Endpoints,
             ChangeKind::Endpoints,
             ChangeKind::Service,
+            ChangeKind::VirtualService,
         ] {
             let rec = churn.change(kind, Duration::ZERO).unwrap();
             lines += &format!("{}\n", serde_json::to_string(&rec).unwrap());
@@ -266,11 +295,11 @@ mod tests {
         std::fs::write(&log, lines).unwrap();
 
         let again = Churn::open(&out, &log, 1).unwrap();
-        assert_eq!(again.next_id, 4);
+        assert_eq!(again.next_id, 5);
         for (a, b) in churn.svcs.iter().zip(&again.svcs) {
             assert_eq!(
-                (&a.addrs, a.extra_port, a.flips),
-                (&b.addrs, b.extra_port, b.flips)
+                (&a.addrs, a.extra_port, a.flips, a.vs_change),
+                (&b.addrs, b.extra_port, b.flips, b.vs_change)
             );
             // What is on disk is what the replayed state renders.
             let disk = std::fs::read_to_string(mesh::service_file(&out, b)).unwrap();
@@ -283,5 +312,149 @@ mod tests {
             .filter(|a| plan::change_id_of_address(**a).is_some())
             .collect();
         assert_eq!(flipped.len(), 2);
+    }
+    /// A fresh mesh of three services in a temp dir; with `vs_share` 0 none
+    /// has a VirtualService of its own, with 1 all have.
+    fn small_mesh(vs_share: f64) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("mesh");
+        let args = crate::mesh::MeshArgs {
+            out: out.clone(),
+            services: 3,
+            endpoints: 2,
+            namespaces: 2,
+            vs_share,
+            dr_share: 0.5,
+            sidecar_share: 0.0,
+            seed: 7,
+        };
+        crate::mesh::run(args).unwrap();
+        (dir, out)
+    }
+
+    /// The `http[].name`s of the VirtualService in a service file ("" for none).
+    fn http_route_names(file: &str) -> Vec<String> {
+        serde_yaml::Deserializer::from_str(file)
+            .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+            .filter(|v| v["kind"].as_str() == Some("VirtualService"))
+            .flat_map(|vs| {
+                vs["spec"]["http"]
+                    .as_sequence()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|route| route["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_virtual_service_edit_leads_with_its_route_and_replays() {
+        for vs_share in [0.0, 1.0] {
+            let (_tmp, out) = small_mesh(vs_share);
+            let log = out.join("changes.jsonl");
+            let mut churn = Churn::open(&out, &log, 1).unwrap();
+            let mut lines = String::new();
+            let mut edited = std::collections::HashSet::new();
+            // Four edits of three services: at least one is edited twice.
+            for _ in 0..4 {
+                let rec = churn
+                    .change(ChangeKind::VirtualService, Duration::ZERO)
+                    .unwrap();
+                let s = &churn.svcs[service_index(&rec).unwrap() as usize];
+                let first_edit = edited.insert(s.index);
+                assert_eq!(rec.created_virtual_service, !s.vs && first_edit, "{rec:?}");
+                let disk = std::fs::read_to_string(mesh::service_file(&out, s)).unwrap();
+                let names = http_route_names(&disk);
+                // The change route, then the mesh's own /api/ route if any,
+                // then the catch-all that keeps traffic going to the service.
+                let want = plan::change_route_name(rec.id);
+                assert_eq!(rec.route.as_deref(), Some(want.as_str()));
+                let own = if s.vs { vec![""; 2] } else { vec![""] };
+                assert_eq!(names, [vec![want.as_str()], own].concat(), "{disk}");
+                lines += &format!("{}\n", serde_json::to_string(&rec).unwrap());
+            }
+            assert!(edited.len() < 4);
+            std::fs::write(&log, lines).unwrap();
+
+            let again = Churn::open(&out, &log, 1).unwrap();
+            assert_eq!(again.next_id, 5);
+            for (a, b) in churn.svcs.iter().zip(&again.svcs) {
+                assert_eq!(a.vs_change, b.vs_change, "{}", a.name);
+                let disk = std::fs::read_to_string(mesh::service_file(&out, b)).unwrap();
+                assert_eq!(disk, crate::render::service_file(b));
+            }
+        }
+    }
+
+    /// Rudder's route configuration for the HTTP port, as one proxy of the
+    /// mesh gets it, translated from the churned files by Rudder itself.
+    fn http_route_config(svcs: &[Svc], namespaces: u32) -> RouteConfiguration {
+        use rudder::model::{MeshConfig, Proxy};
+        use rudder::source::file::parse_text;
+        let mut units: Vec<_> = svcs
+            .iter()
+            .map(|s| (s.name.clone(), parse_text(&crate::render::service_file(s))))
+            .collect();
+        let namespaces: String = (0..namespaces)
+            .map(|k| crate::render::namespace(&plan::namespace_name(k)))
+            .collect();
+        units.push(("namespaces".into(), parse_text(&namespaces)));
+        let snapshot = rudder::index::snapshot_of(units, MeshConfig::default());
+        let rejected: Vec<String> = snapshot
+            .status
+            .rejected
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert!(
+            rejected.is_empty(),
+            "Rudder rejects the churned mesh: {rejected:?}"
+        );
+        assert!(
+            snapshot.status.warnings.is_empty(),
+            "{:?}",
+            snapshot.status.warnings
+        );
+        let proxy =
+            Proxy::from_node_id("sidecar~198.19.128.0~client-0.ns-0~ns-0.svc.cluster.local")
+                .unwrap();
+        let shape = rudder::translate::ProxyShape::of(&snapshot, &proxy);
+        let http_port = plan::HTTP_PORT.to_string();
+        rudder::translate::routes(&snapshot, &shape)
+            .into_iter()
+            .find(|r| r.name == http_port)
+            .expect("a route configuration for the HTTP port")
+    }
+
+    #[test]
+    fn proxies_find_the_edit_in_rudders_route_configuration() {
+        for vs_share in [0.0, 1.0] {
+            let (_tmp, out) = small_mesh(vs_share);
+            let mut churn = Churn::open(&out, &out.join("changes.jsonl"), 1).unwrap();
+            for _ in 0..4 {
+                churn
+                    .change(ChangeKind::VirtualService, Duration::ZERO)
+                    .unwrap();
+            }
+            let config = http_route_config(&churn.svcs, churn.spec.namespaces);
+            // What the simulated proxies decode: every service's latest edit.
+            let facts = crate::xds::decode(Kind::Rds, &pack_any(config.clone())).unwrap();
+            let mut found = facts.change_ids;
+            found.sort();
+            let mut current: Vec<u32> = churn.svcs.iter().filter_map(|s| s.vs_change).collect();
+            current.sort();
+            assert_eq!(found, current);
+            // Each change route is followed by the routes carrying the traffic.
+            for vh in &config.virtual_hosts {
+                if let Some(at) = vh
+                    .routes
+                    .iter()
+                    .position(|r| plan::change_id_of_route_name(&r.name).is_some())
+                {
+                    assert_eq!(at, 0, "{}", vh.name);
+                    assert!(vh.routes.len() > 1, "{} has only its change route", vh.name);
+                }
+            }
+        }
     }
 }

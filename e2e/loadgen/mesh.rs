@@ -62,7 +62,12 @@ pub struct Svc {
     pub zones: Vec<&'static str>,
     /// Added by `churn --kind service`.
     pub extra_port: Option<u16>,
+    /// The mesh gave the service a VirtualService.
     pub vs: bool,
+    /// The id of the last `churn --kind virtual-service` edit: the service's
+    /// VirtualService (written even when `vs` is false) leads with the route
+    /// `plan::change_route_name(id)`.
+    pub vs_change: Option<u32>,
     pub dr: bool,
     pub sidecar: bool,
     pub slice: String,
@@ -129,6 +134,7 @@ impl MeshSpec {
                 .map(|_| zones[rng.below(3) as usize])
                 .collect(),
             extra_port: None,
+            vs_change: None,
             vs: rng.chance(self.vs_share),
             dr: rng.chance(self.dr_share),
             sidecar: rng.chance(self.sidecar_share),

@@ -8,10 +8,11 @@
 //! | 198.19.128.0/18               | the simulated proxies' own pod IPs      |
 //! | 198.19.192.0/18               | endpoint addresses churn introduces     |
 //!
-//! A churned endpoint address *is* its change id (198.19.192.0 + id), and a
-//! churned service port is 20000 + id, so a proxy can tell which change a
-//! resource carries without any side channel; only the change's timestamp
-//! comes from the changes log.
+//! A churned endpoint address *is* its change id (198.19.192.0 + id), a
+//! churned service port is 20000 + id, and a VirtualService edit adds an HTTP
+//! route named `change-<id>`, so a proxy can tell which change a resource
+//! carries without any side channel; only the change's timestamp comes from
+//! the changes log.
 
 use std::net::Ipv4Addr;
 
@@ -24,6 +25,7 @@ const CHANGE_BASE: u32 = PROXY_BASE + MAX_PROXIES;
 /// Change ids run 1..=MAX_CHANGE_ID (0 is never used, so a zero is "none").
 pub const MAX_CHANGE_ID: u32 = 16 * 1024 - 1;
 const CHANGE_PORT_BASE: u32 = 20000;
+const CHANGE_ROUTE_PREFIX: &str = "change-";
 
 /// The port every service serves HTTP on; every 10th also serves TCP_PORT.
 pub const HTTP_PORT: u16 = 8080;
@@ -83,6 +85,24 @@ pub fn change_id_of_port(port: u32) -> Option<u32> {
     (1..=MAX_CHANGE_ID).contains(&id).then_some(id)
 }
 
+/// The name of the HTTP route a VirtualService edit adds (Istio's
+/// `HTTPRoute.name`; Rudder gives the Envoy route the same name). The churn
+/// driver writes it and the proxies read it back, so both use this format.
+pub fn change_route_name(id: u32) -> String {
+    debug_assert!((1..=MAX_CHANGE_ID).contains(&id));
+    format!("{CHANGE_ROUTE_PREFIX}{id}")
+}
+
+/// The change id in a route name written by `change_route_name`; None for
+/// any other name (the mesh's own routes, or "change-007").
+pub fn change_id_of_route_name(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix(CHANGE_ROUTE_PREFIX)?;
+    let id: u32 = digits.parse().ok()?;
+    // Only the exact spelling counts ("+7" and "07" parse as 7 too).
+    let exact = (1..=MAX_CHANGE_ID).contains(&id) && digits == id.to_string();
+    exact.then_some(id)
+}
+
 pub fn service_name(service: u32) -> String {
     format!("svc-{service}")
 }
@@ -116,6 +136,18 @@ mod tests {
             Some(MAX_CHANGE_ID)
         );
         assert_eq!(change_id_of_port(u32::from(HTTP_PORT)), None);
+        assert_eq!(change_route_name(12), "change-12");
+        assert_eq!(change_id_of_route_name(&change_route_name(12)), Some(12));
+        for other in [
+            "svc-1.ns-1#0",
+            "change-",
+            "change-0",
+            "change-012",
+            "change-+12",
+            "change-99999",
+        ] {
+            assert_eq!(change_id_of_route_name(other), None, "{other}");
+        }
         assert!(check_mesh_fits(10_000, 8).is_ok());
         assert!(check_mesh_fits(10_000, 10).is_err());
         let last = endpoint(1000, 10, 999, 9);

@@ -19,7 +19,8 @@ pub struct Recorder {
     /// Change ids already observed, per type (bitsets): the first sighting
     /// counts, later responses that still carry the change do not.
     seen: [Vec<u64>; 4],
-    /// Service edits reach several types; their last ACK per id.
+    /// Service and VirtualService edits (any id seen outside EDS): their last
+    /// ACK per id, over all types.
     multi: HashMap<u32, u64>,
     /// Name fingerprint -> content fingerprint of what the proxy holds.
     held: [HashMap<u64, u64>; 4],
@@ -135,7 +136,8 @@ impl Recorder {
                 ack_ns,
                 ready_ns,
             });
-            // Ports carry service edits; EDS only follows a new cluster.
+            // Ports carry service edits and route names VirtualService
+            // edits, in CDS, LDS and RDS; EDS only follows a new cluster.
             if kind != Kind::Eds {
                 let last = self.multi.entry(*id).or_default();
                 *last = (*last).max(ack_ns);

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::mesh::Svc;
-use crate::plan::{HTTP_PORT, TCP_PORT};
+use crate::plan::{self, HTTP_PORT, TCP_PORT};
 
 pub fn namespace(name: &str) -> String {
     format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{istio-injection: enabled}}\n---\n")
@@ -29,7 +29,7 @@ fn ports(s: &Svc) -> Vec<(String, u16)> {
 pub fn service_file(s: &Svc) -> String {
     let mut out = service(s);
     out += &endpoint_slice(s);
-    if s.vs {
+    if s.vs || s.vs_change.is_some() {
         out += &virtual_service(s);
     }
     if s.dr {
@@ -79,8 +79,45 @@ fn endpoint_slice(s: &Svc) -> String {
     out + "---\n"
 }
 
+/// A request header no client of the mesh sends; the churn route matches on it.
+const CHANGE_HEADER: &str = "x-loadgen-change";
+
+/// The mesh's own routes (`vs`), led by churn's change route (`vs_change`).
+/// A service with only a change route gets a VirtualService of its own,
+/// with a catch-all route to itself after the change route.
 fn virtual_service(s: &Svc) -> String {
     let h = host(s);
+    let mut http = String::new();
+    if let Some(id) = s.vs_change {
+        http += &change_route(&h, id);
+    }
+    if s.vs {
+        http += &api_route(s, &h);
+    }
+    http +=
+        &format!("  - route:\n    - destination: {{host: {h}, port: {{number: {HTTP_PORT}}}}}\n");
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {n}, namespace: {ns}}}\nspec:\n  hosts: [{h}]\n  http:\n{http}---\n",
+        n = s.name,
+        ns = s.ns
+    )
+}
+
+/// The route a VirtualService edit adds: its name carries the change id into
+/// every proxy's route configuration for HTTP_PORT (every proxy imports every
+/// service). It comes first and matches only requests carrying
+/// `CHANGE_HEADER: change-<id>`, which no client sends, so all traffic still
+/// falls through to the routes after it, exactly as before the edit. A later
+/// edit of the same service replaces it (new name, new header value).
+fn change_route(h: &str, id: u32) -> String {
+    let name = plan::change_route_name(id);
+    format!(
+        "  - name: {name}\n    match:\n    - headers: {{{CHANGE_HEADER}: {{exact: {name}}}}}\n    route:\n    - destination: {{host: {h}, port: {{number: {HTTP_PORT}}}}}\n"
+    )
+}
+
+/// The mesh's own first route: /api/ split 90/10, with a timeout and retries.
+fn api_route(s: &Svc, h: &str) -> String {
     // Subsets only exist when the DestinationRule defines them.
     let (v1, v2) = if s.dr {
         (", subset: v1", ", subset: v2")
@@ -88,9 +125,7 @@ fn virtual_service(s: &Svc) -> String {
         ("", "")
     };
     format!(
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {n}, namespace: {ns}}}\nspec:\n  hosts: [{h}]\n  http:\n  - match:\n    - uri: {{prefix: /api/}}\n    route:\n    - destination: {{host: {h}{v1}, port: {{number: {HTTP_PORT}}}}}\n      weight: 90\n    - destination: {{host: {h}{v2}, port: {{number: {HTTP_PORT}}}}}\n      weight: 10\n    timeout: 5s\n    retries: {{attempts: 2, perTryTimeout: 2s, retryOn: \"5xx,reset,connect-failure\"}}\n  - route:\n    - destination: {{host: {h}, port: {{number: {HTTP_PORT}}}}}\n---\n",
-        n = s.name,
-        ns = s.ns
+        "  - match:\n    - uri: {{prefix: /api/}}\n    route:\n    - destination: {{host: {h}{v1}, port: {{number: {HTTP_PORT}}}}}\n      weight: 90\n    - destination: {{host: {h}{v2}, port: {{number: {HTTP_PORT}}}}}\n      weight: 10\n    timeout: 5s\n    retries: {{attempts: 2, perTryTimeout: 2s, retryOn: \"5xx,reset,connect-failure\"}}\n"
     )
 }
 

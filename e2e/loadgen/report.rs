@@ -14,8 +14,10 @@ const METHOD: &str = "Convergence = wall-clock time from the churn driver renami
 file into Rudder's config dir (changes log at_unix_nanos) to a proxy ACKing the first response \
 of a type that carries the change. Changes identify themselves: an endpoint flip introduces \
 address 198.19.192.0+id; a service edit adds port 20000+id (cluster outbound|P|..., listener *_P, \
-route config P). 'all_types' is, per proxy, the last of those ACKs. Expected audience: ready \
-proxies whose EDS subscription includes the service (endpoint flips) or all ready proxies (service edits).";
+route config P); a VirtualService edit adds an HTTP route named change-<id> (a route in route \
+configs). 'all_types' is, per proxy, the last of those ACKs. Expected audience: ready proxies whose \
+EDS subscription includes the service (endpoint flips) or all ready proxies (service and \
+VirtualService edits).";
 
 fn load(a: &AtomicU64) -> u64 {
     a.load(Relaxed)

@@ -202,12 +202,13 @@ impl Audience {
         self.ready.first().is_some_and(|&t| t <= rec.at_unix_nanos)
     }
 
-    /// Every such proxy for a service edit; for an endpoint flip, those
-    /// subscribed to the service's clusters.
+    /// Every such proxy for a service or VirtualService edit (every proxy
+    /// imports every service of the synthetic mesh); for an endpoint flip,
+    /// those subscribed to the service's clusters.
     pub fn expected(&self, rec: &ChangeRecord) -> u32 {
         let before = |times: &[u64]| times.partition_point(|&t| t <= rec.at_unix_nanos) as u32;
         match rec.kind {
-            ChangeKind::Service => before(&self.ready),
+            ChangeKind::Service | ChangeKind::VirtualService => before(&self.ready),
             ChangeKind::Endpoints => {
                 let host = rec.host();
                 self.sets
@@ -219,11 +220,15 @@ impl Audience {
         }
     }
 
+    /// Whether every expected proxy ACKed the change's primary type (the one
+    /// sure to carry it), and every other type that carried it to anyone.
     pub fn reached(&self, e: &Entry) -> bool {
         let want = self.expected(&e.rec);
         let primary = match e.rec.kind {
             ChangeKind::Endpoints => Kind::Eds,
             ChangeKind::Service => Kind::Cds,
+            // Only route names carry it: a route configuration is all it changes.
+            ChangeKind::VirtualService => Kind::Rds,
         };
         e.observed[primary as usize] >= want && e.observed.iter().all(|&n| n == 0 || n >= want)
     }

@@ -197,17 +197,18 @@ fn chain_rds(chain: &FilterChain, out: &mut Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
+/// A route configuration carries a service edit in its own name (the new
+/// port) and VirtualService edits in its routes' names (`change-<id>`).
 fn route_facts(r: RouteConfiguration) -> Facts {
-    let change_ids = r
-        .name
-        .parse()
-        .ok()
-        .and_then(plan::change_id_of_port)
-        .into_iter()
-        .collect();
+    let port_change = r.name.parse().ok().and_then(plan::change_id_of_port);
+    let route_changes = r
+        .virtual_hosts
+        .iter()
+        .flat_map(|vh| &vh.routes)
+        .filter_map(|route| plan::change_id_of_route_name(&route.name));
     Facts {
+        change_ids: port_change.into_iter().chain(route_changes).collect(),
         name: r.name,
-        change_ids,
         ..Facts::default()
     }
 }
@@ -227,6 +228,7 @@ mod tests {
     use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
     use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints};
     use envoy_types::pb::envoy::config::listener::v3::Filter;
+    use envoy_types::pb::envoy::config::route::v3::{Route, VirtualHost};
     use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds;
     use envoy_types::util::pack_any;
 
@@ -305,6 +307,47 @@ mod tests {
         assert_eq!(
             decode(Kind::Lds, &pack_any(l)).unwrap().rds,
             vec!["8080".to_string()]
+        );
+    }
+
+    #[test]
+    fn route_configurations_reveal_change_routes_and_ports() {
+        let route = |name: String| Route {
+            name,
+            ..Default::default()
+        };
+        let rc = RouteConfiguration {
+            name: "8080".into(),
+            virtual_hosts: vec![
+                VirtualHost {
+                    name: "svc-1.ns-1.svc.cluster.local:8080".into(),
+                    routes: vec![
+                        route(plan::change_route_name(9)),
+                        route("svc-1.ns-1#0".into()),
+                    ],
+                    ..Default::default()
+                },
+                VirtualHost {
+                    name: "svc-2.ns-2.svc.cluster.local:8080".into(),
+                    routes: vec![route("default".into())],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(Kind::Rds, &pack_any(rc)).unwrap().change_ids,
+            vec![9]
+        );
+        let edited_port = RouteConfiguration {
+            name: plan::change_port(4).to_string(),
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(Kind::Rds, &pack_any(edited_port))
+                .unwrap()
+                .change_ids,
+            vec![4]
         );
     }
 

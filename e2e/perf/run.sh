@@ -3,7 +3,7 @@
 # it, simulated sidecars (rudder-loadgen proxies) and a churn driver.
 #
 #   e2e/perf/run.sh SCENARIO      cold | one-endpoint | churn | service-edit |
-#                                 idle | delta-vs-sotw | scale10k | all
+#                                 vs-edit | idle | delta-vs-sotw | scale10k | all
 #
 # Environment overrides (defaults depend on the scenario, see `defaults`):
 #   SERVICES ENDPOINTS NAMESPACES PROXIES RATE DURATION RAMP CONNECTIONS
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/../.."
 REPO=$PWD
 
 SCENARIO=${1:-}
-SCENARIOS="cold one-endpoint churn service-edit idle delta-vs-sotw scale10k"
+SCENARIOS="cold one-endpoint churn service-edit vs-edit idle delta-vs-sotw scale10k"
 
 usage() {
   sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
@@ -31,7 +31,7 @@ defaults() {
   local s=$1
   D_SERVICES=1000 D_ENDPOINTS=10 D_PROXIES=1000 D_RATE=100 D_DURATION=60 D_RAMP=0
   case $s in
-    cold | one-endpoint | churn | service-edit | idle) ;;
+    cold | one-endpoint | churn | service-edit | vs-edit | idle) ;;
     delta-vs-sotw) D_RATE=50 D_DURATION=20 ;;
     scale10k) D_PROXIES=10000 D_RAMP=2000 ;;
     *) usage ;;
@@ -385,6 +385,30 @@ scenario_service_edit() {
   echo "reached every proxy: $(jget "$REPORT" changes.complete)/1"
   pushes_between before after
   echo "rudder pushes for the edit: $PUSH_LINE"
+  echo "loadgen steady bytes per proxy: $(jget "$REPORT" changes.steady_bytes_per_change_per_proxy)"
+  echo "redundant resources re-sent unchanged (cds eds lds rds): $(for t in cds eds lds rds; do printf '%s ' "$(jget "$REPORT" "types.$t.steady.redundant_resources")"; done)"
+  errors_line
+  stop_rudder
+  footer
+}
+
+# The edit the performance goal names: a VirtualService edit that affects
+# every proxy. One service's VirtualService (created if the mesh gave it none)
+# gains a route named change-<id>; every proxy imports every service, so every
+# proxy's route configuration for port 8080 changes, and nothing else should.
+scenario_vs_edit() {
+  changes_run vs-edit virtual-service 1 1
+  header "vs-edit (one service's VirtualService gains an HTTP route: RDS changes for every proxy)"
+  local created
+  created=$([ "$(jget "$CHANGES" created_virtual_service)" = True ] && echo "created" || echo "edited")
+  echo "the edit: $(jget "$CHANGES" service), route $(jget "$CHANGES" route), VirtualService $created"
+  for t in cds eds lds rds all_types; do
+    echo "convergence $t: $(lat "$REPORT" "changes.convergence.$t")"
+  done
+  echo "reached every proxy: $(jget "$REPORT" changes.complete)/1"
+  pushes_between before after
+  echo "rudder pushes for the edit: $PUSH_LINE"
+  echo "  (a route-only edit should push RDS only, once per proxy: $PROXIES)"
   echo "loadgen steady bytes per proxy: $(jget "$REPORT" changes.steady_bytes_per_change_per_proxy)"
   echo "redundant resources re-sent unchanged (cds eds lds rds): $(for t in cds eds lds rds; do printf '%s ' "$(jget "$REPORT" "types.$t.steady.redundant_resources")"; done)"
   errors_line
