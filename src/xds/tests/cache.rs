@@ -97,17 +97,29 @@ async fn a_routing_change_shares_what_came_out_the_same() {
     for name in [WEB, API] {
         let (k1, c1) = demo1.clusters.get_key_value(name).unwrap();
         let (k2, c2) = demo2.clusters.get_key_value(name).unwrap();
-        assert!(Arc::ptr_eq(c1, c2) && Arc::ptr_eq(k1, k2), "{name} across versions");
-        assert!(Arc::ptr_eq(c2, &tools2.clusters[name]), "{name} across shapes");
+        assert!(
+            Arc::ptr_eq(c1, c2) && Arc::ptr_eq(k1, k2),
+            "{name} across versions"
+        );
+        assert!(
+            Arc::ptr_eq(c2, &tools2.clusters[name]),
+            "{name} across shapes"
+        );
         assert!(
             Arc::ptr_eq(&demo1.endpoints[name], &demo2.endpoints[name]),
             "{name}'s load assignment across versions"
         );
     }
     // The endpoint delta names only what differs.
-    let delta = demo2.endpoints_delta.as_ref().expect("a delta from v1's map");
+    let delta = demo2
+        .endpoints_delta
+        .as_ref()
+        .expect("a delta from v1's map");
     assert!(Arc::ptr_eq(&delta.from, &demo1.endpoints));
     let changed: Vec<&str> = delta.changed.iter().map(|n| &**n).collect();
     assert!(changed.contains(&SHOP), "{changed:?}");
-    assert!(!changed.contains(&WEB) && !changed.contains(&API), "{changed:?}");
+    assert!(
+        !changed.contains(&WEB) && !changed.contains(&API),
+        "{changed:?}"
+    );
 }

@@ -128,7 +128,11 @@ async fn initial_requests_get_istio_named_clusters_endpoints_listeners_and_route
     // `Host: web.demo:8080` finds `web.demo`: the port is ignored, as in
     // Istio, so no domain carries one.
     assert!(rc.ignore_port_in_host_matching);
-    assert!(vhost.domains.iter().all(|d| !d.ends_with(":8080")), "{:?}", vhost.domains);
+    assert!(
+        vhost.domains.iter().all(|d| !d.ends_with(":8080")),
+        "{:?}",
+        vhost.domains
+    );
     assert_eq!(routed_cluster(&rc, "web.demo"), WEB);
     assert_eq!(
         routed_cluster(&route_config(&rds.resources, "9090"), "api"),
