@@ -455,7 +455,15 @@ async fn send(
     pushed: Option<Instant>,
     tx: &Tx,
 ) -> Result<(), ()> {
-    if whole {
+    // Every resource of the map, in its order: a full state of the world,
+    // or a first answer to a subscription naming everything (EDS on a cold
+    // connect, ~1,300 names). Nothing else can be held then.
+    let all_of_it = to_send.len() == all.len()
+        && to_send
+            .iter()
+            .zip(all.values())
+            .all(|(a, b)| Arc::ptr_eq(a, b));
+    if whole || all_of_it {
         // The whole map is held: share it rather than copy it.
         sub.sent = Arc::clone(all);
     } else {
@@ -474,15 +482,8 @@ async fn send(
     sub.answered = true;
     sub.awaiting = true;
     let version = s.snapshot.version.to_string();
-    // All of the map, in its order (a full state of the world, or a first
-    // answer to a subscription naming everything): encoded once for all.
-    let framed = (to_send.len() >= FRAME_FROM
-        && to_send.len() == all.len()
-        && to_send
-            .iter()
-            .zip(all.values())
-            .all(|(a, b)| Arc::ptr_eq(a, b)))
-    .then(|| s.ctx.cache.framed(all));
+    // All of the map: encoded once for all streams.
+    let framed = (all_of_it && to_send.len() >= FRAME_FROM).then(|| s.ctx.cache.framed(all));
     let resources = match framed {
         Some(_) => Vec::new(),
         None => to_send.iter().map(|r| r.sotw.clone()).collect(),
