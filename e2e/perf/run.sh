@@ -224,6 +224,43 @@ pushes_between() {
   done
 }
 
+# Rudder's own side of a change, from its /metrics histograms between two
+# snapshots: snapshot publish to response sent (push latency) and to the
+# proxy's ACK (convergence), p50 and p99 interpolated within the histogram's
+# power-of-two buckets as Prometheus's histogram_quantile does (so within a
+# factor of two at worst). The load generator's figures
+# include its own decoding on the same cores; these show how soon Rudder had
+# done its part. Sets RUDDER_LAT_LINE.
+latency_between() {
+  local a=$OUT/metrics-$TAG-$1.txt b=$OUT/metrics-$TAG-$2.txt name t line=""
+  for name in push_latency convergence; do
+    line+="$name:"
+    for t in cds eds lds rds; do
+      line+=" $t $(awk -v m="rudder_xds_${name}_seconds_bucket" -v t="type=\"$t\"" '
+        function le(key) { sub(/.*le="/, "", key); sub(/".*/, "", key); return key }
+        FNR == 1 { file++ }
+        index($1, m "{") == 1 && index($1, t) {
+          n = le($1); if (file == 1) before[n] = $2; else { after[n] = $2; order[++k] = n }
+        }
+        END {
+          total = after[order[k]] - before[order[k]]
+          if (total <= 0) { print "-"; exit }
+          p50 = p99 = ""; lower = 0; prev = 0
+          for (i = 1; i <= k; i++) {
+            c = after[order[i]] - before[order[i]]
+            upper = (order[i] == "+Inf") ? lower : order[i] + 0
+            if (p50 == "" && c >= 0.5 * total) p50 = lower + (upper - lower) * (0.5 * total - prev) / (c - prev)
+            if (p99 == "" && c >= 0.99 * total) p99 = lower + (upper - lower) * (0.99 * total - prev) / (c - prev)
+            lower = upper; prev = c
+          }
+          printf "p50 %.0f ms, p99 %.0f ms,", p50 * 1000, p99 * 1000
+        }' "$a" "$b")"
+    done
+    line+="; "
+  done
+  RUDDER_LAT_LINE=$line
+}
+
 # CPU seconds between two readings.
 cpu_diff() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a - b}'; }
 
@@ -385,6 +422,8 @@ scenario_service_edit() {
   echo "reached every proxy: $(jget "$REPORT" changes.complete)/1"
   pushes_between before after
   echo "rudder pushes for the edit: $PUSH_LINE"
+  latency_between before after
+  echo "rudder histograms for the edit (publish to sent; to ACK): $RUDDER_LAT_LINE"
   echo "loadgen steady bytes per proxy: $(jget "$REPORT" changes.steady_bytes_per_change_per_proxy)"
   echo "redundant resources re-sent unchanged (cds eds lds rds): $(for t in cds eds lds rds; do printf '%s ' "$(jget "$REPORT" "types.$t.steady.redundant_resources")"; done)"
   errors_line
@@ -408,6 +447,8 @@ scenario_vs_edit() {
   echo "reached every proxy: $(jget "$REPORT" changes.complete)/1"
   pushes_between before after
   echo "rudder pushes for the edit: $PUSH_LINE"
+  latency_between before after
+  echo "rudder histograms for the edit (publish to sent; to ACK): $RUDDER_LAT_LINE"
   echo "  (a route-only edit should push RDS only, once per proxy: $PROXIES)"
   echo "loadgen steady bytes per proxy: $(jget "$REPORT" changes.steady_bytes_per_change_per_proxy)"
   echo "redundant resources re-sent unchanged (cds eds lds rds): $(for t in cds eds lds rds; do printf '%s ' "$(jget "$REPORT" "types.$t.steady.redundant_resources")"; done)"
