@@ -18,9 +18,9 @@ pub struct StreamLabel {
 }
 
 fn latency_histogram() -> Histogram {
-    // 1 ms .. ~23 s, each bucket √2 wider than the last: fine enough that a
-    // p99 read from the buckets (as histogram_quantile and e2e/perf/run.sh
-    // do) tells 600 ms from 900 ms, which doubling buckets did not.
+    // 1 ms .. ~23 s, each bucket √2 wider than the last: a p99 read from the
+    // buckets (as histogram_quantile and e2e/perf/run.sh do) is then within
+    // a factor of √2, where doubling buckets could not tell 600 ms from 1 s.
     Histogram::new(exponential_buckets(0.001, std::f64::consts::SQRT_2, 30))
 }
 
