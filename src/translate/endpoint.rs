@@ -160,7 +160,9 @@ fn grouped<'a>(
             ..Default::default()
         };
         let at = locality(ep);
-        match groups.iter_mut().rev().find(|(l, _)| *l == at) {
+        // Mostly no locality at all: check that without comparing strings.
+        let same = |l: &Locality| (l.is_empty() && at.is_empty()) || *l == at;
+        match groups.iter_mut().rev().find(|(l, _)| same(l)) {
             Some((_, group)) => group.push((lb, ep)),
             None => groups.push((at, vec![(lb, ep)])),
         }
