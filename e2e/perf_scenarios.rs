@@ -102,6 +102,7 @@ fn perf_scenarios_one_endpoint() {
     for t in ["cds", "lds", "rds"] {
         pushes.expect(t, 0, "an endpoint change pushes EDS only");
     }
+    pushes.expect_every_push_acked("eds");
     expect_loadgen_received(&report, &pushes, &["steady"]);
 }
 
@@ -175,6 +176,7 @@ fn perf_scenarios_vs_edit() {
     for t in ["cds", "eds", "lds"] {
         pushes.expect(t, 0, "a route-only edit pushes RDS only");
     }
+    pushes.expect_every_push_acked("rds");
     expect_loadgen_received(&report, &pushes, &["steady"]);
 }
 
@@ -508,13 +510,17 @@ impl Scenario {
                 self.name,
                 after.file
             );
-            let bytes = push_metric("rudder_xds_push_bytes_total", t);
+            let rise = |metric: &str| {
+                let name = push_metric(metric, t);
+                after.counter(&name) - before.counter(&name)
+            };
             counts.insert(
                 t,
-                (
-                    after.counter(&pushes) - before.counter(&pushes),
-                    after.counter(&bytes) - before.counter(&bytes),
-                ),
+                PushCounts {
+                    pushes: rise("rudder_xds_pushes_total"),
+                    bytes: rise("rudder_xds_push_bytes_total"),
+                    acked: rise("rudder_xds_convergence_seconds_count"),
+                },
             );
         }
         Pushes {
@@ -694,25 +700,49 @@ fn push_metric(name: &str, xds_type: &str) -> String {
     format!("{name}{{type=\"{xds_type}\"}}")
 }
 
-/// Rudder's pushes and pushed bytes per type between two snapshots.
+/// Rudder's pushes per type between two snapshots.
 struct Pushes {
     scenario: &'static str,
     between: String,
-    /// type -> (pushes, bytes)
-    counts: HashMap<&'static str, (u64, u64)>,
+    counts: HashMap<&'static str, PushCounts>,
+}
+
+/// How much three of Rudder's counters of one type rose.
+struct PushCounts {
+    pushes: u64,
+    /// Resource bytes in those pushes.
+    bytes: u64,
+    /// ACKs of pushes made for a config change: Rudder's convergence
+    /// histogram takes one sample per such ACK (not for answers to a new
+    /// subscription, nor for a push superseded before its ACK).
+    acked: u64,
 }
 
 impl Pushes {
     fn pushes(&self, xds_type: &str) -> u64 {
-        self.counts[xds_type].0
+        self.counts[xds_type].pushes
     }
 
     fn bytes(&self, xds_type: &str) -> u64 {
-        self.counts[xds_type].1
+        self.counts[xds_type].bytes
     }
 
     fn total_bytes(&self) -> u64 {
-        self.counts.values().map(|(_, bytes)| bytes).sum()
+        self.counts.values().map(|c| c.bytes).sum()
+    }
+
+    /// Rudder, not only the loadgen, saw an ACK for each push of a single
+    /// change (one push per proxy: none is superseded).
+    fn expect_every_push_acked(&self, xds_type: &str) {
+        let acked = self.counts[xds_type].acked;
+        assert!(
+            acked == self.pushes(xds_type),
+            "perf scenario {}: rudder_xds_convergence_seconds_count{{type=\"{xds_type}\"}} rose by {acked} \
+             between {}, expected {} (an ACK for every push)",
+            self.scenario,
+            self.between,
+            self.pushes(xds_type)
+        );
     }
 
     fn expect(&self, xds_type: &str, want: u64, why: &str) {
