@@ -21,6 +21,7 @@ mod kube_webhooks;
 mod locality;
 mod mtls;
 mod offline;
+mod perf_scenarios;
 mod sidecar_egress;
 mod sidecar_ingress;
 mod support;

@@ -10,6 +10,8 @@
 #   DEBOUNCE (100ms) SEED (1) TIMEOUT (seconds for each goal, 600)
 #   VS_SHARE DR_SHARE SIDECAR_SHARE (0.1 0.1 0) PROFILE (release|debug)
 #   OUT (results directory; default a fresh /tmp/rudder-perf.XXXXXX)
+#   BIN_DIR (a directory holding prebuilt rudder and rudder-loadgen: no cargo
+#   build, PROFILE ignored; the e2e test runs the scenarios this way)
 #
 # Everything a run produces stays in OUT: reports (JSON), rudder.csv and
 # loadgen-*.csv (RSS and CPU once a second), metrics snapshots, logs, and
@@ -23,7 +25,7 @@ SCENARIO=${1:-}
 SCENARIOS="cold one-endpoint churn service-edit vs-edit idle delta-vs-sotw scale10k"
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -153,12 +155,28 @@ peak_rss_mb() { awk -F, 'NR > 1 && $3 > m {m = $3} END {printf "%.1f", m / 1024}
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 build() {
+  if [ -n "${BIN_DIR:-}" ]; then
+    use_prebuilt
+    return
+  fi
+  BUILD_LABEL="$PROFILE build"
   say "building ($PROFILE) ..."
   if [ "$PROFILE" = release ]; then run cargo build --release --bins >&2; else run cargo build --bins >&2; fi
   local target
   target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   BIN=$target/$PROFILE
   [ -x "$BIN/rudder" ] && [ -x "$BIN/rudder-loadgen" ] || die "binaries missing in $BIN"
+}
+
+# BIN_DIR instead of a build: both binaries must be there, or nothing runs.
+use_prebuilt() {
+  BIN=$BIN_DIR
+  BUILD_LABEL="prebuilt binaries from $BIN_DIR"
+  local b
+  for b in rudder rudder-loadgen; do
+    [ -x "$BIN/$b" ] || die "BIN_DIR=$BIN_DIR has no executable $b"
+  done
+  say "using prebuilt binaries in $BIN (BIN_DIR; PROFILE=$PROFILE not built)"
 }
 
 # mesh NAME: a fresh synthetic mesh in $OUT/NAME.
@@ -324,7 +342,7 @@ churn() {
 header() {
   echo
   echo "==== rudder perf: $1 ===="
-  echo "git $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'), $PROFILE build, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "git $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'), $BUILD_LABEL, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "mesh: $SERVICES services x $ENDPOINTS endpoints in $NAMESPACES namespaces (VS $VS_SHARE, DR $DR_SHARE, Sidecar $SIDECAR_SHARE); debounce $DEBOUNCE"
   echo "proxies: $PROXIES ${MODE_LABEL:-$(jget "$REPORT" config.mode)} on $(jget "$REPORT" config.connections) HTTP/2 connections, ramp ${RAMP}/s (0 = all at once)"
 }
