@@ -221,7 +221,9 @@ stop_rudder() {
 # Marks a phase: the CSVs carry it, and rudder's metrics and usage are saved.
 phase() {
   echo "$1" >"$OUT/phase"
-  curl -fsS "$ADMIN/metrics" >"$OUT/metrics-$TAG-$1.txt" || true
+  # A missing snapshot would read as zero pushes: fail instead.
+  curl -fsS "$ADMIN/metrics" >"$OUT/metrics-$TAG-$1.txt" ||
+    die "could not read Rudder's metrics at $ADMIN/metrics (phase $1)"
   eval "RSS_$2=$(rss_kb "$RUDDER_PID") CPU_$2=$(cpu_s "$RUDDER_PID")"
 }
 
@@ -327,6 +329,8 @@ start_loadgen() {
 wait_loadgen() {
   LG_RC=0
   wait "$LG_PID" || LG_RC=$?
+  # Remembered for the script's exit status: a missed goal is a failed run.
+  [ "$LG_RC" = 0 ] || FAILED=$((FAILED + 1))
   [ -f "$REPORT" ] || die "loadgen wrote no report; see $LG_LOG"
 }
 
@@ -555,6 +559,7 @@ scenario_scale10k() {
 
 # ---------------------------------------------------------------- main
 
+FAILED=0
 command -v python3 >/dev/null || die "python3 is needed (free ports, JSON)"
 command -v curl >/dev/null || die "curl is needed"
 build
@@ -566,4 +571,8 @@ if [ "$SCENARIO" = all ]; then
   done
 else
   "scenario_${SCENARIO//-/_}"
+fi
+if [ "$FAILED" != 0 ]; then
+  say "the load generator missed its goal in $FAILED scenario run(s) (see 'goal exit code' above)"
+  exit 1
 fi
