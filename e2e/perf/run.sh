@@ -435,9 +435,10 @@ scenario_churn() {
   footer
 }
 
-scenario_service_edit() {
-  changes_run service-edit service 1 1
-  header "service-edit (one Service gains an HTTP port: CDS/EDS/LDS/RDS change for every proxy)"
+# What an edit scenario reports: convergence per type as the load generator
+# saw it, Rudder's pushes and its own latency quantiles for the edit, the
+# bytes each proxy received, resources re-sent unchanged, errors.
+edit_lines() {
   for t in cds eds lds rds all_types; do
     echo "convergence $t: $(lat "$REPORT" "changes.convergence.$t")"
   done
@@ -449,6 +450,12 @@ scenario_service_edit() {
   echo "loadgen steady bytes per proxy: $(jget "$REPORT" changes.steady_bytes_per_change_per_proxy)"
   echo "redundant resources re-sent unchanged (cds eds lds rds): $(for t in cds eds lds rds; do printf '%s ' "$(jget "$REPORT" "types.$t.steady.redundant_resources")"; done)"
   errors_line
+}
+
+scenario_service_edit() {
+  changes_run service-edit service 1 1
+  header "service-edit (one Service gains an HTTP port: CDS/EDS/LDS/RDS change for every proxy)"
+  edit_lines
   stop_rudder
   footer
 }
@@ -463,18 +470,8 @@ scenario_vs_edit() {
   local created
   created=$([ "$(jget "$CHANGES" created_virtual_service)" = True ] && echo "created" || echo "edited")
   echo "the edit: $(jget "$CHANGES" service), route $(jget "$CHANGES" route), VirtualService $created"
-  for t in cds eds lds rds all_types; do
-    echo "convergence $t: $(lat "$REPORT" "changes.convergence.$t")"
-  done
-  echo "reached every proxy: $(jget "$REPORT" changes.complete)/1"
-  pushes_between before after
-  echo "rudder pushes for the edit: $PUSH_LINE"
-  latency_between before after
-  echo "rudder histograms for the edit (publish to sent; to ACK): $RUDDER_LAT_LINE"
-  echo "  (a route-only edit should push RDS only, once per proxy: $PROXIES)"
-  echo "loadgen steady bytes per proxy: $(jget "$REPORT" changes.steady_bytes_per_change_per_proxy)"
-  echo "redundant resources re-sent unchanged (cds eds lds rds): $(for t in cds eds lds rds; do printf '%s ' "$(jget "$REPORT" "types.$t.steady.redundant_resources")"; done)"
-  errors_line
+  echo "(a route-only edit should push RDS only, once per proxy: $PROXIES)"
+  edit_lines
   stop_rudder
   footer
 }

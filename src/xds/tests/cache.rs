@@ -17,6 +17,16 @@ fn latest(h: &Harness) -> Arc<Snapshot> {
     h.ctx.snapshots.borrow().clone()
 }
 
+/// Two shapes: sidecars in different namespaces (their route domains differ).
+fn two_shapes(snapshot: &Snapshot) -> (ProxyShape, ProxyShape) {
+    let demo = ProxyShape::of(snapshot, &proxy(NODE));
+    let tools = ProxyShape::of(
+        snapshot,
+        &proxy("sidecar~198.18.0.7~probe-0.tools~tools.svc.cluster.local"),
+    );
+    (demo, tools)
+}
+
 #[tokio::test]
 async fn proxies_of_one_shape_share_one_translation() {
     let h = Harness::start(&mesh(WEB_IPS, API_IPS)).await;
@@ -37,12 +47,7 @@ async fn proxies_of_one_shape_share_one_translation() {
 async fn endpoint_change_reuses_clusters_listeners_and_routes_for_every_shape() {
     let h = Harness::start(&mesh(WEB_IPS, API_IPS)).await;
     let v1 = latest(&h);
-    // Two shapes: sidecars in different namespaces (their route domains differ).
-    let demo = ProxyShape::of(&v1, &proxy(NODE));
-    let tools = ProxyShape::of(
-        &v1,
-        &proxy("sidecar~198.18.0.7~probe-0.tools~tools.svc.cluster.local"),
-    );
+    let (demo, tools) = two_shapes(&v1);
     assert_ne!(demo, tools);
     let demo1 = h.ctx.cache.get(&v1, &demo).await;
     let tools1 = h.ctx.cache.get(&v1, &tools).await;
@@ -76,11 +81,7 @@ async fn endpoint_change_reuses_clusters_listeners_and_routes_for_every_shape() 
 async fn a_routing_change_shares_what_came_out_the_same() {
     let h = Harness::start(&mesh(WEB_IPS, API_IPS)).await;
     let v1 = latest(&h);
-    let demo = ProxyShape::of(&v1, &proxy(NODE));
-    let tools = ProxyShape::of(
-        &v1,
-        &proxy("sidecar~198.18.0.7~probe-0.tools~tools.svc.cluster.local"),
-    );
+    let (demo, tools) = two_shapes(&v1);
     let demo1 = h.ctx.cache.get(&v1, &demo).await;
 
     // A new service: every shape is translated again.
