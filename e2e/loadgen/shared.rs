@@ -220,17 +220,22 @@ impl Audience {
         }
     }
 
-    /// Whether every expected proxy ACKed the change's primary type (the one
-    /// sure to carry it), and every other type that carried it to anyone.
+    /// Whether every expected proxy ACKed each type sure to carry the change,
+    /// and every other type that carried it to anyone.
     pub fn reached(&self, e: &Entry) -> bool {
         let want = self.expected(&e.rec);
-        let primary = match e.rec.kind {
-            ChangeKind::Endpoints => Kind::Eds,
-            ChangeKind::Service => Kind::Cds,
+        let sure: &[Kind] = match e.rec.kind {
+            ChangeKind::Endpoints => &[Kind::Eds],
+            // A new HTTP port, as Istio names things: a cluster, its load
+            // assignment, a listener and a route configuration named by the
+            // port. All four, or a run could end between the new cluster and
+            // its load assignment, with EDS never counted.
+            ChangeKind::Service => &Kind::ALL,
             // Only route names carry it: a route configuration is all it changes.
-            ChangeKind::VirtualService => Kind::Rds,
+            ChangeKind::VirtualService => &[Kind::Rds],
         };
-        e.observed[primary as usize] >= want && e.observed.iter().all(|&n| n == 0 || n >= want)
+        sure.iter().all(|k| e.observed[*k as usize] >= want)
+            && e.observed.iter().all(|&n| n == 0 || n >= want)
     }
 }
 
@@ -242,4 +247,51 @@ pub fn add(counters: &PerType, kind: Kind, n: u64) {
 /// Sets a time once: the first call wins.
 pub fn set_once(cell: &AtomicU64, ns: u64) {
     let _ = cell.compare_exchange(0, ns, Relaxed, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: ChangeKind, observed: [u32; 4]) -> Entry {
+        Entry {
+            rec: ChangeRecord {
+                id: 1,
+                at_unix_nanos: 100,
+                kind,
+                service: "ns-0/svc-1".into(),
+                slot: None,
+                address: None,
+                replaced: None,
+                port: None,
+                route: None,
+                created_virtual_service: false,
+            },
+            observed,
+            last_ack_ns: [0; 4],
+        }
+    }
+
+    #[test]
+    fn a_service_edit_is_reached_only_when_every_type_carrying_it_is() {
+        // Two proxies ready before the change.
+        let audience = Audience {
+            ready: vec![10, 20],
+            sets: Vec::new(),
+        };
+        let [cds, eds, lds, rds] = [0, 1, 2, 3];
+        let mut seen = [0; 4];
+        seen[cds] = 2;
+        seen[lds] = 2;
+        seen[rds] = 2;
+        // CDS, LDS and RDS everywhere, the new load assignment nowhere yet.
+        assert!(!audience.reached(&entry(ChangeKind::Service, seen)));
+        seen[eds] = 1;
+        assert!(!audience.reached(&entry(ChangeKind::Service, seen)));
+        seen[eds] = 2;
+        assert!(audience.reached(&entry(ChangeKind::Service, seen)));
+        // A route edit needs RDS alone.
+        assert!(audience.reached(&entry(ChangeKind::VirtualService, [0, 0, 0, 2])));
+        assert!(!audience.reached(&entry(ChangeKind::VirtualService, [0, 0, 0, 1])));
+    }
 }
