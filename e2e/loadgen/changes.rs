@@ -65,6 +65,23 @@ pub struct ChangeRecord {
 }
 
 impl ChangeRecord {
+    /// Change `id` of `kind`, before the churn driver fills in what it did:
+    /// no service, time or kind-specific fields yet.
+    pub fn new(id: u32, kind: ChangeKind) -> ChangeRecord {
+        ChangeRecord {
+            id,
+            at_unix_nanos: 0,
+            kind,
+            service: String::new(),
+            slot: None,
+            address: None,
+            replaced: None,
+            port: None,
+            route: None,
+            created_virtual_service: false,
+        }
+    }
+
     /// The service's FQDN, the HOST part of its Istio cluster names.
     pub fn host(&self) -> String {
         let (ns, name) = self
@@ -235,16 +252,10 @@ mod tests {
 
     fn rec(id: u32, at: u64) -> ChangeRecord {
         ChangeRecord {
-            id,
             at_unix_nanos: at,
-            kind: ChangeKind::Endpoints,
             service: "ns-1/svc-3".into(),
             slot: Some(0),
-            address: None,
-            replaced: None,
-            port: None,
-            route: None,
-            created_virtual_service: false,
+            ..ChangeRecord::new(id, ChangeKind::Endpoints)
         }
     }
 

@@ -127,18 +127,7 @@ impl Churn {
             "change ids exhausted ({}); write a fresh mesh",
             plan::MAX_CHANGE_ID
         );
-        let mut rec = ChangeRecord {
-            id,
-            at_unix_nanos: 0,
-            kind,
-            service: String::new(),
-            slot: None,
-            address: None,
-            replaced: None,
-            port: None,
-            route: None,
-            created_virtual_service: false,
-        };
+        let mut rec = ChangeRecord::new(id, kind);
         let i = match kind {
             ChangeKind::Endpoints => self.flip_endpoint(&mut rec, min_age)?,
             ChangeKind::Service => self.add_port(&mut rec),

@@ -256,16 +256,9 @@ mod tests {
     fn entry(kind: ChangeKind, observed: [u32; 4]) -> Entry {
         Entry {
             rec: ChangeRecord {
-                id: 1,
                 at_unix_nanos: 100,
-                kind,
                 service: "ns-0/svc-1".into(),
-                slot: None,
-                address: None,
-                replaced: None,
-                port: None,
-                route: None,
-                created_virtual_service: false,
+                ..ChangeRecord::new(1, kind)
             },
             observed,
             last_ack_ns: [0; 4],

@@ -244,17 +244,21 @@ mod tests {
         assert_eq!(value("app", &own, Some(&l)), "");
     }
 
+    /// Labels [a, b], and the workloads known by them: (x, y), (x, z), (w, y).
+    fn two_labels_three_workloads() -> (Vec<String>, BTreeSet<Vec<String>>) {
+        let known = [
+            strings(&["x", "y"]),
+            strings(&["x", "z"]),
+            strings(&["w", "y"]),
+        ];
+        (strings(&["a", "b"]), known.into())
+    }
+
     /// Istio's ranks: with labels [a, b], sharing both is 0, only `a` next,
     /// neither last.
     #[test]
     fn distance_ranks_leading_labels_first() {
-        let keys = strings(&["a", "b"]);
-        let known: BTreeSet<Vec<String>> = [
-            strings(&["x", "y"]),
-            strings(&["x", "z"]),
-            strings(&["w", "y"]),
-        ]
-        .into();
+        let (keys, known) = two_labels_three_workloads();
         let m = PriorityMatch::of(&keys, &labels(&[("a", "x"), ("b", "y")]), None, &known);
         assert_eq!(m.missed, None);
         let d = |v: &[&str]| m.distance(&strings(v));
@@ -268,13 +272,7 @@ mod tests {
     /// as the full proxy would, under a name shared with like proxies.
     #[test]
     fn reduction_keeps_the_ranks_of_every_known_endpoint() {
-        let keys = strings(&["a", "b"]);
-        let known: BTreeSet<Vec<String>> = [
-            strings(&["x", "y"]),
-            strings(&["x", "z"]),
-            strings(&["w", "y"]),
-        ]
-        .into();
+        let (keys, known) = two_labels_three_workloads();
         let full = PriorityMatch {
             matched: vec![("a".into(), "x".into()), ("b".into(), "q".into())],
             missed: None,
