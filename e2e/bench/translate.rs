@@ -1,5 +1,6 @@
 //! Criterion benchmarks: one proxy's full translation at mesh sizes of 100,
-//! 1,000 and 10,000 services, and the index folding endpoint churn.
+//! 1,000 and 10,000 services (plain, and with routing rules for one service
+//! in ten), and the index folding endpoint churn.
 //! Run with `cargo bench --bench translate`; figures go to docs/performance.md.
 
 use std::fmt::Write;
@@ -19,6 +20,22 @@ fn mesh(n: usize) -> Vec<(String, Vec<Item>)> {
     (0..n)
         .map(|i| (format!("svc-{i}.yaml"), parse_text(&service(i, 0))))
         .collect()
+}
+
+/// The same, with a DestinationRule (two subsets) and a VirtualService
+/// (a 90/10 split between them) for one service in ten, as the load
+/// generator's mesh has: lookups of the rules for each service count.
+fn routed_mesh(n: usize) -> Vec<(String, Vec<Item>)> {
+    let mut units = mesh(n);
+    for i in (0..n).step_by(10) {
+        let host = format!("svc-{i}.ns-{}.svc.cluster.local", i % 10);
+        let meta = format!("metadata: {{name: svc-{i}, namespace: ns-{}}}", i % 10);
+        let rules = format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n{meta}\nspec:\n  host: {host}\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n{meta}\nspec:\n  hosts: [{host}]\n  http:\n  - route:\n    - {{destination: {{host: {host}, subset: v1}}, weight: 90}}\n    - {{destination: {{host: {host}, subset: v2}}, weight: 10}}\n"
+        );
+        units.push((format!("rules-{i}.yaml"), parse_text(&rules)));
+    }
+    units
 }
 
 fn service(i: usize, generation: usize) -> String {
@@ -64,14 +81,25 @@ fn bench_translation(c: &mut Criterion) {
             n,
             "every generated service must be accepted"
         );
-        for (mode, interception) in [
-            ("redirect", Interception::Redirect),
-            ("none", Interception::None),
+        let routed = snapshot_of(routed_mesh(n), MeshConfig::default());
+        assert_eq!(
+            (
+                routed.virtual_services.len(),
+                routed.destination_rules.len()
+            ),
+            (n / 10, n / 10),
+            "every generated rule must be accepted: {:?}",
+            routed.status
+        );
+        for (mode, interception, snapshot) in [
+            ("redirect", Interception::Redirect, &snapshot),
+            ("none", Interception::None, &snapshot),
+            ("redirect-routed", Interception::Redirect, &routed),
         ] {
-            let shape = ProxyShape::of(&snapshot, &proxy(interception));
+            let shape = ProxyShape::of(snapshot, &proxy(interception));
             group.throughput(Throughput::Elements(n as u64));
             group.bench_with_input(BenchmarkId::new(mode, n), &n, |b, _| {
-                b.iter(|| black_box(translate_all(&snapshot, &shape)))
+                b.iter(|| black_box(translate_all(snapshot, &shape)))
             });
         }
     }

@@ -162,6 +162,7 @@ impl Index {
         let previous = self.tx.borrow().clone();
         self.store.refresh_localities();
         self.store.refresh_failover_known(&self.mesh);
+        self.store.refresh_by_host();
         let changes = std::mem::take(&mut self.store.pending);
         let status = Arc::new(self.store.status());
         let became_ready = self.synced() && !previous.synced;
@@ -193,6 +194,7 @@ impl Index {
             namespaces: self.store.namespaces.clone(),
             virtual_services: self.store.virtual_services.clone(),
             destination_rules: self.store.destination_rules.clone(),
+            by_host: self.store.by_host.clone(),
             sidecars: self.store.sidecars.clone(),
             peer_authentications: self.store.peer_authentications.clone(),
             authorization_policies: self.store.authorization_policies.clone(),
@@ -217,6 +219,7 @@ pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshCon
     }
     store.refresh_localities();
     store.refresh_failover_known(&mesh);
+    store.refresh_by_host();
     let changes = std::mem::take(&mut store.pending);
     Snapshot {
         version: 1,
@@ -228,6 +231,7 @@ pub fn snapshot_of(units: Vec<(String, Vec<crate::source::Item>)>, mesh: MeshCon
         namespaces: store.namespaces.clone(),
         virtual_services: store.virtual_services.clone(),
         destination_rules: store.destination_rules.clone(),
+        by_host: store.by_host.clone(),
         sidecars: store.sidecars.clone(),
         peer_authentications: store.peer_authentications.clone(),
         authorization_policies: store.authorization_policies.clone(),

@@ -35,6 +35,9 @@ pub struct Store {
     pub namespaces: BTreeMap<String, Arc<model::Namespace>>,
     pub virtual_services: BTreeMap<ConfigKey, Arc<routing::VirtualService>>,
     pub destination_rules: BTreeMap<ConfigKey, Arc<routing::DestinationRule>>,
+    /// See `Snapshot::by_host`; rebuilt at a publish after either changed.
+    pub by_host: Arc<model::by_host::RulesByHost>,
+    by_host_dirty: bool,
     pub sidecars: BTreeMap<ConfigKey, Arc<routing::SidecarScope>>,
     pub peer_authentications: BTreeMap<ConfigKey, Arc<PeerAuthn>>,
     pub authorization_policies: BTreeMap<ConfigKey, Arc<AuthzPolicy>>,
@@ -242,7 +245,9 @@ impl Store {
                     }
                     _ => None,
                 };
-                self.pending.routing |= update(&mut self.virtual_services, config_key(key), new);
+                let changed = update(&mut self.virtual_services, config_key(key), new);
+                self.pending.routing |= changed;
+                self.by_host_dirty |= changed;
             }
             Kind::DestinationRule => {
                 let new = match object.as_deref() {
@@ -251,7 +256,9 @@ impl Store {
                     }
                     _ => None,
                 };
-                self.pending.routing |= update(&mut self.destination_rules, config_key(key), new);
+                let changed = update(&mut self.destination_rules, config_key(key), new);
+                self.pending.routing |= changed;
+                self.by_host_dirty |= changed;
             }
             Kind::Sidecar => {
                 let new = match object.as_deref() {
@@ -515,6 +522,18 @@ impl Store {
             self.localities = Arc::new(known);
             self.pending.workloads = true;
         }
+    }
+
+    /// Rebuilds the rules-by-host index after a VirtualService or
+    /// DestinationRule changed.
+    pub fn refresh_by_host(&mut self) {
+        if !std::mem::take(&mut self.by_host_dirty) {
+            return;
+        }
+        self.by_host = Arc::new(model::by_host::RulesByHost {
+            virtual_services: model::by_host::ByHost::new(self.virtual_services.values()),
+            destination_rules: model::by_host::ByHost::new(self.destination_rules.values()),
+        });
     }
 
     /// A change of these values changes which load assignment a proxy's

@@ -2,6 +2,7 @@
 //! No Kubernetes and no Envoy types live here, so both ends can change alone.
 
 pub mod authz;
+pub mod by_host;
 pub mod failover_priority;
 pub mod locality;
 pub mod mesh;

@@ -126,6 +126,8 @@ pub struct Snapshot {
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
     pub virtual_services: BTreeMap<ConfigKey, Arc<VirtualService>>,
     pub destination_rules: BTreeMap<ConfigKey, Arc<DestinationRule>>,
+    /// The two above by the hosts they name, for lookups per service.
+    pub by_host: Arc<super::by_host::RulesByHost>,
     pub sidecars: BTreeMap<ConfigKey, Arc<SidecarScope>>,
     pub peer_authentications: BTreeMap<ConfigKey, Arc<PeerAuthn>>,
     pub authorization_policies: BTreeMap<ConfigKey, Arc<AuthzPolicy>>,
@@ -155,6 +157,7 @@ impl Snapshot {
             namespaces: BTreeMap::new(),
             virtual_services: BTreeMap::new(),
             destination_rules: BTreeMap::new(),
+            by_host: Arc::default(),
             sidecars: BTreeMap::new(),
             peer_authentications: BTreeMap::new(),
             authorization_policies: BTreeMap::new(),

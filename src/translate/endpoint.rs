@@ -16,7 +16,7 @@ use super::mtls::{mtls_endpoint_metadata, TLS_MODE_LABEL};
 use super::names;
 use super::socket_address;
 use crate::model::failover_priority;
-use crate::model::routing::{host_matches, Subset};
+use crate::model::routing::Subset;
 use crate::model::security::{InboundMtls, MtlsMode};
 use crate::model::{
     Endpoint as MeshEndpoint, Locality, Protocol, Service, ServiceEndpoints, ServiceKey,
@@ -49,9 +49,10 @@ pub fn endpoints_for<'a>(
         // by all proxies, and each subscribes only to the names its CDS lists.
         let host = svc.hostname();
         let subsets: Vec<&Subset> = snapshot
+            .by_host
             .destination_rules
-            .values()
-            .filter(|dr| host_matches(&dr.host, &host))
+            .matching(&host)
+            .into_iter()
             .flat_map(|dr| dr.subsets.iter())
             .collect();
         let mtls = |ep: &MeshEndpoint, target: u16| accepts_mtls(snapshot, svc, ep, target);

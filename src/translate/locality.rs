@@ -13,7 +13,7 @@ use std::fmt;
 
 use super::ProxyShape;
 use crate::model::failover_priority::{self, PriorityMatch};
-use crate::model::routing::{host_matches, TrafficPolicy};
+use crate::model::routing::TrafficPolicy;
 use crate::model::{Locality, LocalityLb, LocalityLbSetting, Snapshot};
 
 /// What locality load balancing does for one cluster, whatever the proxy.
@@ -193,14 +193,11 @@ pub fn for_cluster<'a>(
 /// none, merged as CDS merges them, at every known locality and for every
 /// reduction of `failoverPriority` values.
 pub fn variants(snapshot: &Snapshot, host: &str, port: u16, subset: &str) -> BTreeSet<Variant> {
-    let rules = snapshot
-        .destination_rules
-        .values()
-        .filter(|dr| host_matches(&dr.host, host));
+    let rules = snapshot.by_host.destination_rules.matching(host);
     let mut policies = Vec::new();
     if subset.is_empty() {
         policies.push(TrafficPolicy::default());
-        policies.extend(rules.map(|dr| dr.policy.for_port(port)));
+        policies.extend(rules.iter().map(|dr| dr.policy.for_port(port)));
     } else {
         for dr in rules {
             for s in dr.subsets.iter().filter(|s| s.name == subset) {

@@ -30,8 +30,8 @@ use envoy_types::util::pack_any;
 
 use super::{duration, ProxyShape};
 use crate::model::routing::{
-    host_matches, ClientTls, ConnectionPool, DestinationRule, HashKey, LbSimple, LoadBalancer,
-    RetryBudget, TlsMode, TrafficPolicy, Warmup,
+    ClientTls, ConnectionPool, DestinationRule, HashKey, LbSimple, LoadBalancer, RetryBudget,
+    TlsMode, TrafficPolicy, Warmup,
 };
 use crate::model::Snapshot;
 
@@ -46,9 +46,11 @@ pub fn destination_rule_for<'a>(
 ) -> Option<&'a DestinationRule> {
     let host_ns = host.split('.').nth(1).unwrap_or_default();
     snapshot
+        .by_host
         .destination_rules
-        .values()
-        .filter(|dr| host_matches(&dr.host, host) && dr.visibility.visible_from(&shape.namespace))
+        .matching(host)
+        .into_iter()
+        .filter(|dr| dr.visibility.visible_from(&shape.namespace))
         .filter(|dr| {
             dr.workload_selector
                 .iter()
@@ -65,7 +67,6 @@ pub fn destination_rule_for<'a>(
             };
             (dr.host != host, scope, dr.created, dr.key.clone())
         })
-        .map(|dr| dr.as_ref())
 }
 
 /// Consistent-hash keys go on the route, not the cluster.

@@ -273,8 +273,10 @@ pub fn virtual_service_for<'a>(
     namespace: &str,
 ) -> Option<&'a VirtualService> {
     snapshot
+        .by_host
         .virtual_services
-        .values()
+        .matching(host)
+        .into_iter()
         .filter(|vs| vs.for_sidecars && vs.visibility.visible_from(namespace))
         .filter_map(|vs| {
             let exact = vs.hosts.iter().any(|h| h == host);
@@ -295,7 +297,7 @@ pub fn virtual_service_for<'a>(
                 .then(x.created.cmp(&y.created))
                 .then(x.key.cmp(&y.key))
         })
-        .map(|(_, vs)| vs.as_ref())
+        .map(|(_, vs)| vs)
 }
 
 fn vs_routes(vs: &VirtualService, namer: &Namer) -> Vec<Route> {
