@@ -40,7 +40,7 @@ pub async fn endpointz(State(s): State<AdminState>) -> Json<Value> {
             continue;
         };
         for port in &svc.ports {
-            let name = translate::outbound_cluster(port.port, "", &svc.hostname());
+            let name = translate::outbound_cluster(port.port, "", &svc.host);
             let list: Vec<Value> = eps
                 .endpoints
                 .iter()

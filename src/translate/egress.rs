@@ -187,7 +187,7 @@ fn port_listener<'a>(
         .services
         .values()
         .map(|s| s.as_ref())
-        .filter(|s| l.imports(&s.key.namespace, &s.hostname()))
+        .filter(|s| l.imports(&s.key.namespace, &s.host))
         .filter_map(|s| {
             let p = s.port(port).filter(|p| p.protocol != Protocol::Udp)?;
             let p = match declared.protocol {
@@ -228,7 +228,7 @@ fn catch_all_ports<'a>(
         .services
         .values()
         .map(|s| s.as_ref())
-        .filter(|s| l.is_none_or(|l| l.imports(&s.key.namespace, &s.hostname())))
+        .filter(|s| l.is_none_or(|l| l.imports(&s.key.namespace, &s.host)))
     {
         for port in &svc.ports {
             if port.protocol != Protocol::Udp

@@ -36,7 +36,8 @@ pub fn endpoints_for<'a>(
     services: impl IntoIterator<Item = &'a ServiceKey>,
 ) -> Vec<ClusterLoadAssignment> {
     let empty = ServiceEndpoints::default();
-    let mut out = Vec::new();
+    let services = services.into_iter();
+    let mut out = Vec::with_capacity(services.size_hint().0);
     for key in services {
         let Some(svc) = snapshot.services.get(key) else {
             continue;
@@ -47,7 +48,7 @@ pub fn endpoints_for<'a>(
         let eps = snapshot.endpoints.get(key).map_or(&empty, |e| e.as_ref());
         // Every subset any DestinationRule defines for this host: EDS is shared
         // by all proxies, and each subscribes only to the names its CDS lists.
-        let host = svc.hostname();
+        let host = &svc.host;
         let subsets: Vec<&Subset> = snapshot
             .by_host
             .destination_rules
@@ -153,7 +154,7 @@ fn grouped<'a>(
         };
         let lb = LbEndpoint {
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                address: Some(socket_address(&ep.address.to_string(), target)),
+                address: Some(socket_address(names::ip_text(ep.address), target)),
                 ..Default::default()
             })),
             health_status: HealthStatus::Healthy as i32,

@@ -53,10 +53,11 @@ fn ads_config_source() -> ConfigSource {
     }
 }
 
-fn socket_address(ip: &str, port: u16) -> Address {
+/// `ip` by value, so an address formatted for the call is not copied again.
+fn socket_address(ip: impl Into<String>, port: u16) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
-            address: ip.to_string(),
+            address: ip.into(),
             port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
             ..Default::default()
         })),

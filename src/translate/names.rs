@@ -1,5 +1,7 @@
 //! Istio's resource names, which users' dashboards and habits depend on.
 
+use std::net::IpAddr;
+
 use crate::model::Service;
 
 pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
@@ -56,7 +58,47 @@ pub fn host_aliases(svc: &Service, client_namespace: &str) -> Vec<String> {
         }
     }
     if let Some(vip) = svc.vip {
-        names.push(vip.to_string());
+        names.push(ip_text(vip));
     }
     names
+}
+/// An address as `IpAddr`'s `Display` writes it. IPv4 is written by hand:
+/// translation writes one per endpoint and per service address, and each
+/// `Display` call took ~1,400 instructions (half of EDS translation).
+pub fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        let mut samples: Vec<IpAddr> = [0u8, 1, 9, 10, 42, 99, 100, 199, 200, 255]
+            .iter()
+            .flat_map(|&a| [0u8, 7, 10, 255].map(|b| IpAddr::from([a, b, 100 - a / 3, 255 - a])))
+            .collect();
+        samples.push("::1".parse().unwrap());
+        samples.push("fd00::10:0:0:1".parse().unwrap());
+        for ip in samples {
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 }

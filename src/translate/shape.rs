@@ -149,7 +149,7 @@ impl ProxyShape {
     /// hosts import. A Sidecar without `egress` (only `ingress`, say)
     /// imports `*/*`, as Istio.
     pub fn imports(&self, snapshot: &Snapshot, svc: &Service) -> bool {
-        self.egress_any(snapshot, |e| e.imports(&svc.key.namespace, &svc.hostname()))
+        self.egress_any(snapshot, |e| e.imports(&svc.key.namespace, &svc.host))
     }
 
     /// Is this port of the service imported? Istio's SidecarScope: an
@@ -158,7 +158,7 @@ impl ProxyShape {
     /// for exactly these ports).
     pub fn imports_port(&self, snapshot: &Snapshot, svc: &Service, port: u16) -> bool {
         self.egress_any(snapshot, |e| {
-            e.imports_port(&svc.key.namespace, &svc.hostname(), port)
+            e.imports_port(&svc.key.namespace, &svc.host, port)
         })
     }
 

@@ -46,14 +46,14 @@ fn cluster(shape: &ProxyShape, port: u16, inbound: &InboundPort) -> Cluster {
         (DefaultEndpoint::InstanceIp { port }, Some(ip)) => Cluster {
             // As the original destination: from 127.0.0.6, past capture.
             upstream_bind_config: Some(inbound_source()),
-            ..local(&name, socket_address(&ip.to_string(), *port))
+            ..local(&name, socket_address(ip.to_string(), *port))
         },
         // The shape names the instance IP whenever an endpoint needs it.
         (DefaultEndpoint::OriginalDestination | DefaultEndpoint::InstanceIp { .. }, _) => {
             original_destination(&name)
         }
         (DefaultEndpoint::Loopback { ip, port }, _) => {
-            local(&name, socket_address(&ip.to_string(), *port))
+            local(&name, socket_address(ip.to_string(), *port))
         }
         (DefaultEndpoint::Unix(path), _) => local(
             &name,

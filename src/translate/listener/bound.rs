@@ -33,7 +33,7 @@ pub fn listener(snapshot: &Snapshot, shape: &ProxyShape, outbound: &OutboundPort
         // The first service by namespace/name owns the rest of the port
         // (any SNI, or none), as in Istio's conflict rule.
         let svc = services[0].0;
-        let cluster = names::outbound_cluster(port, "", &svc.hostname());
+        let cluster = names::outbound_cluster(port, "", &svc.host);
         weighted_tcp_proxy(
             &cluster,
             &crate::translate::tcp_destinations(snapshot, shape, svc, port),
@@ -52,7 +52,7 @@ pub fn listener(snapshot: &Snapshot, shape: &ProxyShape, outbound: &OutboundPort
     };
     Listener {
         name: outbound.listener_name(),
-        address: Some(socket_address(&address.to_string(), port)),
+        address: Some(socket_address(address.to_string(), port)),
         listener_filters: inspectors(false, tls),
         // Server-first protocols send nothing for the inspector to read.
         listener_filters_timeout: tls.then(|| seconds(SNIFF_TIMEOUT_SECS)),

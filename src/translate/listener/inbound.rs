@@ -125,7 +125,7 @@ impl Inbound<'_> {
         let sniff = app_protocol(self.shape, port, served) == Protocol::Unknown;
         let mut listener = with_inspectors(self.port_chains(port, served), sniff, Vec::new());
         listener.name = names::bound_listener(bind, port);
-        listener.address = Some(socket_address(&bind.to_string(), port));
+        listener.address = Some(socket_address(bind.to_string(), port));
         listener
     }
 

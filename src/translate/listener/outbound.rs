@@ -100,8 +100,8 @@ pub(super) fn port_listener(
         let Some(vip) = svc.vip.filter(|v| taken.insert(*v)) else {
             continue;
         };
-        let vip = vip.to_string();
-        let cluster = names::outbound_cluster(port, "", &svc.hostname());
+        let vip = names::ip_text(vip);
+        let cluster = names::outbound_cluster(port, "", &svc.host);
         if p.protocol.is_http() {
             // Declared HTTP needs no chain of its own: the port's HTTP chain
             // below routes by Host, and the route table lists the cluster IP
@@ -197,7 +197,7 @@ pub(super) fn sni_chains(
         .filter(|(_, p)| matches!(p.protocol, Protocol::Tls | Protocol::Https))
     {
         for route in crate::translate::tls_routes(snapshot, shape, svc, p.port) {
-            let stat = names::outbound_cluster(port, "", &svc.hostname());
+            let stat = names::outbound_cluster(port, "", &svc.host);
             for m in route.matches {
                 let names: Vec<String> = m
                     .sni
@@ -227,7 +227,7 @@ pub(super) fn sni_chains(
     for (svc, p) in services {
         if matches!(p.protocol, Protocol::Tls | Protocol::Https) && sni_hosts.insert(svc.hostname())
         {
-            let cluster = names::outbound_cluster(port, "", &svc.hostname());
+            let cluster = names::outbound_cluster(port, "", &svc.host);
             chains.push(FilterChain {
                 filter_chain_match: Some(FilterChainMatch {
                     server_names: vec![svc.hostname()],

@@ -5,7 +5,7 @@
 mod action;
 pub(super) mod matching;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 
 use envoy_types::pb::envoy::config::route::v3::{
     route, route_action, DirectResponseAction, Route, RouteAction, RouteConfiguration, VirtualHost,
@@ -49,14 +49,12 @@ fn route_config(
     if !services.iter().any(|(_, p)| routed(p)) {
         return None;
     }
-    // Envoy refuses a route configuration where two virtual hosts share
-    // a domain (two Services claiming one cluster IP, say): first wins.
-    let mut taken = BTreeSet::new();
     let mut virtual_hosts: Vec<VirtualHost> = services
         .iter()
         .filter(|(_, p)| routed(p))
-        .filter_map(|(svc, _)| virtual_host(snapshot, shape, svc, port, &mut taken))
+        .map(|(svc, _)| virtual_host(snapshot, shape, svc, port))
         .collect();
+    drop_taken_domains(&mut virtual_hosts);
     if captured {
         virtual_hosts.push(unknown_host(shape.outbound_policy(snapshot)));
     }
@@ -72,26 +70,38 @@ fn route_config(
     })
 }
 
-fn virtual_host(
-    snapshot: &Snapshot,
-    shape: &ProxyShape,
-    svc: &Service,
-    port: u16,
-    taken: &mut BTreeSet<String>,
-) -> Option<VirtualHost> {
-    let domains: Vec<String> = names::host_aliases(svc, &shape.namespace)
-        .into_iter()
-        .filter(|d| taken.insert(d.clone()))
-        .collect();
-    if domains.is_empty() {
-        return None;
+/// Envoy refuses a route configuration where two virtual hosts share a
+/// domain (two Services claiming one cluster IP, say): the first keeps it,
+/// and a virtual host left with no domain goes. Conflicts are rare, so
+/// this looks domains up without copying them and edits only on a conflict.
+fn drop_taken_domains(virtual_hosts: &mut Vec<VirtualHost>) {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut taken: Vec<(usize, usize)> = Vec::new();
+    for (i, vh) in virtual_hosts.iter().enumerate() {
+        for (j, domain) in vh.domains.iter().enumerate() {
+            if !seen.insert(domain) {
+                taken.push((i, j));
+            }
+        }
     }
+    if taken.is_empty() {
+        return;
+    }
+    // Last first, so earlier indices stay valid.
+    for (i, j) in taken.into_iter().rev() {
+        virtual_hosts[i].domains.remove(j);
+    }
+    virtual_hosts.retain(|vh| !vh.domains.is_empty());
+}
+
+fn virtual_host(snapshot: &Snapshot, shape: &ProxyShape, svc: &Service, port: u16) -> VirtualHost {
+    let domains = names::host_aliases(svc, &shape.namespace);
     let namer = Namer {
         snapshot,
         shape,
         port,
     };
-    let routes = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace)
+    let routes = virtual_service_for(snapshot, &svc.host, &shape.namespace)
         .map(|vs| vs_routes(vs, &namer))
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| {
@@ -102,12 +112,12 @@ fn virtual_host(
             };
             vec![default_route(&namer, &dest)]
         });
-    Some(VirtualHost {
-        name: format!("{}:{port}", svc.hostname()),
+    VirtualHost {
+        name: format!("{}:{port}", svc.host),
         domains,
         routes,
         ..Default::default()
-    })
+    }
 }
 
 /// Where TCP traffic for a service port goes on a listener the application
@@ -156,12 +166,12 @@ pub fn tcp_routes(
         shape,
         port,
     };
-    let own = || vec![(names::outbound_cluster(port, "", &svc.hostname()), 100)];
+    let own = || vec![(names::outbound_cluster(port, "", &svc.host), 100)];
     let mut out = TcpRoutes {
         by_subnet: Vec::new(),
         default: own(),
     };
-    let Some(vs) = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace) else {
+    let Some(vs) = virtual_service_for(snapshot, &svc.host, &shape.namespace) else {
         return out;
     };
     use action::ClusterNamer;
@@ -229,7 +239,7 @@ pub fn tls_routes(
     svc: &Service,
     port: u16,
 ) -> Vec<TlsRoute> {
-    let Some(vs) = virtual_service_for(snapshot, &svc.hostname(), &shape.namespace) else {
+    let Some(vs) = virtual_service_for(snapshot, &svc.host, &shape.namespace) else {
         return Vec::new();
     };
     let namer = Namer {
@@ -518,5 +528,44 @@ fn unknown_host(policy: OutboundPolicy) -> VirtualHost {
             ..Default::default()
         }],
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vhost(name: &str, domains: &[&str]) -> VirtualHost {
+        VirtualHost {
+            name: name.into(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Two Services claiming one cluster IP: the first keeps the address,
+    /// and a virtual host left without domains is dropped, so Envoy never
+    /// sees a domain twice.
+    #[test]
+    fn the_first_virtual_host_keeps_a_shared_domain() {
+        let mut hosts = vec![
+            vhost("a", &["a.ns", "10.0.0.1"]),
+            vhost("b", &["b.ns", "10.0.0.1", "b"]),
+            vhost("c", &["a.ns", "10.0.0.1"]),
+        ];
+        drop_taken_domains(&mut hosts);
+        let left: Vec<(&str, Vec<&str>)> = hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.name.as_str(),
+                    h.domains.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            left,
+            [("a", vec!["a.ns", "10.0.0.1"]), ("b", vec!["b.ns", "b"])]
+        );
     }
 }
