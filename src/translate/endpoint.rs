@@ -52,18 +52,18 @@ pub fn endpoints_for<'a>(
         let subsets: Vec<&Subset> = snapshot
             .by_host
             .destination_rules
-            .matching(&host)
+            .matching(host)
             .into_iter()
             .flat_map(|dr| dr.subsets.iter())
             .collect();
         let mtls = |ep: &MeshEndpoint, target: u16| accepts_mtls(snapshot, svc, ep, target);
         let locality = |ep: &MeshEndpoint| endpoint_locality(snapshot, svc, ep);
         for port in svc.ports.iter().filter(|p| p.protocol != Protocol::Udp) {
-            let name = |subset: &str| names::outbound_cluster(port.port, subset, &host);
+            let name = |subset: &str| names::outbound_cluster(port.port, subset, host);
             let groups = grouped(port, eps, |_| true, mtls, locality);
             let at = Cluster {
                 svc,
-                host: &host,
+                host,
                 port: port.port,
                 subset: "",
             };
@@ -77,7 +77,7 @@ pub fn endpoints_for<'a>(
                 let name = name(&subset.name);
                 let at = Cluster {
                     svc,
-                    host: &host,
+                    host,
                     port: port.port,
                     subset: &subset.name,
                 };
