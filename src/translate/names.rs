@@ -14,7 +14,40 @@ pub const INBOUND_PASSTHROUGH_SOURCE: &str = "127.0.0.6";
 
 /// `outbound|PORT|SUBSET|HOST`; the subset is empty until DestinationRules.
 pub fn outbound_cluster(port: u16, subset: &str, host: &str) -> String {
-    format!("outbound|{port}|{subset}|{host}")
+    // By hand, not `format!`: this is built for every service in every
+    // proxy's clusters, listeners, routes and load assignments, and the
+    // formatting machinery was a sixth of translation.
+    let mut name = String::with_capacity(16 + subset.len() + host.len());
+    name.push_str("outbound|");
+    push_decimal(&mut name, port.into());
+    name.push('|');
+    name.push_str(subset);
+    name.push('|');
+    name.push_str(host);
+    name
+}
+
+/// `HOST:PORT`, as virtual hosts are named (by hand, as above).
+pub fn host_port(host: &str, port: u16) -> String {
+    let mut name = String::with_capacity(6 + host.len());
+    name.push_str(host);
+    name.push(':');
+    push_decimal(&mut name, port.into());
+    name
+}
+
+fn push_decimal(text: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    text.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
 }
 
 /// The EDS name of a cluster's load assignment relative to a proxy
@@ -51,8 +84,8 @@ pub fn host_aliases(svc: &Service, client_namespace: &str) -> Vec<String> {
     // Kubernetes DNS search paths make these resolve to a Service; a
     // ServiceEntry host is only ever its own name.
     if !svc.from_service_entry {
-        names.push(format!("{}.{}.svc", key.name, key.namespace));
-        names.push(format!("{}.{}", key.name, key.namespace));
+        names.push([&key.name, ".", &key.namespace, ".svc"].concat());
+        names.push([&key.name, ".", &key.namespace].concat());
         if key.namespace == client_namespace {
             names.push(key.name.clone());
         }
@@ -74,13 +107,7 @@ pub fn ip_text(ip: IpAddr) -> String {
         if i > 0 {
             text.push('.');
         }
-        if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
-        }
-        text.push(char::from(b'0' + octet % 10));
+        push_decimal(&mut text, octet.into());
     }
     text
 }
@@ -100,5 +127,17 @@ mod tests {
         for ip in samples {
             assert_eq!(ip_text(ip), ip.to_string());
         }
+    }
+
+    #[test]
+    fn names_written_by_hand_are_what_format_writes() {
+        for port in [0u16, 7, 10, 80, 443, 8080, 9999, 10000, 65535] {
+            assert_eq!(
+                outbound_cluster(port, "v1", "web.demo.svc.cluster.local"),
+                format!("outbound|{port}|v1|web.demo.svc.cluster.local")
+            );
+            assert_eq!(host_port("web", port), format!("web:{port}"));
+        }
+        assert_eq!(outbound_cluster(80, "", "h"), "outbound|80||h");
     }
 }

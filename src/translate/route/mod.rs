@@ -113,7 +113,7 @@ fn virtual_host(snapshot: &Snapshot, shape: &ProxyShape, svc: &Service, port: u1
             vec![default_route(&namer, &dest)]
         });
     VirtualHost {
-        name: format!("{}:{port}", svc.host),
+        name: names::host_port(&svc.host, port),
         domains,
         routes,
         ..Default::default()
