@@ -84,26 +84,40 @@ fn perf_scenarios_cold() {
     cold.expect_sampled("rudder-cold.csv");
 }
 
-#[test]
-fn perf_scenarios_one_endpoint() {
-    let one = Scenario::run("one-endpoint", &[]);
-    let report = one.report("one-endpoint");
+/// Runs `tag`, which makes one change of `kind` (named `what` in messages)
+/// that only `pushed` carries: once per proxy, every push ACKed, no other
+/// type pushed. Returns the changes log.
+fn expect_one_change_of_one_type(
+    tag: &'static str,
+    kind: &str,
+    pushed: &str,
+    what: &str,
+) -> Vec<Value> {
+    let scenario = Scenario::run(tag, &[]);
+    let report = scenario.report(tag);
     expect_all_ready(&report);
     expect_no_errors(&report);
-    expect_change_kinds(&one, "one-endpoint", 1, "endpoints");
+    let log = expect_change_kinds(&scenario, tag, 1, kind);
     expect_changes_reached_every_proxy(&report, 1);
-    expect_convergence(&report, 1, &["eds"]);
-    let pushes = one.pushes("one-endpoint", "before", "after");
+    expect_convergence(&report, 1, &[pushed]);
+    let pushes = scenario.pushes(tag, "before", "after");
+    let upper = pushed.to_uppercase();
     pushes.expect(
-        "eds",
+        pushed,
         PROXIES,
-        "an endpoint change pushes EDS once per proxy",
+        &format!("{what} pushes {upper} once per proxy"),
     );
-    for t in ["cds", "lds", "rds"] {
-        pushes.expect(t, 0, "an endpoint change pushes EDS only");
+    for t in TYPES.into_iter().filter(|t| *t != pushed) {
+        pushes.expect(t, 0, &format!("{what} pushes {upper} only"));
     }
-    pushes.expect_every_push_acked("eds");
+    pushes.expect_every_push_acked(pushed);
     expect_loadgen_received(&report, &pushes, &["steady"]);
+    log
+}
+
+#[test]
+fn perf_scenarios_one_endpoint() {
+    expect_one_change_of_one_type("one-endpoint", "endpoints", "eds", "an endpoint change");
 }
 
 #[test]
@@ -155,29 +169,13 @@ fn perf_scenarios_service_edit() {
 
 #[test]
 fn perf_scenarios_vs_edit() {
-    let edit = Scenario::run("vs-edit", &[]);
-    let report = edit.report("vs-edit");
-    expect_all_ready(&report);
-    expect_no_errors(&report);
-    let log = expect_change_kinds(&edit, "vs-edit", 1, "virtual-service");
+    let log =
+        expect_one_change_of_one_type("vs-edit", "virtual-service", "rds", "a route-only edit");
     let route = &log[0]["route"];
     assert_eq!(
         route, "change-1",
         "perf scenario vs-edit: changes log route = {route}, expected \"change-1\" (the route the proxies look for)"
     );
-    expect_changes_reached_every_proxy(&report, 1);
-    expect_convergence(&report, 1, &["rds"]);
-    let pushes = edit.pushes("vs-edit", "before", "after");
-    pushes.expect(
-        "rds",
-        PROXIES,
-        "a route-only edit pushes RDS once per proxy",
-    );
-    for t in ["cds", "eds", "lds"] {
-        pushes.expect(t, 0, "a route-only edit pushes RDS only");
-    }
-    pushes.expect_every_push_acked("rds");
-    expect_loadgen_received(&report, &pushes, &["steady"]);
 }
 
 #[test]
